@@ -1,0 +1,171 @@
+"""Order orchestration on the strategy side (DESIGN.md "Execution").
+
+:class:`OrderManager` owns the strategy's ``Order`` records: it checks each request against the
+risk policy, sends it to the instrument's private venue, and applies the venue's
+:class:`~cexarb.venues.base.OrderUpdate` / :class:`~cexarb.model.Fill` events to the records and
+to the strategy's positions, then forwards them to the strategy. One code path for replay, paper
+and live: only the venue objects differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable, Mapping
+
+import msgspec
+
+from cexarb.model import Fill, FundingEvent, InstrumentKind, Order, OrderStatus, Position
+from cexarb.risk import RiskPolicy, RiskRejection
+from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
+
+if TYPE_CHECKING:
+    from cexarb.clock import Clock
+    from cexarb.strategy.machine import StrategyContext
+
+__all__ = ["OrderManager"]
+
+log = logging.getLogger(__name__)
+
+
+class OrderManager:
+    """Sends orders through risk to venues and tracks orders, fills and positions.
+
+    Args:
+        clock: time source (simulated in replay).
+        venues: private venues by venue name (``Instrument.venue``).
+        risk: pre-trade policy; None applies default limits.
+        book_lookup: ``key -> OrderBook`` for risk checks and marking positions.
+        client_order_id_prefix: requests without a client order id get ``{prefix}-{n}``, n counting
+            from 1 per manager (deterministic in replay; live engines use a per-session prefix).
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        venues: Mapping[str, PrivateVenue],
+        book_lookup: Callable[[str], object],
+        risk: RiskPolicy | None = None,
+        client_order_id_prefix: str = "cx",
+    ) -> None:
+        self.clock = clock
+        self.client_order_id_prefix = client_order_id_prefix
+        self._next_coid = 0
+        self.venues = dict(venues)
+        self.risk = risk or RiskPolicy()
+        self._book = book_lookup
+        self.orders: dict[str, Order] = {}
+        self.positions: dict[str, Position] = {}
+        self.fills: list[Fill] = []
+        self.n_orders = 0
+        self.n_fills = 0
+        self.n_rejected = 0
+        self._listeners: list[Callable[[PrivateEvent], None]] = []
+        for venue in self.venues.values():
+            venue.subscribe(self.on_private_event)
+
+    def add_listener(self, listener: Callable[[PrivateEvent], None]) -> None:
+        """Called after each OrderUpdate/Fill has been applied to the records."""
+        self._listeners.append(listener)
+
+    def position(self, key: str) -> Position:
+        pos = self.positions.get(key)
+        if pos is None:
+            pos = self.positions[key] = Position(instrument_key=key)
+        return pos
+
+    @property
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """Risk-check and send ``request``; returns the Order record (REJECTED on a breach).
+
+        A risk rejection never reaches the venue; the record carries the reason.
+        """
+        if not request.client_order_id:
+            self._next_coid += 1
+            request = msgspec.structs.replace(request, client_order_id=f"{self.client_order_id_prefix}-{self._next_coid}")
+        elif request.client_order_id in self.orders:
+            raise ValueError(f"duplicate client_order_id {request.client_order_id!r}")
+        inst = request.instrument
+        order = request.to_order(self.clock.now_ns())
+        self.orders[order.client_order_id] = order
+        self.n_orders += 1
+        try:
+            self.risk.check(request, self._book(inst.key), self.positions.get(inst.key), len(self.open_orders) - 1)
+        except RiskRejection as exc:
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = f"risk: {exc}"
+            self.n_rejected += 1
+            log.warning("order %s rejected by risk: %s", order.client_order_id, exc)
+            return order
+        venue = self.venues.get(inst.venue)
+        if venue is None:
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = f"no private venue {inst.venue!r}"
+            self.n_rejected += 1
+            return order
+        sent = await venue.place_order(request)
+        if sent.status is OrderStatus.REJECTED and order.status is OrderStatus.PENDING_NEW:
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = sent.reject_reason
+            self.n_rejected += 1
+        if sent.venue_order_id and not order.venue_order_id:
+            order.venue_order_id = sent.venue_order_id
+        return order
+
+    async def cancel(self, order: Order) -> bool:
+        if not order.is_open:
+            return False
+        venue = self.venues[order.instrument.venue]
+        return await venue.cancel_order(order.instrument.key, order.client_order_id)
+
+    def on_private_event(self, event: PrivateEvent) -> None:
+        """Apply a venue event to our records, then notify listeners (the engine routes to strategies)."""
+        if isinstance(event, Fill):
+            if event.client_order_id not in self.orders:
+                log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
+                return
+            self.position(event.instrument_key).apply_fill(event.side, event.qty, event.price, event.fee)
+            self.fills.append(event)
+            self.n_fills += 1
+        elif isinstance(event, OrderUpdate):
+            order = self.orders.get(event.client_order_id)
+            if order is None:
+                log.warning("update for unknown client_order_id %s ignored", event.client_order_id)
+                return
+            if order.status.is_terminal and order.status is not OrderStatus.REJECTED:
+                return  # late duplicate
+            order.status = event.status
+            order.venue_order_id = event.venue_order_id or order.venue_order_id
+            order.filled_qty = event.filled_qty
+            order.avg_fill_price = event.avg_fill_price
+            order.updated_ns = event.ts_ns
+            if event.reason:
+                order.reject_reason = event.reason
+            if event.status is OrderStatus.REJECTED:
+                self.n_rejected += 1
+        for listener in self._listeners:
+            listener(event)
+
+    def on_funding(self, event: FundingEvent, amount: float) -> None:
+        """Book a funding payment (quote currency, + received) against the position."""
+        self.position(event.instrument_key).funding += amount
+
+    def pnl_components(self, ctx: StrategyContext) -> tuple[float, float, float, float]:
+        """(realized gross, unrealized at mid, fees, funding), all in quote currency."""
+        realized = unrealized = fees = funding = 0.0
+        for key, pos in self.positions.items():
+            realized += pos.realized_pnl
+            fees += pos.fees
+            funding += pos.funding
+            if pos.qty != 0.0:
+                mid = ctx.book(key).mid()
+                if mid is not None:
+                    inst = ctx.instrument(key)
+                    if inst.kind is InstrumentKind.INVERSE_PERP:
+                        # contracts * contract_size (USD) * (1/avg - 1/mark) BTC, valued at mark
+                        unrealized += pos.qty * inst.contract_size * (1 / pos.avg_price - 1 / mid) * mid
+                    else:
+                        unrealized += pos.unrealized_pnl(mid)
+        return realized, unrealized, fees, funding

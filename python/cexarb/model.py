@@ -1,0 +1,317 @@
+"""Domain values shared by venues, strategies, the simulator and the journal.
+
+All are ``msgspec.Struct(frozen=True, kw_only=True)`` unless they are mutable records (Order,
+Position) that the owning component updates in place. Units: prices in quote currency per base
+unit (per contract for inverse perps), quantities in base units for spot and linear perps
+(``qty``) and whole contracts where a venue counts contracts (``contracts``), fees and rates as
+fractions (0.001 = 10 bps), timestamps in nanoseconds since the Unix epoch (``*_ns``).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import msgspec
+
+from cexarb import _core
+
+__all__ = [
+    "Balance",
+    "BookTicker",
+    "Fill",
+    "FundingEvent",
+    "Instrument",
+    "InstrumentKind",
+    "Order",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "Side",
+    "TimeInForce",
+    "Trade",
+]
+
+
+class InstrumentKind(enum.StrEnum):
+    """What an instrument is: spot pair, linear (USDT-margined) perpetual, inverse (coin-margined) perpetual."""
+
+    SPOT = "spot"
+    PERP = "perp"
+    INVERSE_PERP = "inverse_perp"
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for buy, -1 for sell."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(enum.StrEnum):
+    """GTC rests; IOC fills what it can now and cancels the rest; POST_ONLY is rejected if it would take."""
+
+    GTC = "gtc"
+    IOC = "ioc"
+    POST_ONLY = "post_only"
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_NEW = "pending_new"  # sent, no ack yet
+    NEW = "new"  # acknowledged, resting
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+    """A tradable instrument on one venue.
+
+    Attributes:
+        venue: venue name, e.g. ``"binance-spot"``, ``"gateio-futures"``.
+        symbol: venue symbol, e.g. ``"BTCUSDT"``, ``"BTC_USDT"``.
+        kind: spot / linear perp / inverse perp.
+        base, quote: asset names.
+        tick_size: price increment, quote currency.
+        lot_size: quantity increment, base units (spot, linear perp) or contracts (inverse perp).
+        min_notional: smallest order value accepted, quote currency (0 = none).
+        contract_size: base units per contract for linear perps counted in contracts (Gate.io
+            ``quanto_multiplier``), quote currency per contract for inverse perps (Binance COIN-M:
+            100 USD); 1.0 where quantities are already base units.
+        maker_fee, taker_fee: fractions of notional; negative = rebate.
+        funding_interval_hours: perpetual funding interval (0 for spot).
+    """
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    base: str
+    quote: str
+    tick_size: float
+    lot_size: float
+    min_notional: float = 0.0
+    contract_size: float = 1.0
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0
+    funding_interval_hours: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in ("tick_size", "lot_size", "contract_size"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"Instrument {self.symbol}: {field} must be finite and > 0, got {value!r}")
+        for field in ("min_notional", "maker_fee", "taker_fee", "funding_interval_hours"):
+            value = getattr(self, field)
+            if not math.isfinite(value):
+                raise ValueError(f"Instrument {self.symbol}: {field} must be finite, got {value!r}")
+        if self.min_notional < 0:
+            raise ValueError(f"Instrument {self.symbol}: min_notional must be >= 0, got {self.min_notional!r}")
+
+    @property
+    def key(self) -> str:
+        """``venue:symbol``, unique across venues."""
+        return f"{self.venue}:{self.symbol}"
+
+    @property
+    def is_derivative(self) -> bool:
+        return self.kind is not InstrumentKind.SPOT
+
+    def price_to_ticks(self, price: float) -> int:
+        """Nearest whole number of ticks; raises ValueError when ``price`` is not finite."""
+        if not math.isfinite(price):
+            raise ValueError(f"{self.symbol}: price must be finite, got {price!r}")
+        return round(price / self.tick_size)
+
+    def qty_to_lots(self, qty: float) -> int:
+        """Whole lots in ``qty``, rounded toward zero (never more than asked for)."""
+        if not math.isfinite(qty):
+            raise ValueError(f"{self.symbol}: qty must be finite, got {qty!r}")
+        lots = qty / self.lot_size
+        return int(math.copysign(math.floor(abs(lots) + 1e-9), lots))
+
+    def format_price(self, ticks: int) -> str:
+        """Exact decimal string for a price given in ticks (no float formatting)."""
+        return _core.ticks_to_decimal_str(ticks, self.tick_size)
+
+    def format_qty(self, lots: int) -> str:
+        """Exact decimal string for a quantity given in lots."""
+        return _core.ticks_to_decimal_str(lots, self.lot_size)
+
+    def lots_to_qty(self, lots: int) -> float:
+        """The float nearest the exact decimal quantity of ``lots`` (not ``lots * lot_size``)."""
+        return float(_core.ticks_to_decimal_str(lots, self.lot_size))
+
+    def ticks_to_price(self, ticks: int) -> float:
+        """The float nearest the exact decimal price of ``ticks`` (not ``ticks * tick_size``)."""
+        return float(_core.ticks_to_decimal_str(ticks, self.tick_size))
+
+    def base_qty(self, qty: float, price: float) -> float:
+        """Base-unit exposure of ``qty`` (contracts for inverse perps) at ``price``."""
+        if self.kind is InstrumentKind.INVERSE_PERP:
+            return qty * self.contract_size / price
+        return qty * self.contract_size if self.contract_size != 1.0 else qty
+
+    def notional(self, qty: float, price: float) -> float:
+        """Quote-currency value of ``qty`` at ``price`` (absolute)."""
+        if self.kind is InstrumentKind.INVERSE_PERP:
+            return abs(qty) * self.contract_size
+        return abs(qty) * self.contract_size * price
+
+
+class Order(msgspec.Struct, kw_only=True):
+    """An order and its live state. The venue (real or simulated) updates status/filled fields.
+
+    ``price`` is None for market orders. ``filled_qty`` and ``avg_fill_price`` are cumulative.
+    """
+
+    client_order_id: str
+    instrument: Instrument
+    side: Side
+    type: OrderType
+    qty: float
+    price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    venue_order_id: str | None = None
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_qty: float = 0.0
+    avg_fill_price: float = 0.0
+    fees: float = 0.0
+    created_ns: int = 0
+    updated_ns: int = 0
+    reject_reason: str | None = None
+    tag: str = ""
+
+    @property
+    def remaining_qty(self) -> float:
+        return max(self.qty - self.filled_qty, 0.0)
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_terminal
+
+
+class Fill(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution against an order. ``fee`` is in quote currency (negative = rebate)."""
+
+    client_order_id: str
+    venue_order_id: str
+    instrument_key: str
+    side: Side
+    price: float
+    qty: float
+    fee: float
+    is_maker: bool
+    ts_ns: int
+    fill_id: str = ""
+
+    @property
+    def notional(self) -> float:
+        return self.price * self.qty
+
+
+class Position(msgspec.Struct, kw_only=True):
+    """Net position in one instrument: signed ``qty`` (long > 0) and average entry price.
+
+    ``realized_pnl`` is gross of fees, quote currency; ``fees`` accumulates fees paid.
+    ``funding`` accumulates funding received (negative = paid).
+    """
+
+    instrument_key: str
+    qty: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0
+
+    def apply_fill(self, side: Side, qty: float, price: float, fee: float) -> float:
+        """Update with a fill; returns the PnL it realised (gross of fees), quote currency."""
+        signed = qty * side.sign
+        realized = 0.0
+        if self.qty == 0.0 or (self.qty > 0) == (signed > 0):
+            new_qty = self.qty + signed
+            self.avg_price = (self.avg_price * abs(self.qty) + price * qty) / abs(new_qty)
+            self.qty = new_qty
+        else:
+            closing = min(abs(signed), abs(self.qty))
+            realized = closing * (price - self.avg_price) * (1.0 if self.qty > 0 else -1.0)
+            new_qty = self.qty + signed
+            if abs(new_qty) < 1e-12:
+                new_qty = 0.0
+            if new_qty != 0.0 and (new_qty > 0) != (self.qty > 0):
+                self.avg_price = price  # flipped: remainder opened at this price
+            elif new_qty == 0.0:
+                self.avg_price = 0.0
+            self.qty = new_qty
+        self.realized_pnl += realized
+        self.fees += fee
+        return realized
+
+    def unrealized_pnl(self, mark_price: float) -> float:
+        """Mark-to-market PnL of the open quantity, quote currency."""
+        return self.qty * (mark_price - self.avg_price)
+
+
+class Balance(msgspec.Struct, kw_only=True):
+    """Free and locked amount of one asset on one venue."""
+
+    asset: str
+    free: float = 0.0
+    locked: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.free + self.locked
+
+
+class BookTicker(msgspec.Struct, frozen=True, kw_only=True):
+    """Best bid/offer update (Binance ``bookTicker``, Gate ``book_ticker``)."""
+
+    instrument_key: str
+    bid_price: float
+    bid_qty: float
+    ask_price: float
+    ask_qty: float
+    ts_ns: int
+    update_id: int = 0
+
+
+class Trade(msgspec.Struct, frozen=True, kw_only=True):
+    """A public trade; ``taker_side`` is the aggressor's side."""
+
+    instrument_key: str
+    price: float
+    qty: float
+    taker_side: Side
+    ts_ns: int
+    trade_id: int = 0
+
+
+class FundingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A funding settlement on a perpetual: ``rate`` per interval as a fraction.
+
+    ``assumed`` is True when the rate was not recorded but given as a replay parameter.
+    """
+
+    instrument_key: str
+    rate: float
+    mark_price: float
+    ts_ns: int
+    assumed: bool = False

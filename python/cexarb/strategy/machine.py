@@ -1,0 +1,372 @@
+"""The strategy state-machine framework (spec: state-machines.md, "Base Architecture").
+
+A strategy declares its states (an ``IntEnum`` numbered 0..n-1), its allowed transitions once
+(``TRANSITIONS``), and one async handler per state. The declared transitions are compiled into
+the Rust :class:`cexarb._core.TransitionTable`, which checks each transition in O(1) and keeps an
+audit ring (from, to, event, ts_ns). An illegal transition raises :class:`StrategyError` naming
+both states.
+
+The driver is event-driven: the engine calls :meth:`StrategyMachine.handle` with each event the
+strategy watches (book updates of its instruments, its own order updates and fills, its timers,
+funding, end of data); the handler of the current state runs. Nothing sleeps or polls.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Mapping, TypeVar
+
+import msgspec
+
+from cexarb import _core
+from cexarb.model import Fill, FundingEvent, Instrument, Order
+from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate, PrivateVenue, PublicVenue
+
+if TYPE_CHECKING:
+    from cexarb.clock import Clock, TimerHandle
+    from cexarb.execution import OrderManager
+
+__all__ = [
+    "EventKind",
+    "StrategyContext",
+    "StrategyError",
+    "StrategyEvent",
+    "StrategyMachine",
+    "StrategyParams",
+    "StrategyResult",
+    "StrategyType",
+    "TimerEvent",
+    "EndOfData",
+]
+
+log = logging.getLogger(__name__)
+
+
+class StrategyType(enum.StrEnum):
+    """The strategy families the registry can create (spec: state-machines.md, "Trading Strategies")."""
+
+    SIMPLE_ARBITRAGE = "simple_arbitrage"
+    SPOT_FUTURES_HEDGING = "spot_futures_hedging"
+
+
+class EventKind(enum.IntEnum):
+    """Event codes stored in the transition audit ring."""
+
+    START = 0
+    BOOK = 1
+    TRADE = 2
+    ORDER_UPDATE = 3
+    FILL = 4
+    TIMER = 5
+    FUNDING = 6
+    END_OF_DATA = 7
+    ERROR = 8
+    STOP = 9
+
+
+class TimerEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A timer set by the strategy fired."""
+
+    name: str
+    ts_ns: int
+
+
+class EndOfData(msgspec.Struct, frozen=True, kw_only=True):
+    """The replay has no more data (or the engine is stopping): close out."""
+
+    ts_ns: int
+    reason: str = "end_of_data"
+
+
+StrategyEvent = BookUpdate | OrderUpdate | Fill | TimerEvent | FundingEvent | EndOfData
+
+_EVENT_KIND: dict[type, EventKind] = {
+    BookUpdate: EventKind.BOOK,
+    OrderUpdate: EventKind.ORDER_UPDATE,
+    Fill: EventKind.FILL,
+    TimerEvent: EventKind.TIMER,
+    FundingEvent: EventKind.FUNDING,
+    EndOfData: EventKind.END_OF_DATA,
+}
+
+
+class StrategyError(Exception):
+    """A strategy failed; ``state`` is the state it was in (name), ``cause`` the original error."""
+
+    def __init__(self, message: str, *, state: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"[{state}] {message}")
+        self.state = state
+        self.cause = cause
+
+
+class StrategyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every strategy's parameters; validated by msgspec in :func:`registry.create`."""
+
+    strategy_id: str = ""
+
+
+class StrategyResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a strategy reports when it ends (spec: state-machines.md ``StrategyResult``).
+
+    PnL figures are in quote currency (USDT): ``realized_pnl`` gross of fees, ``total_fees`` paid,
+    ``funding`` received (negative = paid), ``net_pnl = realized + unrealized - fees + funding``.
+    """
+
+    success: bool
+    strategy_id: str
+    strategy_type: str
+    final_state: str
+    execution_time_ms: float
+    state_transition_count: int
+    realized_pnl: float
+    unrealized_pnl: float
+    total_fees: float
+    funding: float
+    net_pnl: float
+    orders_executed: int
+    fills: int
+    error: str | None = None
+    additional_data: dict[str, Any] = {}
+
+
+class StrategyContext:
+    """Everything a strategy may touch: clock, venues, instruments, order manager, timers.
+
+    The engine builds one per strategy. Strategies read books through :meth:`book` and send
+    orders through :meth:`submit` / :meth:`cancel` (which go through the order manager, risk
+    checks and journal), never to a venue directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        public: Mapping[str, PublicVenue],
+        private: Mapping[str, PrivateVenue],
+        orders: OrderManager,
+        funding_rates: Mapping[str, float] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.public = dict(public)
+        self.private = dict(private)
+        self.orders = orders
+        self._instruments: dict[str, Instrument] = {}
+        self._book_venue: dict[str, PublicVenue] = {}
+        for venue in self.public.values():
+            for key, inst in venue.instruments().items():
+                self._instruments[key] = inst
+                self._book_venue[key] = venue
+        self.funding_rates: dict[str, float] = dict(funding_rates or {})
+        self._timer_sink: Callable[[TimerEvent], None] | None = None
+        self._timers: dict[str, TimerHandle] = {}
+
+    def now_ns(self) -> int:
+        return self.clock.now_ns()
+
+    def instrument(self, key: str) -> Instrument:
+        """The instrument ``venue:symbol``; KeyError naming the key and the known ones."""
+        try:
+            return self._instruments[key]
+        except KeyError:
+            raise KeyError(f"unknown instrument {key!r}; known: {sorted(self._instruments)}") from None
+
+    def book(self, key: str) -> _core.OrderBook:
+        try:
+            return self._book_venue[key].book(key)
+        except KeyError:
+            raise KeyError(f"no book for instrument {key!r}; known: {sorted(self._book_venue)}") from None
+
+    def funding_rate(self, key: str) -> float | None:
+        """Current funding rate per interval (fraction) for a perp, or None if unknown."""
+        return self.funding_rates.get(key)
+
+    async def submit(self, request: OrderRequest) -> Order:
+        return await self.orders.submit(request)
+
+    async def cancel(self, order: Order) -> bool:
+        return await self.orders.cancel(order)
+
+    def set_timer(self, name: str, ts_ns: int) -> None:
+        """Deliver ``TimerEvent(name)`` to the strategy at ``ts_ns`` (replaces a timer of that name)."""
+        self.cancel_timer(name)
+        sink = self._timer_sink
+        if sink is None:
+            raise RuntimeError("timers need a running engine (context not bound)")
+        self._timers[name] = self.clock.schedule(ts_ns, lambda: sink(TimerEvent(name=name, ts_ns=ts_ns)))
+
+    def cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+
+P = TypeVar("P", bound=StrategyParams)
+S = TypeVar("S", bound=enum.IntEnum)
+
+
+class StrategyMachine(Generic[P]):
+    """Base class of every strategy state machine.
+
+    Subclasses set:
+        strategy_type: the registry key.
+        State: an ``IntEnum`` whose values are 0..n-1 (n <= 64).
+        Params: the msgspec Struct of parameters.
+        TRANSITIONS: ``{state: (allowed next states, ...)}``, declared once.
+        INITIAL, COMPLETED, ERROR: the entry, success and failure states.
+    and implement one ``async def on_<state name lower>(self, event)`` per non-terminal state.
+
+    Raises:
+        StrategyError: from :meth:`transition` on an illegal transition, naming both states.
+    """
+
+    strategy_type: ClassVar[StrategyType]
+    State: ClassVar[type[enum.IntEnum]]
+    Params: ClassVar[type[StrategyParams]]
+    TRANSITIONS: ClassVar[Mapping[Any, tuple[Any, ...]]]
+    INITIAL: ClassVar[Any]
+    COMPLETED: ClassVar[Any]
+    ERROR: ClassVar[Any]
+
+    def __init__(self, params: P) -> None:
+        self.params = params
+        self.strategy_id = params.strategy_id or f"{self.strategy_type.value}-1"
+        names = [s.name for s in sorted(self.State, key=int)]
+        if [int(s) for s in sorted(self.State, key=int)] != list(range(len(names))):
+            raise TypeError(f"{type(self).__name__}.State values must be 0..n-1")
+        allowed = {(int(a), int(b)) for a, targets in self.TRANSITIONS.items() for b in targets}
+        # Every non-terminal state may fail into ERROR (spec: "-> ERROR" exits on every state).
+        terminal = {int(self.COMPLETED), int(self.ERROR)}
+        allowed |= {(int(s), int(self.ERROR)) for s in self.State if int(s) not in terminal}
+        self._table = _core.TransitionTable(names, sorted(allowed), int(self.INITIAL))
+        self._handlers: dict[int, Callable[[Any], Awaitable[None]]] = {}
+        for state in self.State:
+            handler = getattr(self, f"on_{state.name.lower()}", None)
+            if handler is not None:
+                self._handlers[int(state)] = handler
+            elif state not in (self.COMPLETED, self.ERROR):
+                raise TypeError(f"{type(self).__name__} has no handler on_{state.name.lower()} for state {state.name}")
+        self._ctx: StrategyContext | None = None
+        self.error: str | None = None
+        self.started_ns: int | None = None
+        self.ended_ns: int | None = None
+        self.markers: list[tuple[int, str, str]] = []  # (ts_ns, kind, text) for reports
+        self.transition_log: list[tuple[int, str, str, str]] = []  # (ts_ns, from, to, reason)
+        self.on_transition: Callable[[int, str, str, str], None] | None = None
+
+    # ---- binding and identity
+    def bind(self, ctx: StrategyContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def ctx(self) -> StrategyContext:
+        if self._ctx is None:
+            raise RuntimeError(f"strategy {self.strategy_id} is not bound to a context")
+        return self._ctx
+
+    @property
+    def state(self) -> Any:
+        return self.State(self._table.state)
+
+    @property
+    def is_finished(self) -> bool:
+        return self._table.state in (int(self.COMPLETED), int(self.ERROR))
+
+    def watched_instruments(self) -> tuple[str, ...]:
+        """Instrument keys whose book updates wake this strategy; subclasses override."""
+        return ()
+
+    # ---- transitions
+    def transition(self, to: Any, event: EventKind = EventKind.START, reason: str = "") -> None:
+        """Move to state ``to``; checked by the Rust table and recorded in its audit ring.
+
+        Raises:
+            StrategyError: the transition is not declared in TRANSITIONS (names both states).
+        """
+        ts = self.ctx.now_ns()
+        try:
+            previous = self._table.transition(int(to), int(event), ts)
+        except _core.IllegalTransitionError as exc:
+            raise StrategyError(str(exc), state=self.state.name, cause=exc) from exc
+        from_name = self.State(previous).name
+        to_name = self.State(int(to)).name
+        self.transition_log.append((ts, from_name, to_name, reason))
+        if self.on_transition is not None:
+            self.on_transition(ts, from_name, to_name, reason)
+        log.debug("%s: %s -> %s (%s)", self.strategy_id, from_name, to_name, reason)
+
+    def fail(self, message: str, event: EventKind = EventKind.ERROR, cause: BaseException | None = None) -> None:
+        """Record the error and move to ERROR (always allowed from a non-terminal state)."""
+        self.error = message
+        self.markers.append((self.ctx.now_ns(), "error", message))
+        if not self.is_finished:
+            self.transition(self.ERROR, event, message)
+
+    def audit(self) -> list[tuple[int, int, int, int]]:
+        """The transition audit ring: (from, to, event, ts_ns), oldest first."""
+        return self._table.audit()
+
+    def transition_counts(self) -> dict[str, int]:
+        """How many times each state was entered."""
+        counts = self._table.counts()
+        return {self.State(i).name: c for i, c in enumerate(counts)}
+
+    @property
+    def transition_count(self) -> int:
+        return self._table.total_transitions
+
+    # ---- driving
+    async def start(self) -> None:
+        """Called once by the engine before any event."""
+        self.started_ns = self.ctx.now_ns()
+
+    async def handle(self, event: StrategyEvent) -> None:
+        """Run the current state's handler for ``event``.
+
+        An exception from a handler moves the machine to ERROR with the error recorded; it is
+        re-raised as :class:`StrategyError` only if it is one already (illegal transition).
+        """
+        if self.is_finished:
+            return
+        handler = self._handlers[self._table.state]
+        try:
+            await handler(event)
+        except StrategyError as exc:
+            self.error = str(exc)
+            raise
+        except Exception as exc:  # a strategy bug or venue failure must not kill the engine
+            log.exception("%s: handler for %s failed", self.strategy_id, self.state.name)
+            self.fail(f"{type(exc).__name__}: {exc}", _EVENT_KIND.get(type(event), EventKind.ERROR), exc)
+        if self.is_finished and self.ended_ns is None:
+            self.ended_ns = self.ctx.now_ns()
+
+    def result(self) -> StrategyResult:
+        """Summary of the run so far; subclasses add ``additional_data`` via :meth:`extra_result`."""
+        om = self.ctx.orders
+        realized, unrealized, fees, funding = om.pnl_components(self.ctx)
+        end = self.ended_ns if self.ended_ns is not None else self.ctx.now_ns()
+        start = self.started_ns if self.started_ns is not None else end
+        return StrategyResult(
+            success=self._table.state == int(self.COMPLETED),
+            strategy_id=self.strategy_id,
+            strategy_type=self.strategy_type.value,
+            final_state=self.state.name,
+            execution_time_ms=(end - start) / 1e6,
+            state_transition_count=self._table.total_transitions,
+            realized_pnl=realized,
+            unrealized_pnl=unrealized,
+            total_fees=fees,
+            funding=funding,
+            net_pnl=realized + unrealized - fees + funding,
+            orders_executed=om.n_orders,
+            fills=om.n_fills,
+            error=self.error,
+            additional_data=self.extra_result(),
+        )
+
+    def extra_result(self) -> dict[str, Any]:
+        return {}
+
+
+def event_kind(event: object) -> EventKind:
+    return _EVENT_KIND.get(type(event), EventKind.ERROR)

@@ -1,0 +1,370 @@
+"""SIMPLE_ARBITRAGE: buy where it is cheap, sell where it is rich, when the gap pays the fees.
+
+Behaviour from spec/state-machines.md ("1. Simple Arbitrage"):
+
+``SCANNING_OPPORTUNITIES → OPPORTUNITY_DETECTED → VALIDATING_OPPORTUNITY → EXECUTING_BUY_SIDE →
+EXECUTING_SELL_SIDE → MONITORING_EXECUTION → PROFIT_REALIZED`` then back to scanning for the next
+cycle, or COMPLETED when ``max_cycles`` is reached or data ends (any state → ERROR).
+
+* Scanning, on every top-of-book change of either instrument: the executable entry spread for
+  ``position_size_usdt`` in both directions (buy A / sell B and buy B / sell A), walking each
+  book for the size and net of both taker fees (:func:`cexarb._core.entry_spread_bps`).
+* Detected when the better direction's net spread ≥ ``min_profit_threshold``; validated again
+  on the current books with each leg's slippage vs best ≤ ``slippage_tolerance``.
+* Buy leg: IOC limit at best ask × (1 + slippage_tolerance) rounded up to the tick. Sell leg:
+  IOC limit for the quantity actually bought at best bid × (1 − slippage_tolerance) rounded down.
+  An unfilled sell remainder is recovered with a market order (at most twice), after which the
+  bought remainder is unwound on the buy venue: no leg is left naked.
+* Monitoring: both legs done within ``max_execution_time_ms`` (else ERROR); profit realised =
+  sell proceeds − buy cost − fees of the cycle (quote currency).
+
+Inventory: selling on a spot venue needs base inventory there (arbitrage with pre-positioned
+inventory); selling a perp opens or adds to a short.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+from cexarb import _core
+from cexarb.model import Instrument, Order, OrderStatus, OrderType, Side, TimeInForce
+from cexarb.strategy.machine import EndOfData, EventKind, StrategyMachine, StrategyParams, StrategyType, TimerEvent
+from cexarb.strategy.registry import register
+from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate
+
+__all__ = ["ArbitrageState", "SimpleArbitrage", "SimpleArbitrageParams"]
+
+
+class ArbitrageState(enum.IntEnum):
+    SCANNING_OPPORTUNITIES = 0
+    OPPORTUNITY_DETECTED = 1
+    VALIDATING_OPPORTUNITY = 2
+    EXECUTING_BUY_SIDE = 3
+    EXECUTING_SELL_SIDE = 4
+    MONITORING_EXECUTION = 5
+    PROFIT_REALIZED = 6
+    COMPLETED = 7
+    ERROR = 8
+
+
+class SimpleArbitrageParams(StrategyParams, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Parameters (spec names).
+
+    Attributes:
+        instrument_a / instrument_b: instrument keys ``venue:symbol`` of the same asset.
+        position_size_usdt: notional per cycle, quote currency.
+        min_profit_threshold: minimum net entry spread as a fraction (0.005 = 0.5 % = 50 bps).
+        max_execution_time_ms: both legs must be done within this, from detection.
+        slippage_tolerance: max fraction between best price and the limit price / average fill.
+        max_cycles: completed cycles before COMPLETED (0 = unlimited).
+        max_recovery_attempts: market orders tried for an unfilled sell remainder before unwinding.
+        cooldown_ms: after a cycle that traded nothing (rejected or unfilled buy), opportunities
+            are ignored for this long, so a persistent rejection does not hammer the venue.
+    """
+
+    instrument_a: str
+    instrument_b: str
+    position_size_usdt: float = 100.0
+    min_profit_threshold: float = 0.005
+    max_execution_time_ms: float = 5000.0
+    slippage_tolerance: float = 0.002
+    max_cycles: int = 1
+    max_recovery_attempts: int = 2
+    cooldown_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.cooldown_ms) and self.cooldown_ms >= 0):
+            raise ValueError(f"cooldown_ms must be finite and >= 0, got {self.cooldown_ms!r}")
+        for name in ("position_size_usdt", "max_execution_time_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not (math.isfinite(self.min_profit_threshold) and self.min_profit_threshold > -1):
+            raise ValueError(f"min_profit_threshold must be a finite fraction > -1, got {self.min_profit_threshold!r}")
+        if not (math.isfinite(self.slippage_tolerance) and 0 <= self.slippage_tolerance < 0.1):
+            raise ValueError(f"slippage_tolerance must be within 0..0.1, got {self.slippage_tolerance!r}")
+        if self.max_cycles < 0:
+            raise ValueError(f"max_cycles must be >= 0, got {self.max_cycles!r}")
+        if self.max_recovery_attempts < 0:
+            raise ValueError(f"max_recovery_attempts must be >= 0, got {self.max_recovery_attempts!r}")
+        if self.instrument_a == self.instrument_b:
+            raise ValueError(f"instrument_b must differ from instrument_a, got {self.instrument_b!r}")
+
+
+A = ArbitrageState
+
+
+@register
+class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
+    """Cross-venue price-difference capture with sequential legs (spec: state-machines.md)."""
+
+    strategy_type = StrategyType.SIMPLE_ARBITRAGE
+    State = ArbitrageState
+    Params = SimpleArbitrageParams
+    INITIAL = A.SCANNING_OPPORTUNITIES
+    COMPLETED = A.COMPLETED
+    ERROR = A.ERROR
+    TRANSITIONS = {
+        A.SCANNING_OPPORTUNITIES: (A.OPPORTUNITY_DETECTED, A.COMPLETED),
+        A.OPPORTUNITY_DETECTED: (A.VALIDATING_OPPORTUNITY, A.SCANNING_OPPORTUNITIES),
+        A.VALIDATING_OPPORTUNITY: (A.EXECUTING_BUY_SIDE, A.SCANNING_OPPORTUNITIES),
+        A.EXECUTING_BUY_SIDE: (A.EXECUTING_SELL_SIDE, A.SCANNING_OPPORTUNITIES),  # scanning: nothing bought
+        A.EXECUTING_SELL_SIDE: (A.MONITORING_EXECUTION,),
+        A.MONITORING_EXECUTION: (A.PROFIT_REALIZED,),
+        A.PROFIT_REALIZED: (A.SCANNING_OPPORTUNITIES, A.COMPLETED),
+    }
+
+    def __init__(self, params: SimpleArbitrageParams) -> None:
+        super().__init__(params)
+        self.buy_key = ""
+        self.sell_key = ""
+        self.detected_spread_bps = 0.0
+        self.best_spread_bps: float | None = None  # best net spread seen while scanning
+        self.cycles = 0
+        self.cycle_start_ns = 0
+        self.buy_order: Order | None = None
+        self.sell_orders: list[Order] = []
+        self.unwind_orders: list[Order] = []
+        self.recovery_attempts = 0
+        self.cycle_profits: list[float] = []
+        self.scans = 0
+        self.ending = False
+        self.cooldown_until_ns = 0
+        self.failed_cycles = 0
+
+    def watched_instruments(self) -> tuple[str, ...]:
+        return (self.params.instrument_a, self.params.instrument_b)
+
+    async def start(self) -> None:
+        await super().start()
+        self.ctx.instrument(self.params.instrument_a)
+        self.ctx.instrument(self.params.instrument_b)
+
+    # ---------------------------------------------------------------- helpers
+    def _qty_for(self, inst: Instrument, price: float) -> float:
+        lots = math.floor(self.params.position_size_usdt / price / inst.lot_size + 1e-9)
+        return lots * inst.lot_size
+
+    def _common_qty(self, buy: Instrument, sell: Instrument, price: float) -> float:
+        """Largest size ≤ position_size_usdt that is whole lots on both instruments."""
+        step = max(buy.lot_size, sell.lot_size)
+        lots = math.floor(self.params.position_size_usdt / price / step + 1e-9)
+        return lots * step
+
+    def _best_direction(self) -> tuple[str, str, float, float] | None:
+        """(buy_key, sell_key, net spread bps, qty) of the better direction, or None."""
+        p = self.params
+        book_a, book_b = self.ctx.book(p.instrument_a), self.ctx.book(p.instrument_b)
+        if not (book_a.is_valid and book_b.is_valid):
+            return None
+        inst_a, inst_b = self.ctx.instrument(p.instrument_a), self.ctx.instrument(p.instrument_b)
+        mid = book_a.mid()
+        if mid is None:
+            return None
+        qty = self._common_qty(inst_a, inst_b, mid)
+        min_notional = max(inst_a.min_notional, inst_b.min_notional)
+        if qty <= 0 or qty * mid < min_notional:
+            raise ValueError(
+                f"position_size_usdt {self.params.position_size_usdt} buys {qty:g} (whole lots of both "
+                f"instruments) worth {qty * mid:.2f}, below the min notional {min_notional} of {inst_a.key} / {inst_b.key}"
+            )
+        best: tuple[str, str, float, float] | None = None
+        for (bk, bi, bb), (sk, si, sb) in (
+            ((p.instrument_a, inst_a, book_a), (p.instrument_b, inst_b, book_b)),
+            ((p.instrument_b, inst_b, book_b), (p.instrument_a, inst_a, book_a)),
+        ):
+            spread = _core.entry_spread_bps(bb, sb, qty, bi.taker_fee, si.taker_fee)
+            if spread is not None and (best is None or spread > best[2]):
+                best = (bk, sk, spread, qty)
+        return best
+
+    def _cool_down(self) -> None:
+        self.failed_cycles += 1
+        self.cooldown_until_ns = self.ctx.now_ns() + int(self.params.cooldown_ms * 1e6)
+
+    def _end_cycle_state(self) -> A:
+        if self.ending or (self.params.max_cycles and self.cycles >= self.params.max_cycles):
+            return A.COMPLETED
+        return A.SCANNING_OPPORTUNITIES
+
+    # ---------------------------------------------------------------- handlers
+    async def on_scanning_opportunities(self, event: Any) -> None:
+        if isinstance(event, EndOfData):
+            self.transition(A.COMPLETED, EventKind.END_OF_DATA, "end of data")
+            return
+        if not isinstance(event, BookUpdate) or event.ts_ns < self.cooldown_until_ns:
+            return
+        self.scans += 1
+        best = self._best_direction()
+        if best is None:
+            return
+        buy_key, sell_key, spread, _qty = best
+        if self.best_spread_bps is None or spread > self.best_spread_bps:
+            self.best_spread_bps = spread
+        if spread < self.params.min_profit_threshold * 1e4:
+            return
+        self.buy_key, self.sell_key, self.detected_spread_bps = buy_key, sell_key, spread
+        self.cycle_start_ns = self.ctx.now_ns()
+        self.transition(A.OPPORTUNITY_DETECTED, EventKind.BOOK, f"net spread {spread:.2f} bps buy {buy_key} sell {sell_key}")
+        await self.on_opportunity_detected(event)
+
+    async def on_opportunity_detected(self, event: Any) -> None:
+        self.transition(A.VALIDATING_OPPORTUNITY, EventKind.BOOK, "validate on current books")
+        await self.on_validating_opportunity(event)
+
+    async def on_validating_opportunity(self, event: Any) -> None:
+        p = self.params
+        best = self._best_direction()
+        if best is None or best[0] != self.buy_key or best[2] < p.min_profit_threshold * 1e4:
+            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "opportunity gone on validation")
+            return
+        _, _, spread, qty = best
+        buy_book, sell_book = self.ctx.book(self.buy_key), self.ctx.book(self.sell_key)
+        buy_exec = buy_book.executable_price("buy", qty)
+        sell_exec = sell_book.executable_price("sell", qty)
+        tol_bps = p.slippage_tolerance * 1e4
+        if (buy_exec.slippage_bps or 0.0) > tol_bps or (sell_exec.slippage_bps or 0.0) > tol_bps:
+            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "slippage above tolerance")
+            return
+        ask = buy_book.best_ask()
+        if ask is None:
+            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "no ask")
+            return
+        inst = self.ctx.instrument(self.buy_key)
+        limit = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9) * inst.tick_size
+        self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, f"validated {spread:.2f} bps for {qty:g}")
+        self.markers.append((self.ctx.now_ns(), "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
+        self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
+        self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
+        self.buy_order = await self.ctx.submit(
+            OrderRequest.create(inst, Side.BUY, qty, price=limit, time_in_force=TimeInForce.IOC, tag="arb_buy")
+        )
+        if self.buy_order.status is OrderStatus.REJECTED:
+            self.ctx.cancel_timer("execution_deadline")
+            self._cool_down()
+            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.ORDER_UPDATE, f"buy rejected: {self.buy_order.reject_reason}")
+
+    async def on_executing_buy_side(self, event: Any) -> None:
+        if isinstance(event, EndOfData):
+            self.ending = True
+        if isinstance(event, TimerEvent) and event.name == "execution_deadline":
+            self.fail(f"buy leg not done within {self.params.max_execution_time_ms} ms", EventKind.TIMER)
+            return
+        order = self.buy_order
+        if not (isinstance(event, OrderUpdate) and order and event.client_order_id == order.client_order_id):
+            return
+        if not order.status.is_terminal:
+            return
+        if order.filled_qty <= 0:
+            self.ctx.cancel_timer("execution_deadline")
+            self._cool_down()
+            self.transition(
+                A.SCANNING_OPPORTUNITIES, EventKind.ORDER_UPDATE, f"buy leg not filled ({order.status.value}: {order.reject_reason})"
+            )
+            return
+        self.transition(A.EXECUTING_SELL_SIDE, EventKind.ORDER_UPDATE, f"bought {order.filled_qty:g}")
+        await self._sell(order.filled_qty, market=False)
+
+    def _sold_qty(self) -> float:
+        return sum(o.filled_qty for o in self.sell_orders)
+
+    async def _sell(self, qty: float, market: bool) -> None:
+        p = self.params
+        inst = self.ctx.instrument(self.sell_key)
+        lots = math.floor(qty / inst.lot_size + 1e-9)
+        if lots <= 0:
+            await self._legs_done()
+            return
+        if market:
+            req = OrderRequest.create(inst, Side.SELL, lots * inst.lot_size, type=OrderType.MARKET, tag="arb_sell_recovery")
+        else:
+            bid = self.ctx.book(self.sell_key).best_bid()
+            if bid is None:
+                await self._sell(qty, market=True)
+                return
+            limit = math.floor(bid[0] * (1 - p.slippage_tolerance) / inst.tick_size + 1e-9) * inst.tick_size
+            req = OrderRequest.create(
+                inst, Side.SELL, lots * inst.lot_size, price=limit, time_in_force=TimeInForce.IOC, tag="arb_sell"
+            )
+        order = await self.ctx.submit(req)
+        self.sell_orders.append(order)
+        if order.status is OrderStatus.REJECTED:
+            await self._recover()
+
+    async def _recover(self) -> None:
+        """An unfilled sell remainder: retry at market, then unwind the bought remainder."""
+        assert self.buy_order is not None
+        remaining = self.buy_order.filled_qty - self._sold_qty()
+        sell_inst = self.ctx.instrument(self.sell_key)
+        if remaining < sell_inst.lot_size * 0.5:
+            await self._legs_done()
+            return
+        self.markers.append((self.ctx.now_ns(), "error", f"sell leg short by {remaining:g}; recovering"))
+        if self.recovery_attempts < self.params.max_recovery_attempts:
+            self.recovery_attempts += 1
+            await self._sell(remaining, market=True)
+            return
+        buy_inst = self.ctx.instrument(self.buy_key)
+        lots = math.floor(remaining / buy_inst.lot_size + 1e-9)
+        if lots > 0:
+            order = await self.ctx.submit(
+                OrderRequest.create(buy_inst, Side.SELL, lots * buy_inst.lot_size, type=OrderType.MARKET, tag="arb_unwind")
+            )
+            self.unwind_orders.append(order)
+            if order.status is not OrderStatus.REJECTED:
+                return  # completes on its update
+        await self._legs_done()
+
+    async def on_executing_sell_side(self, event: Any) -> None:
+        if isinstance(event, EndOfData):
+            self.ending = True
+            return
+        if isinstance(event, TimerEvent) and event.name == "execution_deadline":
+            self.fail(f"sell leg not done within {self.params.max_execution_time_ms} ms", EventKind.TIMER)
+            return
+        if not isinstance(event, OrderUpdate):
+            return
+        mine = {o.client_order_id: o for o in self.sell_orders + self.unwind_orders}
+        order = mine.get(event.client_order_id)
+        if order is None or not order.status.is_terminal:
+            return
+        if order in self.unwind_orders:
+            await self._legs_done()
+        elif order.status is OrderStatus.FILLED:
+            await self._legs_done()
+        else:
+            await self._recover()
+
+    async def _legs_done(self) -> None:
+        self.ctx.cancel_timer("execution_deadline")
+        self.transition(A.MONITORING_EXECUTION, EventKind.ORDER_UPDATE, "both legs done")
+        await self.on_monitoring_execution(None)
+
+    async def on_monitoring_execution(self, event: Any) -> None:
+        orders = [o for o in [self.buy_order, *self.sell_orders, *self.unwind_orders] if o is not None]
+        elapsed_ms = (self.ctx.now_ns() - self.cycle_start_ns) / 1e6
+        fills = [f for f in self.ctx.orders.fills if f.client_order_id in {o.client_order_id for o in orders}]
+        proceeds = sum(f.price * f.qty * (-f.side.sign) for f in fills)
+        fees = sum(f.fee for f in fills)
+        profit = proceeds - fees
+        self.cycle_profits.append(profit)
+        self.cycles += 1
+        self.transition(A.PROFIT_REALIZED, EventKind.ORDER_UPDATE, f"cycle profit {profit:.4f} in {elapsed_ms:.1f} ms")
+        self.markers.append((self.ctx.now_ns(), "exit", f"arb cycle {self.cycles}: profit {profit:.4f}"))
+        await self.on_profit_realized(event)
+
+    async def on_profit_realized(self, event: Any) -> None:
+        nxt = self._end_cycle_state()
+        self.transition(nxt, EventKind.ORDER_UPDATE, "next cycle" if nxt is A.SCANNING_OPPORTUNITIES else "done")
+
+    def extra_result(self) -> dict[str, Any]:
+        return {
+            "cycles": self.cycles,
+            "cycle_profits": list(self.cycle_profits),
+            "best_spread_bps_seen": self.best_spread_bps,
+            "min_profit_threshold_bps": self.params.min_profit_threshold * 1e4,
+            "scans": self.scans,
+            "failed_cycles": self.failed_cycles,
+        }

@@ -1,0 +1,512 @@
+"""SPOT_FUTURES_HEDGING: long spot, short perpetual, delta-neutral, to earn funding and basis.
+
+Behaviour from spec/spot-futures-hedging.md:
+
+``ANALYZING_MARKET → OPENING_SPOT_POSITION → OPENING_FUTURES_HEDGE → MONITORING_POSITIONS ⇄
+REBALANCING → CLOSING_POSITIONS → COMPLETED`` (any state → ERROR).
+
+* Entry (ANALYZING_MARKET): both books valid; annualised funding ≥ ``target_funding_rate``;
+  executable entry basis (perp bid average − spot ask average for the size, bps) ≥
+  ``min_basis_bps``; slippage of each leg within ``max_entry_slippage_bps``.
+* Spot leg first (market buy of ``position_size_usdt`` worth, whole lots), then the futures hedge
+  sized on the actual spot fill: ``perp qty = spot qty × hedge_ratio × spot mid / perp mid``
+  (notional hedge), rounded to the nearest lot. A hedge that cannot be placed is retried, then the
+  naked spot leg is unwound (CLOSING_POSITIONS): exposure never stays unhedged by design.
+* Monitoring on every top-of-book change: hedge ratio (futures notional / spot notional), delta,
+  PnL (realised + unrealised at mid − fees + funding received). Exit on take-profit, stop-loss,
+  basis stop, max holding time, or end of data. Rebalance the futures leg when the hedge ratio
+  drifts more than ``max_hedge_ratio_drift`` from target and the correcting order is at least one
+  lot and the venue's min notional.
+* Closing: futures first (typically faster), then spot.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+from cexarb import _core
+from cexarb.model import FundingEvent, Order, OrderStatus, Side
+from cexarb.strategy.machine import (
+    EndOfData,
+    EventKind,
+    StrategyMachine,
+    StrategyParams,
+    StrategyType,
+    TimerEvent,
+)
+from cexarb.strategy.registry import register
+from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate
+
+__all__ = ["HedgingState", "SpotFuturesHedging", "SpotFuturesHedgingParams"]
+
+
+class HedgingState(enum.IntEnum):
+    ANALYZING_MARKET = 0
+    OPENING_SPOT_POSITION = 1
+    OPENING_FUTURES_HEDGE = 2
+    MONITORING_POSITIONS = 3
+    REBALANCING = 4
+    CLOSING_POSITIONS = 5
+    COMPLETED = 6
+    ERROR = 7
+
+
+class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Parameters (spec names; units in the names; rates and percentages as fractions).
+
+    Attributes:
+        spot_instrument / futures_instrument: instrument keys ``venue:symbol``.
+        position_size_usdt: spot notional to buy, quote currency.
+        hedge_ratio: target futures notional / spot notional (spec bounds 0.8–1.2).
+        target_funding_rate: minimum annualised funding rate to enter (0.01 = 1 % APR).
+        min_basis_bps: minimum executable entry basis (perp bid − spot ask), bps; negative allows
+            paying some basis.
+        max_entry_slippage_bps: maximum slippage of either entry leg vs its best price, bps.
+        max_hedge_ratio_drift: |current − target hedge ratio| that triggers a rebalance.
+        stop_loss_pct / profit_target_pct: exit when net PnL < −x / > x times position size.
+        basis_stop_bps: exit when the mid basis moves this far below its value at entry, bps.
+        max_holding_time_s: exit after holding this long, seconds.
+        order_timeout_s: an entry/hedge/close order not done after this long is an error.
+        max_hedge_retries: attempts to place the futures hedge before unwinding spot.
+    """
+
+    spot_instrument: str
+    futures_instrument: str
+    position_size_usdt: float = 200.0
+    hedge_ratio: float = 1.0
+    target_funding_rate: float = 0.01
+    min_basis_bps: float = -10.0
+    max_entry_slippage_bps: float = 5.0
+    max_hedge_ratio_drift: float = 0.05
+    stop_loss_pct: float = 0.02
+    profit_target_pct: float = 0.01
+    basis_stop_bps: float = 50.0
+    max_holding_time_s: float = 24 * 3600.0
+    order_timeout_s: float = 10.0
+    max_hedge_retries: int = 2
+
+    def __post_init__(self) -> None:
+        positive = ("position_size_usdt", "max_holding_time_s", "order_timeout_s", "max_hedge_ratio_drift")
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not (0.8 <= self.hedge_ratio <= 1.2):
+            raise ValueError(f"hedge_ratio must be within 0.8..1.2 (spec hedge ratio bounds), got {self.hedge_ratio!r}")
+        for name in ("stop_loss_pct", "profit_target_pct", "basis_stop_bps", "max_entry_slippage_bps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        for name in ("target_funding_rate", "min_basis_bps"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+        if self.max_hedge_retries < 0:
+            raise ValueError(f"max_hedge_retries must be >= 0, got {self.max_hedge_retries!r}")
+        if self.spot_instrument == self.futures_instrument:
+            raise ValueError(f"futures_instrument must differ from spot_instrument, got {self.futures_instrument!r}")
+
+
+H = HedgingState
+
+
+@register
+class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
+    """Delta-neutral long spot / short perp (spec: spot-futures-hedging.md)."""
+
+    strategy_type = StrategyType.SPOT_FUTURES_HEDGING
+    State = HedgingState
+    Params = SpotFuturesHedgingParams
+    INITIAL = H.ANALYZING_MARKET
+    COMPLETED = H.COMPLETED
+    ERROR = H.ERROR
+    TRANSITIONS = {
+        H.ANALYZING_MARKET: (H.OPENING_SPOT_POSITION, H.COMPLETED),  # COMPLETED: data ended, no entry
+        H.OPENING_SPOT_POSITION: (H.OPENING_FUTURES_HEDGE, H.COMPLETED),  # COMPLETED: nothing filled
+        H.OPENING_FUTURES_HEDGE: (H.MONITORING_POSITIONS, H.CLOSING_POSITIONS),  # CLOSING: unwind naked spot
+        H.MONITORING_POSITIONS: (H.REBALANCING, H.CLOSING_POSITIONS),
+        H.REBALANCING: (H.MONITORING_POSITIONS, H.CLOSING_POSITIONS),
+        H.CLOSING_POSITIONS: (H.COMPLETED,),
+    }
+
+    def __init__(self, params: SpotFuturesHedgingParams) -> None:
+        super().__init__(params)
+        p = params
+        self.spot_key = p.spot_instrument
+        self.perp_key = p.futures_instrument
+        # market data (spec context fields)
+        self.spot_price = 0.0
+        self.futures_price = 0.0
+        self.funding_rate = 0.0
+        self.basis_bps = 0.0
+        self.initial_basis_bps: float | None = None
+        # orders
+        self.spot_order: Order | None = None
+        self.futures_order: Order | None = None
+        self.rebalance_order: Order | None = None
+        self.close_order: Order | None = None
+        self.hedge_attempts = 0
+        self.rebalance_count = 0
+        self.rebalance_failures = 0
+        self.entry_ns: int | None = None
+        self.exit_reason: str | None = None
+        self.max_abs_delta_base = 0.0
+        self.max_hedge_drift = 0.0
+        self.entry_analysis: dict[str, float] = {}
+
+    def watched_instruments(self) -> tuple[str, ...]:
+        return (self.spot_key, self.perp_key)
+
+    # ---------------------------------------------------------------- helpers
+    def _qty_base(self, key: str) -> float:
+        pos = self.ctx.orders.positions.get(key)
+        if pos is None:
+            return 0.0
+        inst = self.ctx.instrument(key)
+        price = self.spot_price if key == self.spot_key else self.futures_price
+        return inst.base_qty(pos.qty, price) if price > 0 else pos.qty
+
+    @property
+    def spot_qty(self) -> float:
+        pos = self.ctx.orders.positions.get(self.spot_key)
+        return pos.qty if pos is not None else 0.0
+
+    @property
+    def futures_qty(self) -> float:
+        pos = self.ctx.orders.positions.get(self.perp_key)
+        return pos.qty if pos is not None else 0.0
+
+    def _update_market(self) -> bool:
+        spot_mid = self.ctx.book(self.spot_key).mid()
+        perp_mid = self.ctx.book(self.perp_key).mid()
+        if spot_mid is None or perp_mid is None:
+            return False
+        self.spot_price, self.futures_price = spot_mid, perp_mid
+        self.basis_bps = _core.basis_bps(perp_mid, spot_mid)
+        rate = self.ctx.funding_rate(self.perp_key)
+        self.funding_rate = rate if rate is not None else 0.0
+        return True
+
+    def current_hedge_ratio(self) -> float:
+        """Futures notional / spot notional at mids (0 when either leg is flat)."""
+        ratio = _core.hedge_ratio(
+            self._qty_base(self.spot_key), self.spot_price, self._qty_base(self.perp_key), self.futures_price
+        )
+        return ratio if ratio is not None else 0.0
+
+    def delta_base(self) -> float:
+        return _core.delta_base(self._qty_base(self.spot_key), self._qty_base(self.perp_key))
+
+    def net_pnl(self) -> float:
+        realized, unrealized, fees, funding = self.ctx.orders.pnl_components(self.ctx)
+        return realized + unrealized - fees + funding
+
+    def _timeout_at(self) -> int:
+        return self.ctx.now_ns() + int(self.params.order_timeout_s * 1e9)
+
+    def _hedge_qty_perp(self, spot_base: float) -> float:
+        """Perp quantity (instrument units, positive) hedging ``spot_base`` at the target notional ratio."""
+        inst = self.ctx.instrument(self.perp_key)
+        perp_base = spot_base * self.params.hedge_ratio * self.spot_price / self.futures_price
+        units = perp_base / inst.base_qty(1.0, self.futures_price)
+        return round(units / inst.lot_size) * inst.lot_size
+
+    def _mark(self, kind: str, text: str) -> None:
+        self.markers.append((self.ctx.now_ns(), kind, text))
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        await super().start()
+        self.ctx.instrument(self.spot_key)  # fail early on unknown keys
+        self.ctx.instrument(self.perp_key)
+
+    # ---------------------------------------------------------------- state handlers
+    async def on_analyzing_market(self, event: Any) -> None:
+        if isinstance(event, EndOfData):
+            self.exit_reason = "no opportunity before end of data"
+            self.transition(H.COMPLETED, EventKind.END_OF_DATA, self.exit_reason)
+            return
+        if not isinstance(event, BookUpdate):
+            return
+        spot_book, perp_book = self.ctx.book(self.spot_key), self.ctx.book(self.perp_key)
+        if not (spot_book.is_valid and perp_book.is_valid) or not self._update_market():
+            return
+        p = self.params
+        spot = self.ctx.instrument(self.spot_key)
+        perp = self.ctx.instrument(self.perp_key)
+        rate = self.ctx.funding_rate(self.perp_key)
+        if rate is None:
+            return  # funding unknown: cannot judge the carry yet
+        interval_h = perp.funding_interval_hours or 8.0
+        apr = _core.annualized_funding_rate(rate, interval_h)
+        ask = spot_book.best_ask()
+        if ask is None:
+            return
+        qty = math.floor(p.position_size_usdt / ask[0] / spot.lot_size + 1e-9) * spot.lot_size
+        if qty <= 0 or qty * ask[0] < spot.min_notional:
+            self.fail(f"position_size_usdt {p.position_size_usdt} is below one lot / min notional of {spot.key}")
+            return
+        spot_exec = spot_book.executable_price("buy", qty)
+        perp_qty = self._hedge_qty_perp(qty)
+        if perp_qty <= 0:
+            return
+        perp_exec = perp_book.executable_price("sell", perp_qty)
+        if not (spot_exec.complete and perp_exec.complete):
+            return
+        assert spot_exec.avg_price is not None and perp_exec.avg_price is not None
+        entry_basis = _core.basis_bps(perp_exec.avg_price, spot_exec.avg_price)
+        slippage = max(spot_exec.slippage_bps or 0.0, perp_exec.slippage_bps or 0.0)
+        if apr < p.target_funding_rate or entry_basis < p.min_basis_bps or slippage > p.max_entry_slippage_bps:
+            return
+        self.entry_analysis = {
+            "funding_rate": rate,
+            "funding_apr": apr,
+            "entry_basis_bps": entry_basis,
+            "spot_slippage_bps": spot_exec.slippage_bps or 0.0,
+            "perp_slippage_bps": perp_exec.slippage_bps or 0.0,
+            "round_trip_fee_bps": 2e4 * (spot.taker_fee + perp.taker_fee),
+            "expected_funding_per_interval_usdt": _core.expected_funding_pnl(
+                -perp_qty * perp.base_qty(1.0, perp_exec.avg_price), perp_exec.avg_price, rate, 1.0
+            ),
+        }
+        self.transition(
+            H.OPENING_SPOT_POSITION, EventKind.BOOK, f"funding {apr:.2%} APR, entry basis {entry_basis:.2f} bps"
+        )
+        self._mark("entry", f"buy {qty:g} {spot.symbol} spot; basis {entry_basis:.2f} bps, funding {apr:.2%} APR")
+        self.spot_order = await self.ctx.submit(
+            OrderRequest.create(spot, Side.BUY, qty, tag="spot_entry")
+        )
+        if self.spot_order.status is OrderStatus.REJECTED:
+            self.fail(f"spot entry rejected: {self.spot_order.reject_reason}", EventKind.ORDER_UPDATE)
+            return
+        self.ctx.set_timer("order_timeout", self._timeout_at())
+
+    async def on_opening_spot_position(self, event: Any) -> None:
+        order = self.spot_order
+        if isinstance(event, TimerEvent) and event.name == "order_timeout":
+            if order is not None and order.is_open:
+                await self.ctx.cancel(order)
+            self.fail(f"spot entry not filled within {self.params.order_timeout_s} s", EventKind.TIMER)
+            return
+        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+            return
+        if not order.status.is_terminal:
+            return
+        self.ctx.cancel_timer("order_timeout")
+        if order.filled_qty <= 0:
+            self.exit_reason = f"spot entry not filled ({order.status.value}: {order.reject_reason})"
+            if order.status is OrderStatus.REJECTED:
+                self.fail(self.exit_reason, EventKind.ORDER_UPDATE)
+            else:
+                self.transition(H.COMPLETED, EventKind.ORDER_UPDATE, self.exit_reason)
+            return
+        self._update_market()
+        self.transition(H.OPENING_FUTURES_HEDGE, EventKind.ORDER_UPDATE, f"spot filled {order.filled_qty:g}")
+        await self._place_hedge()
+
+    async def _place_hedge(self) -> None:
+        perp = self.ctx.instrument(self.perp_key)
+        qty = self._hedge_qty_perp(self._qty_base(self.spot_key))
+        self.hedge_attempts += 1
+        if qty <= 0:
+            self.exit_reason = "spot fill too small to hedge with one futures lot; unwinding spot"
+            await self._begin_close(EventKind.ORDER_UPDATE)
+            return
+        self.futures_order = await self.ctx.submit(OrderRequest.create(perp, Side.SELL, qty, tag="futures_hedge"))
+        if self.futures_order.status is OrderStatus.REJECTED:
+            await self._hedge_failed(self.futures_order.reject_reason or "rejected")
+            return
+        self.ctx.set_timer("order_timeout", self._timeout_at())
+
+    async def _hedge_failed(self, why: str) -> None:
+        self._mark("error", f"futures hedge failed: {why}")
+        if self.hedge_attempts <= self.params.max_hedge_retries:
+            await self._place_hedge()
+        else:
+            self.exit_reason = f"futures hedge failed {self.hedge_attempts} times ({why}); unwinding spot"
+            await self._begin_close(EventKind.ORDER_UPDATE)
+
+    async def on_opening_futures_hedge(self, event: Any) -> None:
+        order = self.futures_order
+        if isinstance(event, TimerEvent) and event.name == "order_timeout":
+            if order is not None and order.is_open:
+                await self.ctx.cancel(order)
+            await self._hedge_failed(f"not filled within {self.params.order_timeout_s} s")
+            return
+        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+            return
+        if not order.status.is_terminal:
+            return
+        self.ctx.cancel_timer("order_timeout")
+        if order.status is not OrderStatus.FILLED:
+            if order.filled_qty > 0:  # partial hedge: keep it, the monitor rebalances the rest
+                self._mark("hedge", f"partial hedge {order.filled_qty:g}; rebalancing will complete it")
+            else:
+                await self._hedge_failed(f"{order.status.value}: {order.reject_reason}")
+                return
+        self._update_market()
+        self.entry_ns = self.ctx.now_ns()
+        self.initial_basis_bps = self.basis_bps
+        self._mark("hedge", f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
+        self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "hedged")
+        self.ctx.set_timer("max_holding_time", self.entry_ns + int(self.params.max_holding_time_s * 1e9))
+
+    def _exit_reason(self) -> str | None:
+        p = self.params
+        pnl = self.net_pnl()
+        if pnl > p.position_size_usdt * p.profit_target_pct:
+            return f"take-profit: net PnL {pnl:.2f} > {p.position_size_usdt * p.profit_target_pct:.2f}"
+        if pnl < -p.position_size_usdt * p.stop_loss_pct:
+            return f"stop-loss: net PnL {pnl:.2f} < {-p.position_size_usdt * p.stop_loss_pct:.2f}"
+        if self.initial_basis_bps is not None and self.initial_basis_bps - self.basis_bps > p.basis_stop_bps:
+            return f"basis stop: basis {self.basis_bps:.2f} bps vs {self.initial_basis_bps:.2f} at entry"
+        return None
+
+    def _rebalance_qty(self) -> float:
+        """Signed futures order (instrument units) restoring the target hedge, or 0."""
+        perp = self.ctx.instrument(self.perp_key)
+        target_perp_base = -self._qty_base(self.spot_key) * self.params.hedge_ratio * self.spot_price / self.futures_price
+        excess_base = self._qty_base(self.perp_key) - target_perp_base
+        per_unit = perp.base_qty(1.0, self.futures_price)
+        qty_base = _core.rebalance_qty(excess_base, perp.lot_size * per_unit, perp.min_notional, self.futures_price)
+        return qty_base / per_unit
+
+    async def on_monitoring_positions(self, event: Any) -> None:
+        if isinstance(event, EndOfData):
+            self.exit_reason = f"end of data ({event.reason})"
+            await self._begin_close(EventKind.END_OF_DATA)
+            return
+        if isinstance(event, TimerEvent) and event.name == "max_holding_time":
+            self.exit_reason = f"max holding time {self.params.max_holding_time_s:g} s reached"
+            await self._begin_close(EventKind.TIMER)
+            return
+        if isinstance(event, FundingEvent):
+            self._mark("funding", f"funding settled at rate {event.rate:.6f}")
+            return
+        if not isinstance(event, BookUpdate) or not self._update_market():
+            return
+        delta = abs(self.delta_base())
+        self.max_abs_delta_base = max(self.max_abs_delta_base, delta)
+        drift = _core.hedge_drift(self.current_hedge_ratio(), self.params.hedge_ratio)
+        self.max_hedge_drift = max(self.max_hedge_drift, drift)
+        reason = self._exit_reason()
+        if reason is not None:
+            self.exit_reason = reason
+            await self._begin_close(EventKind.BOOK)
+            return
+        if drift > self.params.max_hedge_ratio_drift:
+            qty = self._rebalance_qty()
+            if qty != 0.0:
+                perp = self.ctx.instrument(self.perp_key)
+                side = Side.BUY if qty > 0 else Side.SELL
+                self.transition(H.REBALANCING, EventKind.BOOK, f"hedge drift {drift:.4f} > {self.params.max_hedge_ratio_drift}")
+                self._mark("rebalance", f"{side.value} {abs(qty):g} perp, drift {drift:.4f}")
+                self.rebalance_order = await self.ctx.submit(
+                    OrderRequest.create(perp, side, abs(qty), tag="rebalance")
+                )
+                if self.rebalance_order.status is OrderStatus.REJECTED:
+                    await self._rebalance_done(ok=False)
+                    return
+                self.ctx.set_timer("order_timeout", self._timeout_at())
+
+    async def _rebalance_done(self, ok: bool) -> None:
+        self.ctx.cancel_timer("order_timeout")
+        if ok:
+            self.rebalance_count += 1
+            self.rebalance_failures = 0
+            self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "rebalanced")
+            return
+        self.rebalance_failures += 1
+        order = self.rebalance_order
+        self._mark("error", f"rebalance failed: {order.reject_reason if order else '?'}")
+        if self.rebalance_failures >= 3:
+            self.exit_reason = "rebalancing failed 3 times in a row"
+            await self._begin_close(EventKind.ORDER_UPDATE)
+        else:
+            self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "rebalance failed")
+
+    async def on_rebalancing(self, event: Any) -> None:
+        order = self.rebalance_order
+        if isinstance(event, TimerEvent) and event.name == "order_timeout":
+            if order is not None and order.is_open:
+                await self.ctx.cancel(order)
+            await self._rebalance_done(ok=False)
+            return
+        if isinstance(event, TimerEvent) and event.name == "max_holding_time":
+            self.exit_reason = f"max holding time {self.params.max_holding_time_s:g} s reached"
+            return  # closes once the rebalance order is done (checked below)
+        if isinstance(event, EndOfData):
+            self.exit_reason = f"end of data ({event.reason})"
+            return
+        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+            return
+        if not order.status.is_terminal:
+            return
+        await self._rebalance_done(ok=order.filled_qty > 0)
+        if self.exit_reason is not None and self.state is H.MONITORING_POSITIONS:
+            await self._begin_close(EventKind.ORDER_UPDATE)
+
+    # ---------------------------------------------------------------- closing
+    async def _begin_close(self, event: EventKind) -> None:
+        self.ctx.cancel_timer("max_holding_time")
+        self.ctx.cancel_timer("order_timeout")
+        self.transition(H.CLOSING_POSITIONS, event, self.exit_reason or "")
+        self._mark("exit", self.exit_reason or "close")
+        await self._close_next()
+
+    async def _close_next(self) -> None:
+        """Close futures first, then spot; COMPLETED when both are flat."""
+        perp_qty = self.futures_qty
+        if perp_qty != 0.0:
+            perp = self.ctx.instrument(self.perp_key)
+            side = Side.BUY if perp_qty < 0 else Side.SELL
+            lots = round(abs(perp_qty) / perp.lot_size)
+            self.close_order = await self.ctx.submit(
+                OrderRequest.create(perp, side, lots * perp.lot_size, reduce_only=True, tag="close_futures")
+            )
+        else:
+            spot = self.ctx.instrument(self.spot_key)
+            spot_lots = math.floor(abs(self.spot_qty) / spot.lot_size + 1e-9)
+            if spot_lots == 0:
+                self.transition(H.COMPLETED, EventKind.ORDER_UPDATE, "both legs flat")
+                self._mark("completed", f"net PnL {self.net_pnl():.2f} USDT")
+                return
+            side = Side.SELL if self.spot_qty > 0 else Side.BUY
+            self.close_order = await self.ctx.submit(
+                OrderRequest.create(spot, side, spot_lots * spot.lot_size, tag="close_spot")
+            )
+        if self.close_order.status is OrderStatus.REJECTED:
+            self.fail(f"close order rejected: {self.close_order.reject_reason}", EventKind.ORDER_UPDATE)
+            return
+        self.ctx.set_timer("order_timeout", self._timeout_at())
+
+    async def on_closing_positions(self, event: Any) -> None:
+        order = self.close_order
+        if isinstance(event, TimerEvent) and event.name == "order_timeout":
+            self.fail(f"close order not done within {self.params.order_timeout_s} s", EventKind.TIMER)
+            return
+        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+            return
+        if not order.status.is_terminal:
+            return
+        self.ctx.cancel_timer("order_timeout")
+        if order.filled_qty <= 0 and order.status is not OrderStatus.FILLED:
+            self.fail(f"close order {order.status.value}: {order.reject_reason}", EventKind.ORDER_UPDATE)
+            return
+        await self._close_next()
+
+    # ---------------------------------------------------------------- result
+    def extra_result(self) -> dict[str, Any]:
+        return {
+            "exit_reason": self.exit_reason,
+            "rebalance_count": self.rebalance_count,
+            "hedge_attempts": self.hedge_attempts,
+            "initial_basis_bps": self.initial_basis_bps,
+            "final_basis_bps": self.basis_bps,
+            "max_abs_delta_base": self.max_abs_delta_base,
+            "max_hedge_drift": self.max_hedge_drift,
+            "entry": dict(self.entry_analysis),
+            "holding_time_s": ((self.ended_ns or self.ctx.now_ns()) - self.entry_ns) / 1e9 if self.entry_ns else 0.0,
+        }
+

@@ -1,0 +1,246 @@
+"""Venue interfaces, split as the spec does: public market data vs private trading.
+
+A strategy never knows whether its venues are replayed, simulated behind a loopback server, or
+live: the engine hands it objects that satisfy :class:`PublicVenue` and :class:`PrivateVenue`.
+
+Private venues report order progress as :class:`OrderUpdate` and :class:`Fill` events to the
+handlers registered with ``subscribe``; the execution layer owns the strategy-side ``Order``
+objects and applies those events to them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Callable, Protocol, runtime_checkable
+
+import msgspec
+
+from cexarb._core import OrderBook
+from cexarb.model import (
+    Balance,
+    BookTicker,
+    Fill,
+    FundingEvent,
+    Instrument,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+__all__ = [
+    "BookUpdate",
+    "MarketEvent",
+    "OrderRequest",
+    "OrderUpdate",
+    "PrivateEvent",
+    "PrivateVenue",
+    "PublicVenue",
+    "RejectReason",
+]
+
+
+class RejectReason(enum.StrEnum):
+    PRICE_OFF_TICK = "price_off_tick"
+    QTY_OFF_LOT = "qty_off_lot"
+    QTY_NOT_POSITIVE = "qty_not_positive"
+    MIN_NOTIONAL = "min_notional"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    NO_LIQUIDITY = "no_liquidity"
+    BOOK_INVALID = "book_invalid"
+    UNKNOWN_INSTRUMENT = "unknown_instrument"
+    DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
+    VENUE_ERROR = "venue_error"
+
+
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a strategy asks a venue to do. Price and quantity are held as integer ticks and lots.
+
+    Build with :meth:`create`, which converts float price/qty at the edge and raises ValueError
+    naming the field when the price is not on the tick grid or the quantity not a whole number of
+    lots. ``wire_price`` / ``wire_qty`` are the exact decimal strings sent to a venue. An empty
+    ``client_order_id`` is assigned by the order manager when the order is submitted.
+    """
+
+    instrument: Instrument
+    side: Side
+    type: OrderType
+    qty_lots: int
+    price_ticks: int | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    client_order_id: str = ""
+    reduce_only: bool = False
+    tag: str = ""
+
+    @classmethod
+    def create(
+        cls,
+        instrument: Instrument,
+        side: Side,
+        qty: float,
+        *,
+        price: float | None = None,
+        type: OrderType | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        client_order_id: str | None = None,
+        reduce_only: bool = False,
+        tag: str = "",
+    ) -> OrderRequest:
+        """Validate and convert an order given in floats.
+
+        Args:
+            qty: base units (or contracts where the instrument counts contracts); must be a whole
+                number of lots within 1e-6 lot.
+            price: limit price, quote currency, on the tick grid within 1e-6 tick; None = market.
+
+        Raises:
+            ValueError: naming ``qty`` or ``price`` and the offending value.
+        """
+        if not math.isfinite(qty) or qty <= 0:
+            raise ValueError(f"order qty must be finite and > 0, got {qty!r}")
+        lots_f = qty / instrument.lot_size
+        lots = round(lots_f)
+        if abs(lots_f - lots) > 1e-6 * max(1.0, abs(lots_f)) or lots <= 0:
+            raise ValueError(f"order qty {qty!r} is not a multiple of lot_size {instrument.lot_size!r}")
+        ticks: int | None = None
+        if price is not None:
+            if not math.isfinite(price) or price <= 0:
+                raise ValueError(f"order price must be finite and > 0, got {price!r}")
+            ticks_f = price / instrument.tick_size
+            ticks = round(ticks_f)
+            if abs(ticks_f - ticks) > 1e-6 * max(1.0, abs(ticks_f)):
+                raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
+        otype = type if type is not None else (OrderType.MARKET if price is None else OrderType.LIMIT)
+        if otype is OrderType.LIMIT and ticks is None:
+            raise ValueError("order price is required for a limit order, got None")
+        return cls(
+            instrument=instrument,
+            side=side,
+            type=otype,
+            qty_lots=lots,
+            price_ticks=ticks,
+            time_in_force=time_in_force,
+            client_order_id=client_order_id or "",
+            reduce_only=reduce_only,
+            tag=tag,
+        )
+
+    @property
+    def qty(self) -> float:
+        """Quantity as the float nearest to the exact decimal (``float(wire_qty)``), not lots × lot_size."""
+        return float(self.wire_qty)
+
+    @property
+    def price(self) -> float | None:
+        """Price as the float nearest to the exact decimal (``float(wire_price)``), or None (market)."""
+        wire = self.wire_price
+        return None if wire is None else float(wire)
+
+    @property
+    def wire_qty(self) -> str:
+        return self.instrument.format_qty(self.qty_lots)
+
+    @property
+    def wire_price(self) -> str | None:
+        return None if self.price_ticks is None else self.instrument.format_price(self.price_ticks)
+
+    def to_order(self, ts_ns: int) -> Order:
+        """The strategy-side Order record for this request (status PENDING_NEW)."""
+        return Order(
+            client_order_id=self.client_order_id,
+            instrument=self.instrument,
+            side=self.side,
+            type=self.type,
+            qty=self.qty,
+            price=self.price,
+            time_in_force=self.time_in_force,
+            reduce_only=self.reduce_only,
+            created_ns=ts_ns,
+            updated_ns=ts_ns,
+            tag=self.tag,
+        )
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A change of an order's state reported by a venue (ack, partial fill, cancel, reject).
+
+    ``filled_qty`` / ``avg_fill_price`` are cumulative over the order's life.
+    """
+
+    client_order_id: str
+    venue_order_id: str
+    instrument_key: str
+    status: OrderStatus
+    filled_qty: float
+    avg_fill_price: float
+    ts_ns: int
+    reason: str | None = None
+
+
+class BookUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """The local L2 book of ``instrument_key`` changed at ``ts_ns`` (``bbo_changed`` if the top moved)."""
+
+    instrument_key: str
+    ts_ns: int
+    bbo_changed: bool = True
+
+
+MarketEvent = BookUpdate | Trade | BookTicker | FundingEvent
+PrivateEvent = OrderUpdate | Fill
+
+
+@runtime_checkable
+class PublicVenue(Protocol):
+    """Market data of one venue: instruments, maintained L2 books, trades, BBO, funding."""
+
+    name: str
+
+    def instruments(self) -> dict[str, Instrument]:
+        """Instruments by ``Instrument.key``."""
+        ...
+
+    def book(self, instrument_key: str) -> OrderBook:
+        """The maintained local L2 book (read it; never mutate it)."""
+        ...
+
+    def subscribe_market(self, handler: Callable[[MarketEvent], None]) -> None:
+        """Call ``handler`` for every market event of this venue."""
+        ...
+
+
+@runtime_checkable
+class PrivateVenue(Protocol):
+    """Trading on one venue: orders, fills, balances, positions."""
+
+    name: str
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        """Send an order; returns its Order record (PENDING_NEW until acked, or REJECTED)."""
+        ...
+
+    async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+        """Request a cancel; True if the order was open when the request was sent."""
+        ...
+
+    async def cancel_all(self, instrument_key: str | None = None) -> int:
+        """Cancel every open order (of one instrument); returns how many were open."""
+        ...
+
+    async def get_order(self, instrument_key: str, client_order_id: str) -> Order | None: ...
+
+    async def open_orders(self, instrument_key: str | None = None) -> list[Order]: ...
+
+    async def fills(self, instrument_key: str | None = None) -> list[Fill]: ...
+
+    async def balances(self) -> dict[str, Balance]: ...
+
+    async def positions(self) -> dict[str, Position]: ...
+
+    def subscribe(self, handler: Callable[[PrivateEvent], None]) -> None:
+        """Call ``handler`` for every OrderUpdate and Fill of this account."""
+        ...

@@ -1,0 +1,320 @@
+"""Matching core of the simulated venue: taker walks over a recorded book and the resting-order fill model.
+
+No I/O, no clock, no accounting: the functions and classes here read a recorded Rust
+:class:`~cexarb._core.OrderBook` (never mutate it) and say which of our orders trade, at what
+price and for how many lots. :mod:`cexarb.venues.sim.venue` owns latency, balances and events; the
+same core can sit behind a loopback HTTP/WS server.
+
+Assumptions (the usual ones for L2 replay, as in hftbacktest):
+
+* **The recorded market does not react to us.** Our orders are not inserted into the recorded
+  book, and liquidity we take is not removed from it. To avoid taking the same recorded quantity
+  twice, :class:`ConsumedLiquidity` remembers what the simulator has taken at each price level
+  within one book ``version``; when the recorded book changes (a new depth message), the record is
+  reset and the recorded quantities are again taken at face value.
+* **Risk-averse queue position** (hftbacktest ``RiskAverseQueueModel``): a resting order joins
+  behind the whole recorded quantity at its price when it arrives (``queue_ahead``). Only recorded
+  trades at our price advance the queue; a recorded quantity decrease at our price (which may be a
+  cancel behind us) only caps ``queue_ahead`` at the new level quantity, never advances it further.
+* Quantities of our orders are whole lots (``int``); recorded quantities are floats and are
+  floored to whole lots when we trade against them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Literal
+
+import msgspec
+
+from cexarb._core import OrderBook
+from cexarb.model import Side
+
+__all__ = [
+    "BookSide",
+    "ConsumedLiquidity",
+    "Match",
+    "QueueModelName",
+    "RestingOrder",
+    "RiskAverseQueue",
+    "iter_levels",
+    "lots_of",
+]
+
+QueueModelName = Literal["risk_averse"]
+BookSide = Literal["bid", "ask"]
+
+_LOT_EPS = 1e-9  # float noise tolerance when converting a recorded qty to whole lots
+_FIRST_DEPTH = 32  # levels read per depth() call; doubled while a walk needs more
+
+
+def lots_of(qty: float, lot_size: float) -> int:
+    """Whole lots in a non-negative recorded ``qty`` (floored; float noise tolerated); 0 if ``qty <= 0``."""
+    if not qty > 0.0:
+        return 0
+    return math.floor(qty / lot_size + _LOT_EPS)
+
+
+class Match(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution of one of our orders decided by the matching core.
+
+    Attributes:
+        key: the order's key in the core (the venue uses its client order id).
+        price_ticks: execution price in ticks of the instrument's ``tick_size``.
+        price: execution price, quote currency (the level price for takers, our limit for makers).
+        lots: executed quantity in whole lots (> 0).
+        is_maker: True for resting-order fills (maker fee), False for taker walks.
+    """
+
+    key: str
+    price_ticks: int
+    price: float
+    lots: int
+    is_maker: bool
+
+
+class ConsumedLiquidity:
+    """Quantity the simulator has already taken from each recorded level of one book version.
+
+    Keyed by ``(book side, price ticks)`` where the book side is the side that was *taken*
+    (``"ask"`` for a buy taker). Reset whenever the book's ``version`` differs from the version
+    the record was made for, i.e. after the replay applies the next depth message.
+    """
+
+    __slots__ = ("_version", "_taken")
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self._taken: dict[tuple[str, int], int] = {}
+
+    def _sync(self, version: int) -> None:
+        if version != self._version:
+            self._version = version
+            self._taken.clear()
+
+    def available_lots(self, version: int, book_side: str, ticks: int, level_lots: int) -> int:
+        """Lots of a recorded level of ``level_lots`` not yet taken by us in this ``version``."""
+        self._sync(version)
+        return max(level_lots - self._taken.get((book_side, ticks), 0), 0)
+
+    def consume(self, version: int, book_side: str, ticks: int, lots: int) -> None:
+        """Record that we took ``lots`` at ``ticks`` on ``book_side`` of book ``version``."""
+        self._sync(version)
+        key = (book_side, ticks)
+        self._taken[key] = self._taken.get(key, 0) + lots
+
+    def taken_lots(self, version: int, book_side: str, ticks: int) -> int:
+        """Lots taken at a level in ``version`` (0 once the version has changed)."""
+        if version != self._version:
+            return 0
+        return self._taken.get((book_side, ticks), 0)
+
+
+def iter_levels(
+    book: OrderBook,
+    taker_side: Side,
+    limit_ticks: int | None,
+    tick_size: float,
+    lot_size: float,
+    consumed: ConsumedLiquidity,
+) -> Iterator[tuple[int, float, int]]:
+    """Levels a taker of ``taker_side`` can trade against, best first, net of what we already took.
+
+    A buy walks the asks (prices ``<= limit``), a sell walks the bids (prices ``>= limit``);
+    ``limit_ticks`` None means no limit (market order). Levels are read with ``book.depth(n)``,
+    doubling ``n`` until the walk stops or the side is exhausted.
+
+    Yields:
+        ``(price_ticks, price, available_lots)`` with ``available_lots > 0``. The caller takes
+        what it needs and records it with :meth:`ConsumedLiquidity.consume` (before resuming the
+        iteration, if it resumes); the book must not change during the iteration.
+    """
+    book_side = "ask" if taker_side is Side.BUY else "bid"
+    version = book.version
+    n = _FIRST_DEPTH
+    start = 0
+    while True:
+        bids, asks = book.depth(n)
+        rows = asks if taker_side is Side.BUY else bids
+        count = len(rows)
+        for i in range(start, count):
+            price = float(rows[i][0])
+            ticks = round(price / tick_size)
+            if limit_ticks is not None:
+                if taker_side is Side.BUY and ticks > limit_ticks:
+                    return
+                if taker_side is Side.SELL and ticks < limit_ticks:
+                    return
+            available = consumed.available_lots(version, book_side, ticks, lots_of(float(rows[i][1]), lot_size))
+            if available > 0:
+                yield ticks, price, available
+        if count < n:
+            return
+        start = count
+        n *= 2
+
+
+class RestingOrder:
+    """Our order resting in the simulated queue (mutable; owned by :class:`RiskAverseQueue`).
+
+    Attributes:
+        key: client order id.
+        side: buy rests on the bid, sell on the ask.
+        price_ticks, price: limit price.
+        remaining_lots: unfilled quantity, whole lots.
+        queue_ahead: recorded quantity ahead of us at our price, base units (contracts for
+            instruments that count contracts), as recorded in the book.
+        seq: arrival sequence; time priority among our own orders at one price.
+    """
+
+    __slots__ = ("key", "side", "price_ticks", "price", "remaining_lots", "queue_ahead", "seq")
+
+    def __init__(
+        self, key: str, side: Side, price_ticks: int, price: float, remaining_lots: int, queue_ahead: float, seq: int
+    ) -> None:
+        self.key = key
+        self.side = side
+        self.price_ticks = price_ticks
+        self.price = price
+        self.remaining_lots = remaining_lots
+        self.queue_ahead = queue_ahead
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return (
+            f"RestingOrder({self.key!r}, {self.side.value}, {self.price!r}, lots={self.remaining_lots}, "
+            f"queue_ahead={self.queue_ahead!r})"
+        )
+
+
+class RiskAverseQueue:
+    """Resting orders of one instrument and the risk-averse fill model for them.
+
+    Fill rules (called by the replay driver through the venue, in recorded-time order):
+
+    * :meth:`on_trade`: a recorded trade strictly *through* our price (a sell taker below our
+      bid, a buy taker above our ask) fills us up to the trade quantity and empties our queue
+      (the whole level at our price must have traded). A trade *at* our price first consumes
+      ``queue_ahead``; the excess fills us. One recorded trade is shared among our orders in
+      price-time priority: what it gave to an earlier order of ours is not available to a later one.
+    * :meth:`on_book`: after a depth message, ``queue_ahead = min(queue_ahead, recorded qty at our
+      price)``; if the recorded opposite side now reaches our price (ask <= our bid / bid >= our
+      ask), we fill as maker at *our* price for what the recorded opposite side holds within our
+      price, net of what we already took from that book version.
+
+    Source: hftbacktest ``RiskAverseQueueModel`` (nkaz001/hftbacktest, ``backtest/models/queue.rs``).
+    """
+
+    def __init__(self, tick_size: float, lot_size: float) -> None:
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self._orders: dict[str, RestingOrder] = {}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._orders
+
+    def get(self, key: str) -> RestingOrder | None:
+        return self._orders.get(key)
+
+    def add(self, order: RestingOrder) -> None:
+        """Rest ``order``; raises ValueError if its key is already resting or it has no lots."""
+        if order.key in self._orders:
+            raise ValueError(f"resting order {order.key!r} already in the queue")
+        if order.remaining_lots <= 0:
+            raise ValueError(f"resting order {order.key!r}: remaining_lots must be > 0, got {order.remaining_lots}")
+        self._orders[order.key] = order
+
+    def remove(self, key: str) -> RestingOrder | None:
+        """Take an order out (cancel); None if it is not resting."""
+        return self._orders.pop(key, None)
+
+    def orders(self) -> list[RestingOrder]:
+        """Resting orders in arrival order."""
+        return sorted(self._orders.values(), key=lambda o: o.seq)
+
+    def _priority(self, side: Side) -> list[RestingOrder]:
+        same = [o for o in self._orders.values() if o.side is side]
+        if side is Side.BUY:
+            same.sort(key=lambda o: (-o.price_ticks, o.seq))
+        else:
+            same.sort(key=lambda o: (o.price_ticks, o.seq))
+        return same
+
+    def _take(self, order: RestingOrder, lots: int, out: list[Match]) -> None:
+        order.remaining_lots -= lots
+        out.append(Match(key=order.key, price_ticks=order.price_ticks, price=order.price, lots=lots, is_maker=True))
+        if order.remaining_lots <= 0:
+            del self._orders[order.key]
+
+    def on_trade(self, price_ticks: int, qty: float, taker_side: Side) -> list[Match]:
+        """Apply one recorded trade; returns our maker fills (fully filled orders leave the queue).
+
+        Args:
+            price_ticks: trade price in ticks.
+            qty: trade quantity, base units (contracts where the instrument counts contracts).
+            taker_side: the aggressor's side (Binance ``m`` true = seller is the taker).
+        """
+        if not self._orders or not qty > 0.0:
+            return []
+        maker_side = taker_side.opposite
+        out: list[Match] = []
+        given = 0.0
+        for order in self._priority(maker_side):
+            if maker_side is Side.BUY:
+                reached = price_ticks <= order.price_ticks
+            else:
+                reached = price_ticks >= order.price_ticks
+            if not reached:
+                break  # priority order: no later order is reached either
+            available = qty - given
+            if available <= 0.0:
+                break
+            if price_ticks == order.price_ticks:
+                ahead = min(order.queue_ahead, available)
+                order.queue_ahead -= ahead
+                available -= ahead
+            else:
+                order.queue_ahead = 0.0
+            lots = min(order.remaining_lots, lots_of(available, self.lot_size))
+            if lots > 0:
+                given += lots * self.lot_size
+                self._take(order, lots, out)
+        return out
+
+    def on_book(self, book: OrderBook, consumed: ConsumedLiquidity) -> list[Match]:
+        """Re-read the recorded book after a depth message; returns maker fills from a crossed price.
+
+        Does nothing while the book is invalid (sequence gap / crossed): its levels are not trusted.
+        """
+        if not self._orders or not book.is_valid:
+            return []
+        for order in self._orders.values():
+            own: BookSide = "bid" if order.side is Side.BUY else "ask"
+            recorded = book.qty_at(own, order.price)
+            if recorded < order.queue_ahead:
+                order.queue_ahead = recorded
+        out: list[Match] = []
+        version = book.version
+        for side in (Side.BUY, Side.SELL):
+            best = book.best_ask() if side is Side.BUY else book.best_bid()
+            if best is None:
+                continue
+            best_ticks = round(best[0] / self.tick_size)
+            opposite = "ask" if side is Side.BUY else "bid"
+            for order in self._priority(side):
+                crossed = best_ticks <= order.price_ticks if side is Side.BUY else best_ticks >= order.price_ticks
+                if not crossed:
+                    break
+                order.queue_ahead = 0.0
+                for ticks, _price, available in iter_levels(
+                    book, side, order.price_ticks, self.tick_size, self.lot_size, consumed
+                ):
+                    lots = min(order.remaining_lots, available)
+                    consumed.consume(version, opposite, ticks, lots)
+                    self._take(order, lots, out)
+                    if order.key not in self._orders:
+                        break
+        return out

@@ -1,0 +1,133 @@
+//! Native baseline of book ingestion: the recorded Binance BTC depth streams (spot, USDⓈ-M,
+//! COIN-M; 2024-08-08), all messages built in advance, applied to fresh books with a best
+//! bid/ask read after each message, repeated; prints the median and writes
+//! `target/book_ingest_native.json`.
+//!
+//! Run: `cargo bench --bench book_ingest` (std::time only, no harness). Env `BENCH_REPEATS`
+//! overrides the 20 repeats.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use cexarb::book::{ApplyOutcome, OrderBook};
+
+fn main() {
+    let streams = match common::load_all() {
+        None => {
+            eprintln!("book_ingest: shared/data/book/{} not found; nothing to run", common::RECORDING);
+            return;
+        }
+        Some(Ok(streams)) => streams,
+        Some(Err(e)) => {
+            eprintln!("book_ingest: loading the recording failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let repeats: usize =
+        std::env::var("BENCH_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(20).max(1);
+    let messages: usize = streams.iter().map(|s| s.deltas.len()).sum();
+    let level_rows: usize = streams.iter().map(|s| s.level_rows).sum();
+
+    let mut totals_ns: Vec<f64> = Vec::with_capacity(repeats);
+    let mut per_stream_ns: Vec<Vec<f64>> = vec![Vec::with_capacity(repeats); streams.len()];
+    for _ in 0..repeats {
+        let mut total = 0.0;
+        for (i, stream) in streams.iter().enumerate() {
+            let mut book = match OrderBook::new(stream.tick_size, stream.lot_size) {
+                Ok(book) => book,
+                Err(e) => {
+                    eprintln!("{}: {e}", stream.name);
+                    std::process::exit(1);
+                }
+            };
+            let mut gaps = 0usize;
+            let start = Instant::now();
+            for delta in &stream.deltas {
+                match book.apply_delta(black_box(delta)) {
+                    Ok(ApplyOutcome::Gap) => gaps += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("{}: {e}", stream.name);
+                        std::process::exit(1);
+                    }
+                }
+                black_box((book.best_bid(), book.best_ask()));
+            }
+            let elapsed = start.elapsed().as_nanos() as f64;
+            if gaps != 0 {
+                eprintln!("{}: {gaps} gaps", stream.name);
+                std::process::exit(1);
+            }
+            if let Some(v) = per_stream_ns.get_mut(i) {
+                v.push(elapsed);
+            }
+            total += elapsed;
+        }
+        totals_ns.push(total);
+    }
+
+    let median_ns = median(&mut totals_ns);
+    let ns_per_message = median_ns / messages as f64;
+    let messages_per_s = messages as f64 / (median_ns / 1e9);
+    println!(
+        "book_ingest (native Rust loop): {} streams, {messages} messages, {level_rows} level rows, {repeats} repeats",
+        streams.len()
+    );
+    let mut stream_json = Vec::new();
+    for (stream, times) in streams.iter().zip(per_stream_ns.iter_mut()) {
+        let m = median(times);
+        println!(
+            "  {:<40} {:>7} msgs  median {:>8.3} ms  {:>7.1} ns/msg",
+            stream.name,
+            stream.deltas.len(),
+            m / 1e6,
+            m / stream.deltas.len() as f64
+        );
+        stream_json.push(format!(
+            "{{\"name\": \"{}\", \"messages\": {}, \"level_rows\": {}, \"median_ms\": {:.4}, \"ns_per_message\": {:.2}}}",
+            stream.name,
+            stream.deltas.len(),
+            stream.level_rows,
+            m / 1e6,
+            m / stream.deltas.len() as f64
+        ));
+    }
+    println!(
+        "  total: median {:.3} ms, {:.1} ns/message, {:.0} messages/s",
+        median_ns / 1e6,
+        ns_per_message,
+        messages_per_s
+    );
+
+    let json = format!(
+        "{{\n  \"benchmark\": \"book_ingest_native\",\n  \"messages\": {messages},\n  \"level_rows\": {level_rows},\n  \"repeats\": {repeats},\n  \"median_total_ms\": {:.4},\n  \"ns_per_message\": {:.2},\n  \"messages_per_s\": {:.0},\n  \"streams\": [{}]\n}}\n",
+        median_ns / 1e6,
+        ns_per_message,
+        messages_per_s,
+        stream_json.join(", ")
+    );
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let out = target.join("book_ingest_native.json");
+    match std::fs::create_dir_all(&target).and_then(|_| std::fs::write(&out, json)) {
+        Ok(()) => println!("  wrote {}", out.display()),
+        Err(e) => eprintln!("  could not write {}: {e}", out.display()),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

@@ -1,0 +1,17 @@
+//! cexarb core: L2 order book, spread/basis/hedge maths and a state-transition table.
+//!
+//! The core modules are pure Rust (`cargo test` needs no Python). The PyO3 bindings
+//! (`cexarb._core`) live in `python.rs`, compiled only with the `python` feature (maturin).
+
+pub mod book;
+pub mod fsm;
+pub mod hedge;
+pub mod pricing;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use book::{ApplyOutcome, BookError, BookSide, Depth, Execution, L2Delta, OrderBook, Side};
+pub use fsm::{FsmError, TransitionTable};
+pub use hedge::{EwmaVolatility, HedgeError, RollingOls};
+pub use pricing::PricingError;

@@ -1,0 +1,339 @@
+//! Spread, basis and funding maths, and exact decimal formatting of tick prices.
+//!
+//! Units: prices in quote currency per base unit (per contract for inverse perps), quantities in
+//! base units or contracts, fees and rates as fractions (0.001 = 10 bps), spreads and basis in
+//! basis points (1 bp = 1e-4).
+//!
+//! Pure Rust: no Python here; the bindings live in `python.rs`.
+
+use thiserror::Error;
+
+use crate::book::{OrderBook, Side};
+
+/// Largest number of decimals [`decimals_for_step`] accepts (10^30 still fits an `i128` with room
+/// for the tick count).
+pub const MAX_DECIMALS: u32 = 30;
+
+/// Errors of the pricing functions; each message names the field and its value.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum PricingError {
+    /// A value that must be a finite number was NaN or infinite.
+    #[error("{field} {value} must be finite")]
+    NotFinite { field: &'static str, value: f64 },
+    /// A value that must be strictly positive was zero or negative (or non-finite).
+    #[error("{field} {value} must be finite and > 0")]
+    NotPositive { field: &'static str, value: f64 },
+    /// A value that must be zero or positive was negative (or non-finite).
+    #[error("{field} {value} must be finite and >= 0")]
+    Negative { field: &'static str, value: f64 },
+    /// A step whose shortest decimal representation has more than [`MAX_DECIMALS`] decimals.
+    #[error("{field} {value} has {decimals} decimals, more than the {max} supported")]
+    TooManyDecimals { field: &'static str, value: f64, decimals: u32, max: u32 },
+    /// `ticks * tick_size` does not fit the integer arithmetic used for exact formatting.
+    #[error("ticks {ticks} * tick_size {tick_size} overflows the exact decimal arithmetic")]
+    Overflow { ticks: i64, tick_size: f64 },
+}
+
+pub(crate) fn finite(field: &'static str, value: f64) -> Result<f64, PricingError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(PricingError::NotFinite { field, value })
+    }
+}
+
+pub(crate) fn positive(field: &'static str, value: f64) -> Result<f64, PricingError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(PricingError::NotPositive { field, value })
+    }
+}
+
+pub(crate) fn non_negative(field: &'static str, value: f64) -> Result<f64, PricingError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(PricingError::Negative { field, value })
+    }
+}
+
+/// Number of decimals in the shortest decimal representation that round-trips `step`.
+///
+/// Uses Rust's `Display` for `f64`, which prints the shortest round-tripping digits and never an
+/// exponent: `0.01` → 2, `0.00001` → 5, `5.0` → 0, `0.5` → 1.
+///
+/// Errors: `step` not finite or `<= 0`; more than [`MAX_DECIMALS`] decimals.
+pub fn decimals_for_step(step: f64) -> Result<u32, PricingError> {
+    positive("step", step)?;
+    let text = format!("{step}");
+    let decimals = match text.split_once('.') {
+        Some((_, frac)) => u32::try_from(frac.len()).unwrap_or(u32::MAX),
+        None => 0,
+    };
+    if decimals > MAX_DECIMALS {
+        return Err(PricingError::TooManyDecimals {
+            field: "step",
+            value: step,
+            decimals,
+            max: MAX_DECIMALS,
+        });
+    }
+    Ok(decimals)
+}
+
+/// `step` as an integer number of units of `10^-decimals`, with `decimals = decimals_for_step(step)`.
+///
+/// `0.01` → `(1, 2)`, `0.5` → `(5, 1)`, `5.0` → `(5, 0)`.
+pub fn step_units(step: f64) -> Result<(i128, u32), PricingError> {
+    let decimals = decimals_for_step(step)?;
+    let scaled = (step * 10f64.powi(decimals as i32)).round();
+    // `step` is finite and has at most MAX_DECIMALS decimals; `scaled` is finite, but may be too
+    // large for i128 (step ~ 1e300).
+    if !(1.0..1.0e37).contains(&scaled) {
+        return Err(PricingError::TooManyDecimals {
+            field: "step",
+            value: step,
+            decimals,
+            max: MAX_DECIMALS,
+        });
+    }
+    Ok((scaled as i128, decimals))
+}
+
+/// Exact decimal string of the price `ticks * tick_size`, with exactly
+/// `decimals_for_step(tick_size)` decimals.
+///
+/// Integer arithmetic only (never float formatting of the product): the step is written as an
+/// integer count of `10^-d` units, multiplied by `ticks`, and the decimal point is inserted.
+/// `(6183763, 0.01)` → `"61837.63"`, `(5, 0.00001)` → `"0.00005"`, `(-12, 0.1)` → `"-1.2"`,
+/// `(3, 5.0)` → `"15"`.
+///
+/// Errors: `tick_size` not finite or `<= 0`, too many decimals, or an overflowing product.
+pub fn ticks_to_decimal_str(ticks: i64, tick_size: f64) -> Result<String, PricingError> {
+    let (units, decimals) = step_units(tick_size)?;
+    let value = i128::from(ticks)
+        .checked_mul(units)
+        .ok_or(PricingError::Overflow { ticks, tick_size })?;
+    Ok(format_scaled(value, decimals))
+}
+
+/// Formats the integer `value` scaled by `10^-decimals` as a plain decimal string.
+pub(crate) fn format_scaled(value: i128, decimals: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    if decimals == 0 {
+        return format!("{sign}{magnitude}");
+    }
+    let scale = 10u128.pow(decimals);
+    let int_part = magnitude / scale;
+    let frac_part = magnitude % scale;
+    format!("{sign}{int_part}.{frac_part:0width$}", width = decimals as usize)
+}
+
+/// Entry spread in bps of buying `qty` on `buy_book` and selling `qty` on `sell_book`, net of
+/// taker fees:
+///
+/// `(sell_avg * (1 - sell_fee) - buy_avg * (1 + buy_fee)) / buy_avg * 1e4`
+///
+/// where `buy_avg` is the executable average ask of `buy_book` for `qty` and `sell_avg` the
+/// executable average bid of `sell_book`. Positive means the round trip earns money.
+///
+/// Returns `Ok(None)` when either book is invalid (no snapshot, gap, crossed) or cannot fill
+/// `qty`. Errors: `qty` not finite or `<= 0`, fees not finite.
+pub fn entry_spread_bps(
+    buy_book: &OrderBook,
+    sell_book: &OrderBook,
+    qty: f64,
+    buy_taker_fee: f64,
+    sell_taker_fee: f64,
+) -> Result<Option<f64>, PricingError> {
+    positive("qty", qty)?;
+    finite("buy_taker_fee", buy_taker_fee)?;
+    finite("sell_taker_fee", sell_taker_fee)?;
+    let (Some(buy_avg), Some(sell_avg)) =
+        (complete_avg(buy_book, Side::Buy, qty), complete_avg(sell_book, Side::Sell, qty))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        (sell_avg * (1.0 - sell_taker_fee) - buy_avg * (1.0 + buy_taker_fee)) / buy_avg * 1e4,
+    ))
+}
+
+/// Exit spread in bps of unwinding a position: sell `qty` on `long_book` (at its executable
+/// average bid) and buy back `qty` on `short_book` (at its executable average ask), net of fees:
+///
+/// `(long_sell_avg * (1 - long_fee) - short_buy_avg * (1 + short_fee)) / short_buy_avg * 1e4`
+///
+/// Returns `Ok(None)` when either book is invalid or cannot fill `qty`. Errors as
+/// [`entry_spread_bps`].
+pub fn exit_spread_bps(
+    long_book: &OrderBook,
+    short_book: &OrderBook,
+    qty: f64,
+    long_taker_fee: f64,
+    short_taker_fee: f64,
+) -> Result<Option<f64>, PricingError> {
+    positive("qty", qty)?;
+    finite("long_taker_fee", long_taker_fee)?;
+    finite("short_taker_fee", short_taker_fee)?;
+    let (Some(long_sell_avg), Some(short_buy_avg)) =
+        (complete_avg(long_book, Side::Sell, qty), complete_avg(short_book, Side::Buy, qty))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        (long_sell_avg * (1.0 - long_taker_fee) - short_buy_avg * (1.0 + short_taker_fee))
+            / short_buy_avg
+            * 1e4,
+    ))
+}
+
+/// Average price of filling `qty` on `side` of a valid book, `None` if invalid or too shallow.
+fn complete_avg(book: &OrderBook, side: Side, qty: f64) -> Option<f64> {
+    if !book.is_valid() {
+        return None;
+    }
+    let execution = book.execution(side, qty);
+    if execution.complete {
+        execution.avg_price
+    } else {
+        None
+    }
+}
+
+/// Basis of a perpetual over spot, in bps: `(perp_price - spot_price) / spot_price * 1e4`.
+///
+/// Errors: either price not finite or `<= 0`.
+pub fn basis_bps(perp_price: f64, spot_price: f64) -> Result<f64, PricingError> {
+    positive("perp_price", perp_price)?;
+    positive("spot_price", spot_price)?;
+    Ok((perp_price - spot_price) / spot_price * 1e4)
+}
+
+/// Funding rate per interval annualised: `rate * 24 * 365 / interval_hours` (simple, not
+/// compounded). Binance perpetuals fund every 8 hours by default.
+///
+/// Errors: `rate_per_interval` not finite; `interval_hours` not finite or `<= 0`.
+pub fn annualized_funding_rate(
+    rate_per_interval: f64,
+    interval_hours: f64,
+) -> Result<f64, PricingError> {
+    finite("rate_per_interval", rate_per_interval)?;
+    positive("interval_hours", interval_hours)?;
+    Ok(rate_per_interval * 24.0 * 365.0 / interval_hours)
+}
+
+/// Expected funding PnL in quote currency of holding `perp_qty` (signed, short negative) for
+/// `n_intervals` funding intervals: `-perp_qty * mark_price * funding_rate * n_intervals`.
+///
+/// Positive funding means longs pay shorts (Binance, "Introduction to funding rates"): a short
+/// (`perp_qty < 0`) earns. Funding payment = position notional at mark price * funding rate.
+///
+/// Errors: `perp_qty`, `funding_rate` not finite; `mark_price` not finite or `<= 0`;
+/// `n_intervals` not finite or `< 0`.
+pub fn expected_funding_pnl(
+    perp_qty: f64,
+    mark_price: f64,
+    funding_rate: f64,
+    n_intervals: f64,
+) -> Result<f64, PricingError> {
+    finite("perp_qty", perp_qty)?;
+    positive("mark_price", mark_price)?;
+    finite("funding_rate", funding_rate)?;
+    non_negative("n_intervals", n_intervals)?;
+    Ok(-perp_qty * mark_price * funding_rate * n_intervals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_formatting() {
+        assert_eq!(ticks_to_decimal_str(6_183_763, 0.01).unwrap(), "61837.63");
+        assert_eq!(ticks_to_decimal_str(5, 0.00001).unwrap(), "0.00005");
+        assert_eq!(ticks_to_decimal_str(-12, 0.1).unwrap(), "-1.2");
+        assert_eq!(ticks_to_decimal_str(3, 5.0).unwrap(), "15");
+        assert_eq!(ticks_to_decimal_str(0, 0.01).unwrap(), "0.00");
+        assert_eq!(ticks_to_decimal_str(-5, 0.01).unwrap(), "-0.05");
+        assert_eq!(ticks_to_decimal_str(3, 0.5).unwrap(), "1.5");
+        assert_eq!(ticks_to_decimal_str(618_002, 0.1).unwrap(), "61800.2");
+        assert_eq!(ticks_to_decimal_str(1, 1e-8).unwrap(), "0.00000001");
+        assert!(ticks_to_decimal_str(1, 0.0).is_err());
+        assert!(ticks_to_decimal_str(1, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn decimals_of_steps() {
+        assert_eq!(decimals_for_step(0.01).unwrap(), 2);
+        assert_eq!(decimals_for_step(0.1).unwrap(), 1);
+        assert_eq!(decimals_for_step(0.00001).unwrap(), 5);
+        assert_eq!(decimals_for_step(1.0).unwrap(), 0);
+        assert_eq!(decimals_for_step(5.0).unwrap(), 0);
+        assert_eq!(decimals_for_step(0.25).unwrap(), 2);
+        assert!(decimals_for_step(-0.1).is_err());
+        assert!(decimals_for_step(f64::INFINITY).is_err());
+        assert!(decimals_for_step(1e-40).is_err());
+    }
+
+    #[test]
+    fn decimal_round_trip() {
+        for &(tick, max) in &[(0.01, 10_000_000i64), (0.1, 1_000_000), (0.00001, 100_000)] {
+            let d = decimals_for_step(tick).unwrap();
+            for ticks in (-max..max).step_by(7919) {
+                let text = ticks_to_decimal_str(ticks, tick).unwrap();
+                let parsed: f64 = text.parse().unwrap();
+                assert_eq!((parsed / tick).round() as i64, ticks, "{text}");
+                assert_eq!(text.split_once('.').map_or(0, |(_, f)| f.len()), d as usize);
+            }
+        }
+    }
+
+    fn two_level_book(bid: f64, ask: f64, step: f64) -> OrderBook {
+        let mut book = OrderBook::new(0.01, 0.001).unwrap();
+        book.apply_snapshot(&[(bid, 1.0), (bid - step, 1.0)], &[(ask, 1.0), (ask + step, 1.0)], 1)
+            .unwrap();
+        book
+    }
+
+    #[test]
+    fn entry_and_exit_spreads() {
+        let cheap = two_level_book(99.99, 100.0, 0.01);
+        let rich = two_level_book(100.10, 100.11, 0.01);
+        // buy 1 at 100.00, sell 1 at 100.10, no fees: 10 bps
+        let entry = entry_spread_bps(&cheap, &rich, 1.0, 0.0, 0.0).unwrap().unwrap();
+        assert!((entry - 10.0).abs() < 1e-9, "{entry}");
+        // 2 units walk a level on each side: buy avg 100.005, sell avg 100.095
+        let entry = entry_spread_bps(&cheap, &rich, 2.0, 0.001, 0.0005).unwrap().unwrap();
+        let expected = (100.095 * (1.0 - 0.0005) - 100.005 * 1.001) / 100.005 * 1e4;
+        assert!((entry - expected).abs() < 1e-9, "{entry} {expected}");
+        // unwind: sell on rich (long) at 100.10, buy back on cheap (short) at 100.00
+        let exit = exit_spread_bps(&rich, &cheap, 1.0, 0.0, 0.0).unwrap().unwrap();
+        assert!((exit - 10.0).abs() < 1e-9, "{exit}");
+        // too shallow or invalid: None
+        assert_eq!(entry_spread_bps(&cheap, &rich, 3.0, 0.0, 0.0).unwrap(), None);
+        let mut gapped = two_level_book(99.99, 100.0, 0.01);
+        gapped.apply_update(&[], &[], 5, 6, None).unwrap();
+        assert!(!gapped.is_valid());
+        assert_eq!(entry_spread_bps(&gapped, &rich, 1.0, 0.0, 0.0).unwrap(), None);
+        assert_eq!(exit_spread_bps(&rich, &gapped, 1.0, 0.0, 0.0).unwrap(), None);
+        assert!(entry_spread_bps(&cheap, &rich, 0.0, 0.0, 0.0).is_err());
+        assert!(exit_spread_bps(&rich, &cheap, 1.0, f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn basis_and_funding() {
+        assert!((basis_bps(101.0, 100.0).unwrap() - 100.0).abs() < 1e-9);
+        assert!(basis_bps(101.0, 0.0).is_err());
+        assert!((annualized_funding_rate(0.0001, 8.0).unwrap() - 0.1095).abs() < 1e-12);
+        assert!(annualized_funding_rate(0.0001, 0.0).is_err());
+        // short 1 BTC at 60000 with +0.01% funding for 3 intervals earns 18 USDT
+        let pnl = expected_funding_pnl(-1.0, 60_000.0, 0.0001, 3.0).unwrap();
+        assert!((pnl - 18.0).abs() < 1e-9);
+        assert!(expected_funding_pnl(1.0, f64::NAN, 0.0001, 1.0).is_err());
+        let err = basis_bps(-1.0, 100.0).unwrap_err().to_string();
+        assert!(err.contains("perp_price") && err.contains("-1"), "{err}");
+    }
+}

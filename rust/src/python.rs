@@ -1,0 +1,882 @@
+//! PyO3 bindings of the pure core: `cexarb._core`.
+//!
+//! Wrappers convert, call and map the error; no logic lives here. Each core error enum maps to
+//! its own exception under `CexarbError(ValueError)`.
+
+use numpy::ndarray::Array2;
+use numpy::prelude::*;
+use numpy::{PyArray2, PyArrayDyn, PyUntypedArray};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::book::{self, ApplyOutcome, BookError, BookSide, L2Delta, OrderBook, Side};
+use crate::fsm::{FsmError, TransitionTable};
+use crate::hedge::{self, EwmaVolatility, HedgeError, RollingOls};
+use crate::pricing;
+
+pyo3::create_exception!(
+    cexarb._core,
+    CexarbError,
+    PyValueError,
+    "Base class of every error raised by the core (bad input, sequence, transition)."
+);
+pyo3::create_exception!(
+    cexarb._core,
+    BookInputError,
+    CexarbError,
+    "Bad book input (NaN/inf, negative qty, off-grid price, bad shape); the book is unchanged."
+);
+pyo3::create_exception!(
+    cexarb._core,
+    SequenceGapError,
+    CexarbError,
+    "Raised by OrderBook.require_valid when the book is invalid after a sequence gap."
+);
+pyo3::create_exception!(
+    cexarb._core,
+    IllegalTransitionError,
+    CexarbError,
+    "A state transition that the table does not allow; the message names both states."
+);
+pyo3::create_exception!(
+    cexarb._core,
+    PricingError,
+    CexarbError,
+    "Bad input to a pricing/hedge function (non-finite, non-positive where positive needed)."
+);
+
+impl From<BookError> for PyErr {
+    fn from(err: BookError) -> PyErr {
+        match err {
+            BookError::Invalid { .. } => SequenceGapError::new_err(err.to_string()),
+            _ => BookInputError::new_err(err.to_string()),
+        }
+    }
+}
+
+impl From<pricing::PricingError> for PyErr {
+    fn from(err: pricing::PricingError) -> PyErr {
+        PricingError::new_err(err.to_string())
+    }
+}
+
+impl From<HedgeError> for PyErr {
+    fn from(err: HedgeError) -> PyErr {
+        PricingError::new_err(err.to_string())
+    }
+}
+
+impl From<FsmError> for PyErr {
+    fn from(err: FsmError) -> PyErr {
+        match err {
+            FsmError::Illegal { .. } => IllegalTransitionError::new_err(err.to_string()),
+            _ => CexarbError::new_err(err.to_string()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// levels input
+
+/// Reads levels (float64 array of shape (n, 2), empty (0,), or a sequence of (price, qty) pairs)
+/// into `out` (cleared first). Numbers only: finiteness and the grid are checked by the core.
+fn extract_levels(
+    field: &'static str,
+    obj: &Bound<'_, PyAny>,
+    out: &mut Vec<(f64, f64)>,
+) -> Result<(), BookError> {
+    out.clear();
+    if let Ok(array) = obj.cast::<PyArrayDyn<f64>>() {
+        return extract_f64_array(field, array, out);
+    }
+    if let Ok(array) = obj.cast::<PyUntypedArray>() {
+        check_shape(field, array.shape())?;
+        // another dtype (int, float32, ...): convert once, then the float64 path
+        let converted = obj.call_method1("astype", ("float64",)).map_err(|_| BookError::BadShape {
+            field,
+            shape: format!("{} with dtype not convertible to float64", shape_text(array.shape())),
+        })?;
+        let array = converted
+            .cast::<PyArrayDyn<f64>>()
+            .map_err(|_| BookError::BadShape { field, shape: shape_text(array.shape()) })?;
+        return extract_f64_array(field, array, out);
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        out.reserve(list.len());
+        for (index, item) in list.iter().enumerate() {
+            out.push(extract_pair(field, index, &item)?);
+        }
+        return Ok(());
+    }
+    let iter = obj.try_iter().map_err(|_| BookError::BadShape {
+        field,
+        shape: format!("a non-sequence {}", type_name(obj)),
+    })?;
+    for (index, item) in iter.enumerate() {
+        let item = item.map_err(|_| BookError::BadLevel { field, index })?;
+        out.push(extract_pair(field, index, &item)?);
+    }
+    Ok(())
+}
+
+fn extract_f64_array(
+    field: &'static str,
+    array: &Bound<'_, PyArrayDyn<f64>>,
+    out: &mut Vec<(f64, f64)>,
+) -> Result<(), BookError> {
+    check_shape(field, array.shape())?;
+    if array.len() == 0 {
+        return Ok(());
+    }
+    let readonly = array.try_readonly().map_err(|_| BookError::BadShape {
+        field,
+        shape: format!("{} (array is mutably borrowed)", shape_text(array.shape())),
+    })?;
+    if let Ok(flat) = readonly.as_slice() {
+        // C-contiguous (n, 2)
+        out.extend(flat.chunks_exact(2).filter_map(|c| match c {
+            [price, qty] => Some((*price, *qty)),
+            _ => None,
+        }));
+    } else {
+        let view = readonly.as_array();
+        out.reserve(view.len() / 2);
+        for row in view.rows() {
+            match (row.get(0), row.get(1)) {
+                (Some(&p), Some(&q)) => out.push((p, q)),
+                _ => return Err(BookError::BadShape { field, shape: shape_text(view.shape()) }),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_shape(field: &'static str, shape: &[usize]) -> Result<(), BookError> {
+    match shape {
+        [0] | [_, 2] => Ok(()),
+        _ => Err(BookError::BadShape { field, shape: shape_text(shape) }),
+    }
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
+}
+
+#[inline]
+fn extract_pair(
+    field: &'static str,
+    index: usize,
+    item: &Bound<'_, PyAny>,
+) -> Result<(f64, f64), BookError> {
+    let bad = || BookError::BadLevel { field, index };
+    if let Ok(tuple) = item.cast::<PyTuple>() {
+        if tuple.len() != 2 {
+            return Err(bad());
+        }
+        let price = tuple.get_borrowed_item(0).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
+        let qty = tuple.get_borrowed_item(1).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
+        return Ok((price, qty));
+    }
+    if item.len().map_err(|_| bad())? != 2 {
+        return Err(bad());
+    }
+    let price = item.get_item(0).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
+    let qty = item.get_item(1).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
+    Ok((price, qty))
+}
+
+// ---------------------------------------------------------------------------------------------
+// OrderBook
+
+/// Result of walking one side of the book for a quantity (frozen).
+#[pyclass(frozen, name = "Execution", module = "cexarb._core", get_all)]
+#[derive(Debug, Clone)]
+pub struct PyExecution {
+    /// Average fill price; None when nothing could be filled.
+    avg_price: Option<f64>,
+    filled_qty: f64,
+    /// sum(price * qty) over the levels walked, quote currency.
+    notional: f64,
+    /// Last (worst) level touched.
+    worst_price: Option<f64>,
+    /// True when the book held the whole qty.
+    complete: bool,
+    /// Number of levels touched.
+    levels: usize,
+    /// (avg - best) / best * 1e4, signed so that worse is positive.
+    slippage_bps: Option<f64>,
+}
+
+#[pymethods]
+impl PyExecution {
+    fn __repr__(&self) -> String {
+        format!(
+            "Execution(avg_price={}, filled_qty={:?}, notional={:?}, worst_price={}, complete={}, \
+             levels={}, slippage_bps={})",
+            opt_repr(self.avg_price),
+            self.filled_qty,
+            self.notional,
+            opt_repr(self.worst_price),
+            if self.complete { "True" } else { "False" },
+            self.levels,
+            opt_repr(self.slippage_bps)
+        )
+    }
+}
+
+fn opt_repr(value: Option<f64>) -> String {
+    value.map_or_else(|| "None".to_owned(), |v| format!("{v:?}"))
+}
+
+impl From<book::Execution> for PyExecution {
+    fn from(e: book::Execution) -> Self {
+        Self {
+            avg_price: e.avg_price,
+            filled_qty: e.filled_qty,
+            notional: e.notional,
+            worst_price: e.worst_price,
+            complete: e.complete,
+            levels: e.levels,
+            slippage_bps: e.slippage_bps,
+        }
+    }
+}
+
+/// `(bids, asks)` float64 arrays of shape (k, 2).
+type DepthArrays<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>);
+
+/// One exchange depth message, built in advance (replay/benchmarks), applied with apply_delta.
+#[pyclass(frozen, name = "L2Delta", module = "cexarb._core")]
+pub struct PyL2Delta {
+    inner: L2Delta,
+}
+
+#[pymethods]
+impl PyL2Delta {
+    #[new]
+    #[pyo3(signature = (bids, asks, first_update_id, last_update_id, prev_update_id=None, is_snapshot=false))]
+    fn new(
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+        first_update_id: u64,
+        last_update_id: u64,
+        prev_update_id: Option<u64>,
+        is_snapshot: bool,
+    ) -> PyResult<Self> {
+        let mut bid_rows = Vec::new();
+        let mut ask_rows = Vec::new();
+        extract_levels("bids", bids, &mut bid_rows)?;
+        extract_levels("asks", asks, &mut ask_rows)?;
+        let inner = L2Delta::new(
+            bid_rows,
+            ask_rows,
+            first_update_id,
+            last_update_id,
+            prev_update_id,
+            is_snapshot,
+        )?;
+        Ok(Self { inner })
+    }
+
+    /// Total number of level rows (bids + asks).
+    #[getter]
+    fn n_levels(&self) -> usize {
+        self.inner.n_levels()
+    }
+    #[getter]
+    fn first_update_id(&self) -> u64 {
+        self.inner.first_update_id()
+    }
+    #[getter]
+    fn last_update_id(&self) -> u64 {
+        self.inner.last_update_id()
+    }
+    #[getter]
+    fn prev_update_id(&self) -> Option<u64> {
+        self.inner.prev_update_id()
+    }
+    #[getter]
+    fn is_snapshot(&self) -> bool {
+        self.inner.is_snapshot()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "L2Delta(n_bids={}, n_asks={}, first_update_id={}, last_update_id={}, \
+             prev_update_id={}, is_snapshot={})",
+            self.inner.bids().len(),
+            self.inner.asks().len(),
+            self.inner.first_update_id(),
+            self.inner.last_update_id(),
+            self.inner.prev_update_id().map_or_else(|| "None".to_owned(), |v| v.to_string()),
+            if self.inner.is_snapshot() { "True" } else { "False" }
+        )
+    }
+}
+
+/// L2 price-level order book; levels keyed by integer ticks (round(price / tick_size)).
+///
+/// Sequence rules (Binance "How to manage a local order book correctly"): the rules used are
+/// chosen per update by whether prev_update_id is given (futures pu) or not (spot).
+#[pyclass(name = "OrderBook", module = "cexarb._core")]
+pub struct PyOrderBook {
+    inner: OrderBook,
+    /// Reused input buffers (levels are extracted once per call).
+    in_bids: Vec<(f64, f64)>,
+    in_asks: Vec<(f64, f64)>,
+}
+
+impl PyOrderBook {
+    fn extract_inputs(&mut self, bids: &Bound<'_, PyAny>, asks: &Bound<'_, PyAny>) -> PyResult<()> {
+        extract_levels("bids", bids, &mut self.in_bids)?;
+        extract_levels("asks", asks, &mut self.in_asks)?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyOrderBook {
+    #[new]
+    fn new(tick_size: f64, lot_size: f64) -> PyResult<Self> {
+        Ok(Self {
+            inner: OrderBook::new(tick_size, lot_size)?,
+            in_bids: Vec::with_capacity(64),
+            in_asks: Vec::with_capacity(64),
+        })
+    }
+
+    /// Replaces both sides (qty 0 rows skipped) and sets last_update_id = update_id.
+    fn apply_snapshot(
+        &mut self,
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+        update_id: u64,
+    ) -> PyResult<()> {
+        self.extract_inputs(bids, asks)?;
+        self.inner.apply_snapshot(&self.in_bids, &self.in_asks, update_id)?;
+        Ok(())
+    }
+
+    /// Applies one depth event (absolute level quantities, qty 0 deletes); returns APPLIED,
+    /// STALE, GAP, NOT_SYNCED or CROSSED. Raises BookInputError (book unchanged) on bad input.
+    #[pyo3(signature = (bids, asks, first_update_id, last_update_id, prev_update_id=None))]
+    fn apply_update(
+        &mut self,
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+        first_update_id: u64,
+        last_update_id: u64,
+        prev_update_id: Option<u64>,
+    ) -> PyResult<u8> {
+        if !self.inner.is_valid() {
+            // not synced: nothing to do, skip the extraction
+            return Ok(self
+                .inner
+                .apply_update(&[], &[], first_update_id, last_update_id, prev_update_id)?
+                .code());
+        }
+        self.extract_inputs(bids, asks)?;
+        let outcome = self.inner.apply_update(
+            &self.in_bids,
+            &self.in_asks,
+            first_update_id,
+            last_update_id,
+            prev_update_id,
+        )?;
+        Ok(outcome.code())
+    }
+
+    /// Applies a pre-built L2Delta (snapshot or update); returns the apply_update code.
+    fn apply_delta(&mut self, delta: &Bound<'_, PyL2Delta>) -> PyResult<u8> {
+        Ok(self.inner.apply_delta(&delta.get().inner)?.code())
+    }
+
+    fn best_bid(&self) -> Option<(f64, f64)> {
+        self.inner.best_bid()
+    }
+    fn best_ask(&self) -> Option<(f64, f64)> {
+        self.inner.best_ask()
+    }
+    fn best_bid_ticks(&self) -> Option<i64> {
+        self.inner.best_bid_ticks()
+    }
+    fn best_ask_ticks(&self) -> Option<i64> {
+        self.inner.best_ask_ticks()
+    }
+    fn mid(&self) -> Option<f64> {
+        self.inner.mid()
+    }
+    fn spread_bps(&self) -> Option<f64> {
+        self.inner.spread_bps()
+    }
+
+    /// Up to n levels a side as float64 arrays of shape (k, 2) [price, qty], best first.
+    fn depth<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+    ) -> PyResult<DepthArrays<'py>> {
+        let to_array = |side: BookSide| -> PyResult<Bound<'py, PyArray2<f64>>> {
+            let flat: Vec<f64> =
+                self.inner.levels(side).take(n).flat_map(|(p, q)| [p, q]).collect();
+            let rows = flat.len() / 2;
+            let array = Array2::from_shape_vec((rows, 2), flat)
+                .map_err(|e| CexarbError::new_err(format!("depth array: {e}")))?;
+            Ok(array.into_pyarray(py))
+        };
+        Ok((to_array(BookSide::Bid)?, to_array(BookSide::Ask)?))
+    }
+
+    /// Walks the asks ("buy") or bids ("sell") for qty.
+    fn executable_price(&self, side: &str, qty: f64) -> PyResult<PyExecution> {
+        Ok(self.inner.executable_price(Side::parse(side)?, qty)?.into())
+    }
+
+    /// "buy": ask qty at prices <= price_limit; "sell": bid qty at prices >= price_limit.
+    fn qty_within(&self, side: &str, price_limit: f64) -> PyResult<f64> {
+        Ok(self.inner.qty_within(Side::parse(side)?, price_limit)?)
+    }
+
+    /// Quantity at price on side "bid" or "ask" (0.0 when no level).
+    fn qty_at(&self, side: &str, price: f64) -> PyResult<f64> {
+        Ok(self.inner.qty_at(BookSide::parse(side)?, price)?)
+    }
+
+    /// Raises SequenceGapError with the reason when the book is invalid.
+    fn require_valid(&self) -> PyResult<()> {
+        Ok(self.inner.require_valid()?)
+    }
+
+    fn price_to_ticks(&self, price: f64) -> PyResult<i64> {
+        Ok(self.inner.price_to_ticks(price)?)
+    }
+    fn ticks_to_price(&self, ticks: i64) -> f64 {
+        self.inner.ticks_to_price(ticks)
+    }
+
+    #[getter]
+    fn tick_size(&self) -> f64 {
+        self.inner.tick_size()
+    }
+    #[getter]
+    fn lot_size(&self) -> f64 {
+        self.inner.lot_size()
+    }
+    #[getter]
+    fn is_valid(&self) -> bool {
+        self.inner.is_valid()
+    }
+    #[getter]
+    fn is_crossed(&self) -> bool {
+        self.inner.is_crossed()
+    }
+    #[getter]
+    fn invalid_reason(&self) -> Option<&str> {
+        self.inner.invalid_reason()
+    }
+    #[getter]
+    fn last_update_id(&self) -> Option<u64> {
+        self.inner.last_update_id()
+    }
+    #[getter]
+    fn n_bids(&self) -> usize {
+        self.inner.n_bids()
+    }
+    #[getter]
+    fn n_asks(&self) -> usize {
+        self.inner.n_asks()
+    }
+    #[getter]
+    fn gap_count(&self) -> u64 {
+        self.inner.gap_count()
+    }
+    #[getter]
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+    #[getter]
+    fn bbo_changed(&self) -> bool {
+        self.inner.bbo_changed()
+    }
+
+    fn __repr__(&self) -> String {
+        let side = |v: Option<(f64, f64)>| {
+            v.map_or_else(|| "None".to_owned(), |(p, q)| format!("({p:?}, {q:?})"))
+        };
+        format!(
+            "OrderBook(tick_size={:?}, best_bid={}, best_ask={}, n_bids={}, n_asks={}, \
+             valid={}, last_update_id={})",
+            self.inner.tick_size(),
+            side(self.inner.best_bid()),
+            side(self.inner.best_ask()),
+            self.inner.n_bids(),
+            self.inner.n_asks(),
+            if self.inner.is_valid() { "True" } else { "False" },
+            self.inner.last_update_id().map_or_else(|| "None".to_owned(), |v| v.to_string())
+        )
+    }
+}
+
+/// Applies each L2Delta in a native Rust loop (reading best bid and ask after each, like the
+/// Python benchmark) with the GIL released; returns (applied, stale, gaps). CROSSED counts as
+/// applied. Stops at the first BookInputError (earlier deltas stay applied).
+#[pyfunction]
+fn replay_deltas(
+    py: Python<'_>,
+    book: &Bound<'_, PyOrderBook>,
+    deltas: &Bound<'_, PyAny>,
+) -> PyResult<(u64, u64, u64)> {
+    let mut held: Vec<Bound<'_, PyL2Delta>> = Vec::new();
+    if let Ok(list) = deltas.cast::<PyList>() {
+        held.reserve(list.len());
+    }
+    for (index, item) in deltas.try_iter()?.enumerate() {
+        let item = item?;
+        let delta = item.cast_into::<PyL2Delta>().map_err(|e| {
+            BookInputError::new_err(format!(
+                "deltas[{index}] must be an L2Delta, got {}",
+                type_name(e.into_inner().as_any())
+            ))
+        })?;
+        held.push(delta);
+    }
+    let refs: Vec<&L2Delta> = held.iter().map(|d| &d.get().inner).collect();
+    let mut guard = book.try_borrow_mut()?;
+    let inner = &mut guard.inner;
+    let counts = py.detach(move || -> Result<(u64, u64, u64), BookError> {
+        let (mut applied, mut stale, mut gaps) = (0u64, 0u64, 0u64);
+        for delta in refs {
+            match inner.apply_delta(delta)? {
+                ApplyOutcome::Applied | ApplyOutcome::Crossed => applied += 1,
+                ApplyOutcome::Stale => stale += 1,
+                ApplyOutcome::Gap => gaps += 1,
+                ApplyOutcome::NotSynced => {}
+            }
+            std::hint::black_box((inner.best_bid(), inner.best_ask()));
+        }
+        Ok((applied, stale, gaps))
+    })?;
+    Ok(counts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// pricing
+
+fn borrow_book<'a>(book: &'a PyRef<'_, PyOrderBook>) -> &'a OrderBook {
+    &book.inner
+}
+
+/// Entry spread (bps) of buying qty on buy_book at its average ask and selling on sell_book at
+/// its average bid, net of taker fees; None if a book is invalid or too shallow.
+#[pyfunction]
+fn entry_spread_bps(
+    buy_book: PyRef<'_, PyOrderBook>,
+    sell_book: PyRef<'_, PyOrderBook>,
+    qty: f64,
+    buy_taker_fee: f64,
+    sell_taker_fee: f64,
+) -> PyResult<Option<f64>> {
+    Ok(pricing::entry_spread_bps(
+        borrow_book(&buy_book),
+        borrow_book(&sell_book),
+        qty,
+        buy_taker_fee,
+        sell_taker_fee,
+    )?)
+}
+
+/// Exit spread (bps) of selling qty on long_book at its average bid and buying on short_book
+/// at its average ask, net of taker fees; None if a book is invalid or too shallow.
+#[pyfunction]
+fn exit_spread_bps(
+    long_book: PyRef<'_, PyOrderBook>,
+    short_book: PyRef<'_, PyOrderBook>,
+    qty: f64,
+    long_taker_fee: f64,
+    short_taker_fee: f64,
+) -> PyResult<Option<f64>> {
+    Ok(pricing::exit_spread_bps(
+        borrow_book(&long_book),
+        borrow_book(&short_book),
+        qty,
+        long_taker_fee,
+        short_taker_fee,
+    )?)
+}
+
+/// (perp_price - spot_price) / spot_price * 1e4.
+#[pyfunction]
+fn basis_bps(perp_price: f64, spot_price: f64) -> PyResult<f64> {
+    Ok(pricing::basis_bps(perp_price, spot_price)?)
+}
+
+/// rate_per_interval * 24 * 365 / interval_hours.
+#[pyfunction]
+fn annualized_funding_rate(rate_per_interval: f64, interval_hours: f64) -> PyResult<f64> {
+    Ok(pricing::annualized_funding_rate(rate_per_interval, interval_hours)?)
+}
+
+/// -perp_qty * mark_price * funding_rate * n_intervals (positive funding: longs pay shorts).
+#[pyfunction]
+fn expected_funding_pnl(
+    perp_qty: f64,
+    mark_price: f64,
+    funding_rate: f64,
+    n_intervals: f64,
+) -> PyResult<f64> {
+    Ok(pricing::expected_funding_pnl(perp_qty, mark_price, funding_rate, n_intervals)?)
+}
+
+/// Exact decimal string of ticks * tick_size with decimals_for_step(tick_size) decimals.
+#[pyfunction]
+fn ticks_to_decimal_str(ticks: i64, tick_size: f64) -> PyResult<String> {
+    Ok(pricing::ticks_to_decimal_str(ticks, tick_size)?)
+}
+
+/// Number of decimals of the shortest decimal representation of step.
+#[pyfunction]
+fn decimals_for_step(step: f64) -> PyResult<u32> {
+    Ok(pricing::decimals_for_step(step)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// hedge
+
+/// |perp_qty * perp_price| / |spot_qty * spot_price|; None when the spot notional is 0.
+#[pyfunction]
+fn hedge_ratio(
+    spot_qty: f64,
+    spot_price: f64,
+    perp_qty: f64,
+    perp_price: f64,
+) -> PyResult<Option<f64>> {
+    Ok(hedge::hedge_ratio(spot_qty, spot_price, perp_qty, perp_price)?)
+}
+
+/// spot_qty + perp_qty (signed base units).
+#[pyfunction]
+fn delta_base(spot_qty: f64, perp_qty: f64) -> PyResult<f64> {
+    Ok(hedge::delta_base(spot_qty, perp_qty)?)
+}
+
+/// (spot_qty + perp_qty) * price.
+#[pyfunction]
+fn delta_quote(spot_qty: f64, perp_qty: f64, price: f64) -> PyResult<f64> {
+    Ok(hedge::delta_quote(spot_qty, perp_qty, price)?)
+}
+
+/// |current_ratio - target_ratio|.
+#[pyfunction]
+fn hedge_drift(current_ratio: f64, target_ratio: f64) -> PyResult<f64> {
+    Ok(hedge::hedge_drift(current_ratio, target_ratio)?)
+}
+
+/// Signed qty removing delta_base, rounded toward zero to whole lots; 0.0 below min_notional.
+#[pyfunction]
+fn rebalance_qty(delta_base: f64, lot_size: f64, min_notional: f64, price: f64) -> PyResult<f64> {
+    Ok(hedge::rebalance_qty(delta_base, lot_size, min_notional, price)?)
+}
+
+/// EWMA volatility of log returns (RiskMetrics 1996), lambda = 0.5 ** (1 / halflife).
+#[pyclass(name = "EwmaVolatility", module = "cexarb._core")]
+pub struct PyEwmaVolatility {
+    inner: EwmaVolatility,
+}
+
+#[pymethods]
+impl PyEwmaVolatility {
+    #[new]
+    fn new(halflife: f64) -> PyResult<Self> {
+        Ok(Self { inner: EwmaVolatility::new(halflife)? })
+    }
+    /// Adds a price; returns the per-update volatility (None before 2 prices).
+    fn update(&mut self, price: f64) -> PyResult<Option<f64>> {
+        Ok(self.inner.update(price)?)
+    }
+    #[getter]
+    fn value(&self) -> Option<f64> {
+        self.inner.value()
+    }
+    #[getter]
+    fn count(&self) -> u64 {
+        self.inner.count()
+    }
+}
+
+/// Rolling least squares y = alpha + beta * x over the last window points.
+#[pyclass(name = "RollingOls", module = "cexarb._core")]
+pub struct PyRollingOls {
+    inner: RollingOls,
+}
+
+#[pymethods]
+impl PyRollingOls {
+    #[new]
+    fn new(window: usize) -> PyResult<Self> {
+        Ok(Self { inner: RollingOls::new(window)? })
+    }
+    /// Adds a point; returns beta (None with < 2 points or var(x) == 0).
+    fn update(&mut self, x: f64, y: f64) -> PyResult<Option<f64>> {
+        Ok(self.inner.update(x, y)?)
+    }
+    #[getter]
+    fn beta(&self) -> Option<f64> {
+        self.inner.beta()
+    }
+    #[getter]
+    fn alpha(&self) -> Option<f64> {
+        self.inner.alpha()
+    }
+    /// Points in the window (at most window).
+    #[getter]
+    fn count(&self) -> usize {
+        self.inner.count()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// state machines
+
+/// Allowed-transition table (u64 bitmask per state), current state, counts and audit ring.
+#[pyclass(name = "TransitionTable", module = "cexarb._core")]
+pub struct PyTransitionTable {
+    inner: TransitionTable,
+}
+
+fn state_index(field: &'static str, state: i64, n_states: usize) -> Result<usize, FsmError> {
+    usize::try_from(state).map_err(|_| FsmError::StateOutOfRange { field, state, n_states })
+}
+
+#[pymethods]
+impl PyTransitionTable {
+    #[new]
+    #[pyo3(signature = (state_names, allowed, initial, audit_capacity=4096))]
+    fn new(
+        state_names: Vec<String>,
+        allowed: Vec<(i64, i64)>,
+        initial: i64,
+        audit_capacity: usize,
+    ) -> PyResult<Self> {
+        let n = state_names.len();
+        let mut pairs = Vec::with_capacity(allowed.len());
+        for (from, to) in allowed {
+            pairs.push((state_index("from_state", from, n)?, state_index("to_state", to, n)?));
+        }
+        let initial = state_index("initial", initial, n)?;
+        Ok(Self { inner: TransitionTable::new(state_names, &pairs, initial, audit_capacity)? })
+    }
+
+    fn is_allowed(&self, from_state: i64, to_state: i64) -> PyResult<bool> {
+        let n = self.inner.n_states();
+        Ok(self.inner.is_allowed(
+            state_index("from_state", from_state, n)?,
+            state_index("to_state", to_state, n)?,
+        )?)
+    }
+
+    /// Moves to to_state (recording event and ts_ns); returns the previous state.
+    /// Raises IllegalTransitionError (state unchanged) when not allowed or out of range.
+    fn transition(&mut self, to_state: i64, event: i64, ts_ns: i64) -> PyResult<usize> {
+        // an out-of-range target is a transition the table does not allow
+        let n_states = self.inner.n_states();
+        let out_of_range =
+            || FsmError::StateOutOfRange { field: "to_state", state: to_state, n_states };
+        let to = usize::try_from(to_state)
+            .map_err(|_| IllegalTransitionError::new_err(out_of_range().to_string()))?;
+        match self.inner.transition(to, event, ts_ns) {
+            Ok(previous) => Ok(previous),
+            Err(FsmError::StateOutOfRange { .. }) => {
+                Err(IllegalTransitionError::new_err(out_of_range().to_string()))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Audit records (from_state, to_state, event, ts_ns), oldest first.
+    fn audit(&self) -> Vec<(u8, u8, i64, i64)> {
+        self.inner.audit()
+    }
+
+    /// Times each state was entered by a transition.
+    fn counts(&self) -> Vec<u64> {
+        self.inner.counts().to_vec()
+    }
+
+    /// Sets the state without a check (audit and counts kept).
+    fn reset(&mut self, state: i64) -> PyResult<()> {
+        let state = state_index("state", state, self.inner.n_states())?;
+        Ok(self.inner.reset(state)?)
+    }
+
+    #[getter]
+    fn state(&self) -> usize {
+        self.inner.state()
+    }
+    #[getter]
+    fn n_states(&self) -> usize {
+        self.inner.n_states()
+    }
+    #[getter]
+    fn total_transitions(&self) -> u64 {
+        self.inner.total_transitions()
+    }
+
+    fn state_name(&self, state: i64) -> PyResult<String> {
+        let state = state_index("state", state, self.inner.n_states())?;
+        Ok(self.inner.name(state)?.to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// cexarb core: L2 order book, spread/basis/hedge maths, state-transition table.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CexarbError", py.get_type::<CexarbError>())?;
+    m.add("BookInputError", py.get_type::<BookInputError>())?;
+    m.add("SequenceGapError", py.get_type::<SequenceGapError>())?;
+    m.add("IllegalTransitionError", py.get_type::<IllegalTransitionError>())?;
+    m.add("PricingError", py.get_type::<PricingError>())?;
+
+    m.add("APPLIED", ApplyOutcome::Applied.code())?;
+    m.add("STALE", ApplyOutcome::Stale.code())?;
+    m.add("GAP", ApplyOutcome::Gap.code())?;
+    m.add("NOT_SYNCED", ApplyOutcome::NotSynced.code())?;
+    m.add("CROSSED", ApplyOutcome::Crossed.code())?;
+
+    m.add_class::<PyExecution>()?;
+    m.add_class::<PyL2Delta>()?;
+    m.add_class::<PyOrderBook>()?;
+    m.add_function(wrap_pyfunction!(replay_deltas, m)?)?;
+
+    m.add_function(wrap_pyfunction!(entry_spread_bps, m)?)?;
+    m.add_function(wrap_pyfunction!(exit_spread_bps, m)?)?;
+    m.add_function(wrap_pyfunction!(basis_bps, m)?)?;
+    m.add_function(wrap_pyfunction!(annualized_funding_rate, m)?)?;
+    m.add_function(wrap_pyfunction!(expected_funding_pnl, m)?)?;
+    m.add_function(wrap_pyfunction!(ticks_to_decimal_str, m)?)?;
+    m.add_function(wrap_pyfunction!(decimals_for_step, m)?)?;
+
+    m.add_function(wrap_pyfunction!(hedge_ratio, m)?)?;
+    m.add_function(wrap_pyfunction!(delta_base, m)?)?;
+    m.add_function(wrap_pyfunction!(delta_quote, m)?)?;
+    m.add_function(wrap_pyfunction!(hedge_drift, m)?)?;
+    m.add_function(wrap_pyfunction!(rebalance_qty, m)?)?;
+    m.add_class::<PyEwmaVolatility>()?;
+    m.add_class::<PyRollingOls>()?;
+
+    m.add_class::<PyTransitionTable>()?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+"""SPOT_FUTURES_HEDGING recovery paths on small hand-built books driven through the real replay
+driver and simulated venue: a partially filled hedge is completed by REBALANCING once liquidity
+returns, and a hedge that cannot be placed unwinds the naked spot leg."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from cexarb import _core
+from cexarb.backtest import BacktestConfig, BacktestResult, run_backtest
+from cexarb.model import Instrument, OrderStatus
+from cexarb.replay import BookStream, InstrumentData, Recording, TradeStream, known_instrument
+from cexarb.strategy import StrategyType, registry
+
+SPOT = known_instrument("binance-spot", "BTCUSDT")
+PERP = known_instrument("binance-usdm", "BTCUSDT")
+T0 = 1_723_161_300_000_000_000
+MS = 1_000_000
+
+Msg = tuple[int, list[tuple[float, float]], list[tuple[float, float]], int, int, int | None, bool]
+
+
+def book_stream(inst: Instrument, msgs: list[Msg]) -> BookStream:
+    """A BookStream from (local_ns, bids, asks, U, u, pu, is_snapshot) messages."""
+    levels, offsets, bid_end, deltas = [], [0], [], []
+    for ts, bids, asks, first, last, prev, snap in msgs:
+        levels.extend(bids)
+        bid_end.append(offsets[-1] + len(bids))
+        levels.extend(asks)
+        offsets.append(offsets[-1] + len(bids) + len(asks))
+        deltas.append(_core.L2Delta(bids, asks, first, last, prev, snap))
+    i64 = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
+    return BookStream(
+        instrument=inst,
+        local_ns=i64([m[0] for m in msgs]),
+        exch_ms=i64([-1] * len(msgs)),
+        is_snapshot=np.asarray([m[6] for m in msgs]),
+        first_update_id=i64([m[3] for m in msgs]),
+        last_update_id=i64([m[4] for m in msgs]),
+        prev_update_id=i64([-1 if m[5] is None else m[5] for m in msgs]),
+        levels=np.asarray(levels, dtype=np.float64).reshape(-1, 2),
+        offsets=i64(offsets),
+        bid_end=i64(bid_end),
+        deltas=deltas,
+        n_level_rows=len(levels),
+    )
+
+
+def no_trades(key: str) -> TradeStream:
+    e = np.zeros(0, dtype=np.int64)
+    return TradeStream(instrument_key=key, local_ns=e, exch_ms=e, trade_ms=e, trade_id=e,
+                       price=np.zeros(0), qty=np.zeros(0), taker_is_buy=np.zeros(0, dtype=bool))
+
+
+def recording(perp_msgs: list[Msg]) -> Recording:
+    spot_msgs: list[Msg] = [
+        (T0, [(60000.00, 5.0)], [(60000.01, 5.0)], 100, 100, None, True),
+        *[(T0 + k * 100 * MS, [(60000.00, 5.0 + k / 1000)], [], 100 + k, 100 + k, None, False) for k in range(1, 21)],
+    ]
+    return Recording(
+        name="hand-built",
+        streams={
+            SPOT.key: InstrumentData(instrument=SPOT, book=book_stream(SPOT, spot_msgs), trades=no_trades(SPOT.key)),
+            PERP.key: InstrumentData(instrument=PERP, book=book_stream(PERP, perp_msgs), trades=no_trades(PERP.key)),
+        },
+    )
+
+
+def run(rec: Recording, **params: object) -> BacktestResult:
+    strategy = registry.create(
+        StrategyType.SPOT_FUTURES_HEDGING,
+        spot_instrument=SPOT.key,
+        futures_instrument=PERP.key,
+        position_size_usdt=12_000.0,
+        max_hedge_ratio_drift=0.01,
+        max_holding_time_s=1.0,
+        **params,
+    )
+    return asyncio.run(run_backtest(rec, strategy, BacktestConfig(end_of_data_lead_s=0.0)))
+
+
+def test_partial_hedge_is_completed_by_rebalancing() -> None:
+    perp_msgs: list[Msg] = [
+        (T0, [(59990.0, 3.0)], [(59990.1, 5.0)], 1000, 1000, None, True),
+        # after the spot fill (t0 + 2 ms) and before the hedge arrives (t0 + 3 ms), the bid thins
+        (T0 + 2_500_000, [(59990.0, 0.1)], [], 999, 1001, 998, False),
+        # liquidity returns at t0 + 50 ms
+        (T0 + 50 * MS, [(59990.0, 3.0)], [], 1002, 1003, 1001, False),
+        *[(T0 + k * 100 * MS, [], [(59990.1, 5.0 + k / 1000)], 1002 + 2 * k, 1003 + 2 * k, 1001 + 2 * k, False)
+          for k in range(1, 21)],
+    ]
+    res = run(recording(perp_msgs))
+    states = [t[2] for t in res.transitions]
+    assert states == [
+        "OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS", "REBALANCING",
+        "MONITORING_POSITIONS", "CLOSING_POSITIONS", "COMPLETED",
+    ]
+    spot_buy, hedge, rebalance = res.orders[:3]
+    assert spot_buy.filled_qty == 0.19999
+    assert hedge.tag == "futures_hedge" and hedge.status is OrderStatus.CANCELED
+    assert hedge.filled_qty == 0.1  # only what the thinned bid held
+    assert rebalance.tag == "rebalance" and rebalance.status is OrderStatus.FILLED
+    assert rebalance.filled_qty == 0.1
+    assert res.strategy.additional_data["rebalance_count"] == 1
+    # after the rebalance the perp short matches the spot leg within half a lot at the target ratio
+    assert abs(hedge.filled_qty + rebalance.filled_qty - 0.19999 * 60000.005 / 59990.05) <= 0.0005
+    assert res.strategy.final_state == "COMPLETED"
+
+
+def test_hedge_that_cannot_fill_unwinds_spot() -> None:
+    perp_msgs: list[Msg] = [
+        (T0, [(59990.0, 3.0)], [(59990.1, 5.0)], 1000, 1000, None, True),
+        # the whole bid side vanishes before the hedge arrives, for the rest of the data
+        (T0 + 2_500_000, [(59990.0, 0.0)], [], 999, 1001, 998, False),
+        *[(T0 + k * 100 * MS, [], [(59990.1, 5.0 + k / 1000)], 1000 + 2 * k, 1001 + 2 * k, 999 + 2 * k, False)
+          for k in range(1, 21)],
+    ]
+    res = run(recording(perp_msgs), max_hedge_retries=1)
+    states = [t[2] for t in res.transitions]
+    assert states == ["OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "CLOSING_POSITIONS", "COMPLETED"]
+    tags = [(o.tag, o.status.value) for o in res.orders]
+    assert tags == [
+        ("spot_entry", "filled"), ("futures_hedge", "rejected"), ("futures_hedge", "rejected"), ("close_spot", "filled"),
+    ]
+    assert "unwinding spot" in res.strategy.additional_data["exit_reason"]
+    assert res.series[f"position:{SPOT.key}"][-1] == 0.0

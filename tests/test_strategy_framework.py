@@ -1,0 +1,147 @@
+"""Strategy framework: registry validation, the Rust-backed transition table, error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+import pytest
+
+from cexarb import _core
+from cexarb.clock import SimClock
+from cexarb.execution import OrderManager
+from cexarb.strategy import (
+    EventKind,
+    HedgingState,
+    StrategyContext,
+    StrategyError,
+    StrategyMachine,
+    StrategyParams,
+    StrategyType,
+    registry,
+)
+from cexarb.strategy.registry import StrategyParamError
+from cexarb.venues.base import BookUpdate
+
+SFH = dict(spot_instrument="binance-spot:BTCUSDT", futures_instrument="binance-usdm:BTCUSDT")
+
+
+def bind(strategy: StrategyMachine, clock: SimClock | None = None) -> StrategyMachine:
+    clock = clock or SimClock(1_000)
+    orders = OrderManager(clock, {}, lambda key: None)
+    strategy.bind(StrategyContext(clock=clock, public={}, private={}, orders=orders))
+    return strategy
+
+
+def test_registry_lists_registered_types() -> None:
+    assert registry.list() == [StrategyType.SIMPLE_ARBITRAGE, StrategyType.SPOT_FUTURES_HEDGING]
+
+
+def test_create_validates_and_accepts_strings() -> None:
+    s = registry.create("spot_futures_hedging", **SFH, position_size_usdt=500)
+    assert s.params.position_size_usdt == 500.0
+    assert s.state is HedgingState.ANALYZING_MARKET
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({**SFH, "position_size_usdt": "lots"}, "position_size_usdt"),  # wrong type
+        ({"spot_instrument": "binance-spot:BTCUSDT"}, "futures_instrument"),  # missing
+        ({**SFH, "positon_size_usdt": 1.0}, "positon_size_usdt"),  # unknown (typo)
+        ({**SFH, "position_size_usdt": -5.0}, "position_size_usdt"),  # __post_init__ range
+        ({**SFH, "hedge_ratio": 2.0}, "hedge_ratio"),
+    ],
+)
+def test_create_rejects_bad_params_naming_the_field(params: dict, field: str) -> None:
+    with pytest.raises(StrategyParamError) as info:
+        registry.create(StrategyType.SPOT_FUTURES_HEDGING, **params)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_unknown_strategy_type() -> None:
+    with pytest.raises(ValueError, match="unknown strategy type 'nope'"):
+        registry.create("nope")
+
+
+def test_illegal_transition_names_both_states_and_leaves_state() -> None:
+    s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH))
+    with pytest.raises(StrategyError) as info:
+        s.transition(HedgingState.REBALANCING, EventKind.BOOK)
+    assert "ANALYZING_MARKET" in str(info.value) and "REBALANCING" in str(info.value)
+    assert info.value.state == "ANALYZING_MARKET"
+    assert isinstance(info.value.cause, _core.IllegalTransitionError)
+    assert s.state is HedgingState.ANALYZING_MARKET
+    assert s.audit() == []
+
+
+def test_transitions_are_audited_with_event_and_time() -> None:
+    clock = SimClock(5_000)
+    s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH), clock)
+    s.transition(HedgingState.OPENING_SPOT_POSITION, EventKind.BOOK, "go")
+    clock.advance(7_000)
+    s.transition(HedgingState.OPENING_FUTURES_HEDGE, EventKind.ORDER_UPDATE, "filled")
+    assert s.audit() == [
+        (int(HedgingState.ANALYZING_MARKET), int(HedgingState.OPENING_SPOT_POSITION), int(EventKind.BOOK), 5_000),
+        (int(HedgingState.OPENING_SPOT_POSITION), int(HedgingState.OPENING_FUTURES_HEDGE), int(EventKind.ORDER_UPDATE), 7_000),
+    ]
+    assert s.transition_counts()["OPENING_FUTURES_HEDGE"] == 1
+    assert s.transition_count == 2
+    assert s.transition_log[-1] == (7_000, "OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "filled")
+
+
+def test_every_state_may_fail_into_error() -> None:
+    for state in HedgingState:
+        if state in (HedgingState.COMPLETED, HedgingState.ERROR):
+            continue
+        s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH))
+        s._table.reset(int(state))
+        s.fail("boom")
+        assert s.state is HedgingState.ERROR and s.error == "boom"
+
+
+class _ToyState(enum.IntEnum):
+    IDLE = 0
+    RUNNING = 1
+    DONE = 2
+    FAILED = 3
+
+
+class _ToyParams(StrategyParams, frozen=True, kw_only=True):
+    pass
+
+
+class _Toy(StrategyMachine[_ToyParams]):
+    strategy_type = StrategyType.SIMPLE_ARBITRAGE  # not registered; only the base class is exercised
+    State = _ToyState
+    Params = _ToyParams
+    INITIAL, COMPLETED, ERROR = _ToyState.IDLE, _ToyState.DONE, _ToyState.FAILED
+    TRANSITIONS = {_ToyState.IDLE: (_ToyState.RUNNING,), _ToyState.RUNNING: (_ToyState.DONE,)}
+
+    async def on_idle(self, event: object) -> None:
+        self.transition(_ToyState.RUNNING, EventKind.BOOK)
+
+    async def on_running(self, event: object) -> None:
+        raise RuntimeError("venue went away")
+
+
+def test_handler_exception_moves_to_error_and_engine_survives() -> None:
+    toy = bind(_Toy(_ToyParams()))
+    ev = BookUpdate(instrument_key="x:y", ts_ns=1)
+    asyncio.run(toy.handle(ev))
+    assert toy.state is _ToyState.RUNNING
+    asyncio.run(toy.handle(ev))
+    assert toy.state is _ToyState.FAILED
+    assert toy.error == "RuntimeError: venue went away"
+    assert toy.is_finished
+    asyncio.run(toy.handle(ev))  # finished machines ignore events
+    assert toy.state is _ToyState.FAILED
+
+
+def test_missing_handler_is_a_type_error() -> None:
+    class Broken(_Toy):
+        on_running = None  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="on_running"):
+        Broken(_ToyParams())
