@@ -122,11 +122,16 @@ class OrderBook:
     @property
     def gap_count(self) -> int: ...
     @property
-    def version(self) -> int: ...
+    def version(self) -> int: ...  # +1 per applied snapshot or update
     @property
     def bbo_changed(self) -> bool: ...
 
-def replay_deltas(book: OrderBook, deltas: Sequence[L2Delta]) -> tuple[int, int, int]: ...
+def replay_deltas(book: OrderBook, deltas: Sequence[L2Delta]) -> tuple[int, int, int]:
+    """Apply each delta in a native Rust loop (GIL released), reading best bid/ask after each.
+
+    Returns (applied, stale, gaps); CROSSED counts as applied, NOT_SYNCED in none. Raises
+    BookInputError at the first bad delta (earlier deltas stay applied).
+    """
 
 # ---- pricing ----
 def entry_spread_bps(
@@ -155,7 +160,7 @@ class EwmaVolatility:
     @property
     def value(self) -> float | None: ...
     @property
-    def count(self) -> int: ...
+    def count(self) -> int: ...  # prices seen
 
 @final
 class RollingOls:
@@ -166,7 +171,7 @@ class RollingOls:
     @property
     def alpha(self) -> float | None: ...
     @property
-    def count(self) -> int: ...
+    def count(self) -> int: ...  # points in the window (at most window)
 
 # ---- state machines ----
 @final
@@ -178,7 +183,7 @@ class TransitionTable:
     def transition(self, to_state: int, event: int, ts_ns: int) -> int: ...
     def audit(self) -> list[tuple[int, int, int, int]]: ...
     def counts(self) -> list[int]: ...
-    def reset(self, state: int) -> None: ...
+    def reset(self, state: int) -> None: ...  # no transition check; audit and counts are kept
     @property
     def state(self) -> int: ...
     @property

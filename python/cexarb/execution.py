@@ -54,6 +54,7 @@ class OrderManager:
         self.risk = risk or RiskPolicy()
         self._book = book_lookup
         self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}  # orders not in a terminal state
         self.positions: dict[str, Position] = {}
         self.fills: list[Fill] = []
         self.n_orders = 0
@@ -75,7 +76,11 @@ class OrderManager:
 
     @property
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        return list(self._open.values())
+
+    @property
+    def n_open_orders(self) -> int:
+        return len(self._open)
 
     async def submit(self, request: OrderRequest) -> Order:
         """Risk-check and send ``request``; returns the Order record (REJECTED on a breach).
@@ -92,7 +97,7 @@ class OrderManager:
         self.orders[order.client_order_id] = order
         self.n_orders += 1
         try:
-            self.risk.check(request, self._book(inst.key), self.positions.get(inst.key), len(self.open_orders) - 1)
+            self.risk.check(request, self._book(inst.key), self.positions.get(inst.key), len(self._open))
         except RiskRejection as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = f"risk: {exc}"
@@ -112,6 +117,8 @@ class OrderManager:
             self.n_rejected += 1
         if sent.venue_order_id and not order.venue_order_id:
             order.venue_order_id = sent.venue_order_id
+        if order.is_open:
+            self._open[order.client_order_id] = order
         return order
 
     async def cancel(self, order: Order) -> bool:
@@ -145,6 +152,8 @@ class OrderManager:
                 order.reject_reason = event.reason
             if event.status is OrderStatus.REJECTED:
                 self.n_rejected += 1
+            if event.status.is_terminal:
+                self._open.pop(order.client_order_id, None)
         for listener in self._listeners:
             listener(event)
 

@@ -170,18 +170,25 @@ def write_report(res: BacktestResult, summary: dict[str, Any], path: Path) -> No
         fig.add_trace(go.Scattergl(x=ts, y=res.series[f"position:{k}"], name=f"position {k}", mode="lines",
                                    line={"shape": "hv"}), row=3, col=1)
     fig.add_trace(go.Scattergl(x=ts, y=res.series["net_pnl"], name="net PnL", mode="lines"), row=4, col=1)
-    # markers on the price panel, at the spot mid at that time
+    # markers: on the price panel at the mid of the leg they concern, and as vertical lines across
+    # every panel (so the basis, position and PnL panels show entries, rebalances and exits too)
+    perp = others[0] if others else spot
+    ts_all = np.asarray(res.series["ts_ns"])
     for kind, (symbol, color) in _MARKER_STYLE.items():
         pts = [(t, text) for t, k, text in res.markers if k == kind]
-        if not pts:
+        if not pts or not len(ts_all):
             continue
         t_arr = np.asarray([p[0] for p in pts], dtype=np.int64)
-        idx = np.clip(np.searchsorted(np.asarray(res.series["ts_ns"]), t_arr), 0, len(ts) - 1)
+        idx = np.clip(np.searchsorted(ts_all, t_arr), 0, len(ts_all) - 1)
+        leg = perp if kind in ("hedge", "rebalance", "funding") else spot
         fig.add_trace(go.Scatter(
-            x=t_arr.astype("datetime64[ns]"), y=spot_mid[idx] if len(spot_mid) else [], mode="markers", name=kind,
+            x=t_arr.astype("datetime64[ns]"), y=np.asarray(res.series[f"mid:{leg}"])[idx], mode="markers", name=kind,
             marker={"symbol": symbol, "size": 13, "color": color, "line": {"width": 1, "color": "white"}},
             text=[p[1] for p in pts], hovertemplate="%{text}<extra>" + kind + "</extra>",
         ), row=1, col=1)
+        if kind in ("entry", "rebalance", "exit"):
+            for t in t_arr:
+                fig.add_vline(x=int(t) / 1e6, line={"color": color, "width": 1, "dash": "dot"}, opacity=0.7)
     fig.update_layout(height=1000, template="plotly_white", legend={"orientation": "h", "y": -0.05},
                       margin={"l": 60, "r": 20, "t": 40, "b": 40})
     chart = pio.to_html(fig, include_plotlyjs=True, full_html=False)

@@ -239,6 +239,7 @@ class StrategyMachine(Generic[P]):
         terminal = {int(self.COMPLETED), int(self.ERROR)}
         allowed |= {(int(s), int(self.ERROR)) for s in self.State if int(s) not in terminal}
         self._table = _core.TransitionTable(names, sorted(allowed), int(self.INITIAL))
+        self._names = tuple(names)
         self._handlers: dict[int, Callable[[Any], Awaitable[None]]] = {}
         for state in self.State:
             handler = getattr(self, f"on_{state.name.lower()}", None)
@@ -283,17 +284,19 @@ class StrategyMachine(Generic[P]):
         Raises:
             StrategyError: the transition is not declared in TRANSITIONS (names both states).
         """
-        ts = self.ctx.now_ns()
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(f"strategy {self.strategy_id} is not bound to a context")
+        ts = ctx.clock.now_ns()
         try:
-            previous = self._table.transition(int(to), int(event), ts)
+            previous = self._table.transition(to, event, ts)
         except _core.IllegalTransitionError as exc:
-            raise StrategyError(str(exc), state=self.state.name, cause=exc) from exc
-        from_name = self.State(previous).name
-        to_name = self.State(int(to)).name
-        self.transition_log.append((ts, from_name, to_name, reason))
+            raise StrategyError(str(exc), state=self._names[self._table.state], cause=exc) from exc
+        names = self._names
+        entry = (ts, names[previous], names[to], reason)
+        self.transition_log.append(entry)
         if self.on_transition is not None:
-            self.on_transition(ts, from_name, to_name, reason)
-        log.debug("%s: %s -> %s (%s)", self.strategy_id, from_name, to_name, reason)
+            self.on_transition(*entry)
 
     def fail(self, message: str, event: EventKind = EventKind.ERROR, cause: BaseException | None = None) -> None:
         """Record the error and move to ERROR (always allowed from a non-terminal state)."""

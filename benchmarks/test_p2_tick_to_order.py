@@ -1,0 +1,169 @@
+"""P2: tick-to-order in process — a real depth message in, an exact order request out.
+
+Each recorded depth message of BTCUSDT spot and USDⓈ-M perp (merged by ``local_ns``) is applied to
+its Rust book; when the top of book changed, the strategy is woken (SIMPLE_ARBITRAGE with its
+threshold set so that every wake trades) and runs scanning → detection → validation (executable
+spread for the size, both books walked in Rust) → order request (integer ticks/lots, exact decimal
+strings) → risk check → the venue's ``place_order``. The time from before ``apply_delta`` to the
+venue receiving the request is one sample. Goal: p99 <= 20 us.
+
+Baseline in the same group: the same messages with no strategy (apply + best bid/ask read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from cexarb import _core
+from cexarb.backtest import ReplayPublicVenue
+from cexarb.clock import SimClock
+from cexarb.execution import OrderManager
+from cexarb.model import Fill, Order
+from cexarb.risk import RiskLimits, RiskPolicy
+from cexarb.strategy import ArbitrageState, StrategyContext, StrategyType, registry
+from cexarb.venues.base import BookUpdate, OrderRequest, PrivateEvent
+
+SPOT, PERP = "binance-spot:BTCUSDT", "binance-usdm:BTCUSDT"
+DATA = Path(os.environ.get("CEXARB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def recording():
+    folder = DATA / "book" / "binance_btc_20240808"
+    if not folder.is_dir():
+        pytest.skip(f"recorded data not found at {folder}")
+    from cexarb.replay import load_recording
+
+    return load_recording(folder)
+
+
+class CaptureVenue:
+    """The end of the measured path: records when each order request arrives."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.arrivals: list[int] = []
+        self.wire: list[tuple[str, str | None]] = []
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        self.arrivals.append(time.perf_counter_ns())
+        self.wire.append((request.wire_qty, request.wire_price))
+        return request.to_order(0)
+
+    def subscribe(self, handler: Callable[[PrivateEvent], None]) -> None:
+        pass
+
+    async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+        return False
+
+    async def cancel_all(self, instrument_key: str | None = None) -> int:
+        return 0
+
+    async def get_order(self, instrument_key: str, client_order_id: str) -> Order | None:
+        return None
+
+    async def open_orders(self, instrument_key: str | None = None) -> list[Order]:
+        return []
+
+    async def fills(self, instrument_key: str | None = None) -> list[Fill]:
+        return []
+
+    async def balances(self) -> dict:
+        return {}
+
+    async def positions(self) -> dict:
+        return {}
+
+
+def _merged(recording) -> list[tuple[int, object]]:
+    parts = []
+    for idx, key in enumerate((SPOT, PERP)):
+        b = recording.streams[key].book
+        parts.extend((int(t), idx, i) for i, t in enumerate(b.local_ns))
+    parts.sort()
+    return [(src, recording.streams[(SPOT, PERP)[src]].book.deltas[i]) for _, src, i in parts]
+
+
+def _percentiles(samples: list[int]) -> dict[str, float]:
+    a = np.asarray(samples, dtype=np.float64) / 1e3
+    return {"n": len(a), "p50_us": float(np.percentile(a, 50)), "p99_us": float(np.percentile(a, 99)),
+            "max_us": float(a.max())}
+
+
+@pytest.mark.benchmark(group="P2-tick-to-order")
+def test_p2_tick_to_order(benchmark, recording) -> None:
+    messages = _merged(recording)
+    instruments = {k: recording.streams[k].instrument for k in (SPOT, PERP)}
+    results: list[dict[str, float]] = []
+
+    def one_pass() -> None:
+        clock = SimClock(0)
+        books = {k: _core.OrderBook(i.tick_size, i.lot_size) for k, i in instruments.items()}
+        public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
+        venues = {i.venue: CaptureVenue(i.venue) for i in instruments.values()}
+        orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(RiskLimits(max_open_orders=0)))
+        strategy = registry.create(
+            StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b=PERP, position_size_usdt=1_000.0,
+            min_profit_threshold=-0.05, max_cycles=0, cooldown_ms=0.0,
+        )
+        ctx = StrategyContext(clock=clock, public=public, private=venues, orders=orders)
+        ctx._timer_sink = lambda ev: None
+        strategy.bind(ctx)
+        keys = [SPOT, PERP]
+        blist = [books[SPOT], books[PERP]]
+        scanning = int(ArbitrageState.SCANNING_OPPORTUNITIES)
+        latencies: list[int] = []
+        arrivals = [v.arrivals for v in venues.values()]
+
+        async def run() -> None:
+            await strategy.start()
+            for src, delta in messages:
+                t0 = time.perf_counter_ns()
+                book = blist[src]
+                book.apply_delta(delta)
+                if book.bbo_changed and blist[0].is_valid and blist[1].is_valid:
+                    before = sum(len(a) for a in arrivals)
+                    await strategy.handle(BookUpdate(instrument_key=keys[src], ts_ns=0))
+                    if sum(len(a) for a in arrivals) > before:
+                        latencies.append(max(a[-1] for a in arrivals if a) - t0)
+                    strategy._table.reset(scanning)  # next message starts a new cycle
+
+        asyncio.run(run())
+        results.append(_percentiles(latencies))
+        assert latencies, "no order was produced"
+
+    benchmark.pedantic(one_pass, rounds=3, iterations=1)
+    best = min(results, key=lambda r: r["p99_us"])
+    benchmark.extra_info.update(best)
+    print(f"\nP2 tick-to-order: {best}")
+
+
+@pytest.mark.benchmark(group="P2-tick-to-order")
+def test_p2_baseline_book_only(benchmark, recording) -> None:
+    messages = _merged(recording)
+    instruments = {k: recording.streams[k].instrument for k in (SPOT, PERP)}
+    results: list[dict[str, float]] = []
+
+    def one_pass() -> None:
+        blist = [_core.OrderBook(instruments[k].tick_size, instruments[k].lot_size) for k in (SPOT, PERP)]
+        latencies = []
+        for src, delta in messages:
+            t0 = time.perf_counter_ns()
+            book = blist[src]
+            book.apply_delta(delta)
+            book.best_bid()
+            book.best_ask()
+            latencies.append(time.perf_counter_ns() - t0)
+        results.append(_percentiles(latencies))
+
+    benchmark.pedantic(one_pass, rounds=3, iterations=1)
+    best = min(results, key=lambda r: r["p99_us"])
+    benchmark.extra_info.update(best)
+    print(f"\nP2 baseline (book only): {best}")
