@@ -95,7 +95,8 @@ pub fn hedge_drift(current_ratio: f64, target_ratio: f64) -> Result<f64, HedgeEr
 const LOT_EPSILON: f64 = 1e-9;
 
 /// Signed order qty (base units) that removes `delta_base`: `-delta_base` rounded toward zero to
-/// a whole number of `lot_size` lots, so the hedge never overshoots; `0.0` when the order's
+/// a whole number of `lot_size` lots, so the hedge never overshoots (`|qty| <= |delta_base|`
+/// exactly, while `0.003 / 0.001` still gives 3 lots despite float noise); `0.0` when the order's
 /// notional `|qty| * price` is below `min_notional` (the venue would reject it).
 ///
 /// The result is the nearest float to the exact decimal `lots * lot_size` (`3 * 0.1` → `0.3`).
@@ -112,15 +113,23 @@ pub fn rebalance_qty(
     positive("lot_size", lot_size)?;
     non_negative("min_notional", min_notional)?;
     positive("price", price)?;
-    let lots_exact = delta_base.abs() / lot_size;
-    let lots = (lots_exact + LOT_EPSILON * lots_exact.max(1.0)).floor();
-    if !lots.is_finite() {
+    let target = delta_base.abs();
+    let lots_exact = target / lot_size;
+    if !lots_exact.is_finite() {
         return Err(HedgeError::NotFinite { field: "delta_base / lot_size", value: lots_exact });
     }
-    if lots < 1.0 {
+    // candidates, largest first: with the slack, without it, one lot less; the first that does
+    // not exceed the delta wins (bounded: no loop on huge lot counts)
+    let with_slack = (lots_exact + LOT_EPSILON * lots_exact.max(1.0)).floor();
+    let candidates = [with_slack, lots_exact.floor(), lots_exact.floor() - 1.0];
+    let Some(magnitude) = candidates
+        .into_iter()
+        .filter(|&lots| lots >= 1.0)
+        .map(|lots| lots_to_qty(lots, lot_size))
+        .find(|&qty| qty <= target)
+    else {
         return Ok(0.0);
-    }
-    let magnitude = lots_to_qty(lots, lot_size);
+    };
     if magnitude * price < min_notional {
         return Ok(0.0);
     }
@@ -337,6 +346,9 @@ mod tests {
         assert_eq!(rebalance_qty(0.3, 0.1, 0.0, 100.0).unwrap(), -0.3);
         assert_eq!(rebalance_qty(0.0009, 0.001, 0.0, 60_000.0).unwrap(), 0.0);
         assert_eq!(rebalance_qty(7.9, 1.0, 0.0, 100.0).unwrap(), -7.0);
+        assert_eq!(rebalance_qty(1.999999999999993, 0.001, 0.0, 100.0).unwrap(), -1.999);
+        assert_eq!(rebalance_qty(0.7 - 0.4, 0.1, 0.0, 100.0).unwrap(), -0.2);
+        assert_eq!(rebalance_qty(0.1 + 0.2, 0.1, 0.0, 100.0).unwrap(), -0.3);
         // below min notional: 0.001 * 60000 = 60 < 100
         assert_eq!(rebalance_qty(0.001, 0.001, 100.0, 60_000.0).unwrap(), 0.0);
         assert_eq!(rebalance_qty(0.002, 0.001, 100.0, 60_000.0).unwrap(), -0.002);
@@ -349,7 +361,7 @@ mod tests {
             let delta = ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 20.0;
             for &lot in &[0.001, 0.01, 0.1, 1.0, 0.00001] {
                 let q = rebalance_qty(delta, lot, 0.0, 100.0).unwrap();
-                assert!(q.abs() <= delta.abs() * (1.0 + 1e-9) + 1e-15, "{delta} {lot} {q}");
+                assert!(q.abs() <= delta.abs(), "{delta} {lot} {q}");
                 assert!(q == 0.0 || q.signum() == -delta.signum());
                 assert!(delta.abs() - q.abs() < lot * (1.0 + 1e-6), "{delta} {lot} {q}");
             }
