@@ -75,7 +75,8 @@ def run(rec: Recording, **params: object) -> BacktestResult:
         futures_instrument=PERP.key,
         position_size_usdt=12_000.0,
         max_hedge_ratio_drift=0.01,
-        max_holding_time_s=1.0,
+        max_holding_time_s=1.5,
+        rebalance_retry_s=0.5,
         **params,
     )
     return asyncio.run(run_backtest(rec, strategy, BacktestConfig(end_of_data_lead_s=0.0)))
@@ -93,11 +94,15 @@ def test_partial_hedge_is_completed_by_rebalancing() -> None:
     ]
     res = run(recording(perp_msgs))
     states = [t[2] for t in res.transitions]
+    # hedged partially -> rebalance at once (the thinned bid is already taken: no liquidity) ->
+    # retry 0.5 s later, when liquidity has returned -> filled
     assert states == [
         "OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS", "REBALANCING",
-        "MONITORING_POSITIONS", "CLOSING_POSITIONS", "COMPLETED",
+        "MONITORING_POSITIONS", "REBALANCING", "MONITORING_POSITIONS", "CLOSING_POSITIONS", "COMPLETED",
     ]
-    spot_buy, hedge, rebalance = res.orders[:3]
+    spot_buy, hedge, failed, rebalance = res.orders[:4]
+    assert failed.tag == "rebalance" and failed.status is OrderStatus.REJECTED
+    assert failed.reject_reason == "no_liquidity"
     assert spot_buy.filled_qty == 0.19999
     assert hedge.tag == "futures_hedge" and hedge.status is OrderStatus.CANCELED
     assert hedge.filled_qty == 0.1  # only what the thinned bid held

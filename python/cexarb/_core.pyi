@@ -125,6 +125,8 @@ class OrderBook:
     def version(self) -> int: ...  # +1 per applied snapshot or update
     @property
     def bbo_changed(self) -> bool: ...
+    @property
+    def bbo_price_changed(self) -> bool: ...
 
 def replay_deltas(book: OrderBook, deltas: Sequence[L2Delta]) -> tuple[int, int, int]:
     """Apply each delta in a native Rust loop (GIL released), reading best bid/ask after each.

@@ -32,7 +32,7 @@ from cexarb.execution import OrderManager
 from cexarb.model import Fill, FundingEvent, Instrument, InstrumentKind, Order
 from cexarb.replay import Recording
 from cexarb.risk import RiskLimits, RiskPolicy
-from cexarb.strategy.machine import EndOfData, StrategyContext, StrategyMachine, StrategyResult
+from cexarb.strategy.machine import BookWatch, EndOfData, StrategyContext, StrategyMachine, StrategyResult
 from cexarb.venues.base import BookUpdate, MarketEvent
 from cexarb.venues.sim.venue import SimLatency, SimVenue
 
@@ -185,6 +185,7 @@ class Backtest:
         self.ctx._timer_sink = self._pending.append
         strategy.bind(self.ctx)
         self.funding_events: list[FundingEvent] = []
+        self._max_delta = (0.0, 0.0)
 
     # ------------------------------------------------------------------ helpers
     def _window(self) -> tuple[int, int]:
@@ -243,16 +244,23 @@ class Backtest:
         self._pending.append(event)
 
     async def _drain(self) -> None:
-        """Deliver pending private events / timers to the strategy; run callbacks due now."""
-        pending, strategy, clock = self._pending, self.strategy, self.clock
-        while True:
-            while pending:
-                await strategy.handle(pending.popleft())
-            queue = clock.queue
-            if queue and queue[0][0] <= clock.now_ns():
-                clock.run_due(clock.now_ns())
-                continue
-            return
+        """Deliver pending private events and timers to the strategy at the current time."""
+        pending, strategy = self._pending, self.strategy
+        while pending:
+            event = pending.popleft()
+            await strategy.handle(event)
+            if type(event) is Fill:
+                self._track_delta()
+
+    async def _run_until(self, ts: int) -> None:
+        """Run every clock callback due at or before ``ts`` in time order, delivering what each one
+        produces at its own time (so an ack due at t reaches the strategy at t, and whatever the
+        strategy sends then is scheduled from t), then move time to ``ts``."""
+        clock = self.clock
+        while clock.run_next(ts):
+            if self._pending:
+                await self._drain()
+        clock.advance(ts)
 
     # ------------------------------------------------------------------ run
     async def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
@@ -271,6 +279,7 @@ class Backtest:
         tr_qty = [t.qty.tolist() if t is not None else [] for t in trades]
         tr_buy = [t.taker_is_buy.tolist() if t is not None else [] for t in trades]
         venues = [self.private[self.instruments[k].venue] for k in keys]
+        resting = [v.resting_view(k) for v, k in zip(venues, keys)]
         watched = set(self.strategy.watched_instruments()) or set(keys)
         is_watched = [k in watched for k in keys]
         clock, queue = self.clock, self.clock.queue
@@ -284,50 +293,46 @@ class Backtest:
         for k in keys:
             series[f"mid:{k}"] = []
             series[f"position:{k}"] = []
-        max_delta_base = max_delta_quote = 0.0
         gaps = 0
         started = False
         eod_ns = max(start, end - int(cfg.end_of_data_lead_s * 1e9))
         clock.schedule(eod_ns, lambda: pending.append(EndOfData(ts_ns=eod_ns)))
         self._schedule_funding(start, end)
-        book_msgs = trade_msgs = 0
+        n_book = sum(1 for k in K if k == 0)
+        handle = strategy.handle
+        book_watch = strategy.book_watch
+        TOP, PRICE = int(BookWatch.TOP), int(BookWatch.PRICE)
+        n_gap_codes = (_core.GAP, CROSSED)
 
-        for j in range(n):
-            ts = T[j]
+        for j, (ts, kind, src, row) in enumerate(zip(T, K, S, R)):
             if queue and queue[0][0] <= ts:
-                clock.run_due(ts)
-                if pending or (queue and queue[0][0] <= ts):
-                    await self._drain()
-            clock.advance(ts)
-            src = S[j]
-            if K[j] == 0:
+                await self._run_until(ts)
+            if kind == 0:
+                clock.advance(ts)
                 book = books[src]
-                status = book.apply_delta(deltas[src][R[j]])
-                book_msgs += 1
+                status = book.apply_delta(deltas[src][row])
                 if status != APPLIED:
-                    if status == _core.GAP or status == CROSSED:
+                    if status in n_gap_codes:
                         gaps += 1
                         log.error("book %s: %s", keys[src], book.invalid_reason)
                     continue
-                venues[src].on_book(keys[src], ts)
+                if resting[src]:
+                    venues[src].on_book(keys[src], ts)
                 if ts < start:
                     continue
                 if not started:
                     started = True
                     await strategy.start()
                 if book.bbo_changed and is_watched[src]:
-                    await strategy.handle(BookUpdate(instrument_key=keys[src], ts_ns=ts))
+                    watch = book_watch()
+                    if watch == TOP or (watch == PRICE and book.bbo_price_changed):
+                        await handle(BookUpdate(instrument_key=keys[src], ts_ns=ts, price_changed=book.bbo_price_changed))
                 if ts >= next_sample:
                     next_sample = ts + sample_ns
                     self._sample(series, ts, keys)
-                    d = self._delta_base()
-                    if d is not None:
-                        max_delta_base = max(max_delta_base, abs(d[0]))
-                        max_delta_quote = max(max_delta_quote, abs(d[1]))
-            else:
-                trade_msgs += 1
-                r = R[j]
-                venues[src].on_trade(keys[src], tr_price[src][r], tr_qty[src][r], tr_buy[src][r], ts)
+            elif resting[src]:
+                clock.advance(ts)
+                venues[src].on_trade(keys[src], tr_price[src][row], tr_qty[src][row], tr_buy[src][row], ts)
             if pending:
                 await self._drain()
             if progress is not None and (j & 4095) == 0:
@@ -339,7 +344,7 @@ class Backtest:
             nxt = clock.next_due_ns()
             if nxt is None:
                 break
-            clock.run_due(nxt)
+            await self._run_until(nxt)
         if not started:
             await strategy.start()
         if not strategy.is_finished:
@@ -354,11 +359,11 @@ class Backtest:
             strategy=result,
             instruments=list(self.instruments.values()),
             window_ns=(start, end),
-            book_messages=book_msgs,
-            trade_messages=trade_msgs,
+            book_messages=n_book,
+            trade_messages=n - n_book,
             book_gaps=gaps,
             wall_time_s=wall,
-            events_per_s=(book_msgs + trade_msgs) / wall if wall > 0 else 0.0,
+            events_per_s=n / wall if wall > 0 else 0.0,
             orders=list(self.orders.orders.values()),
             fills=list(self.orders.fills),
             transitions=list(strategy.transition_log),
@@ -366,10 +371,17 @@ class Backtest:
             markers=list(strategy.markers),
             funding_events=list(self.funding_events),
             series=series,
-            max_abs_delta_base=max_delta_base,
-            max_abs_delta_quote=max_delta_quote,
+            max_abs_delta_base=self._max_delta[0],
+            max_abs_delta_quote=self._max_delta[1],
             config=cfg,
         )
+
+    def _track_delta(self) -> None:
+        """Update the running max |net delta| (base units, and quote at mid); called after fills
+        and at every series sample (the quote value moves with price between fills)."""
+        d = self._delta_base()
+        if d is not None:
+            self._max_delta = (max(self._max_delta[0], abs(d[0])), max(self._max_delta[1], abs(d[1])))
 
     def _delta_base(self) -> tuple[float, float] | None:
         """Net base-unit delta across the strategy's instruments, and its quote value at mid."""
@@ -394,6 +406,7 @@ class Backtest:
             series[f"position:{k}"].append(pos.qty if pos is not None else 0.0)
         realized, unrealized, fees, funding = self.orders.pnl_components(self.ctx)
         series["net_pnl"].append(realized + unrealized - fees + funding)
+        self._track_delta()
 
 
 async def run_backtest(

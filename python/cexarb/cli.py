@@ -28,7 +28,7 @@ DEMO_PARAMS: dict[str, dict[str, Any]] = {
         "target_funding_rate": 0.05,
         "min_basis_bps": -10.0,
         "max_entry_slippage_bps": 5.0,
-        "max_hedge_ratio_drift": 0.0005,
+        "max_hedge_ratio_drift": 0.005,
         "max_holding_time_s": 240.0,
     },
     "simple_arbitrage": {

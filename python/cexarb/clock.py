@@ -67,6 +67,20 @@ class SimClock:
             heapq.heappop(self.queue)
         return self.queue[0][0] if self.queue else None
 
+    def run_next(self, until_ns: int) -> bool:
+        """Run the earliest callback if it is due at or before ``until_ns``; time moves to its due
+        time. Returns False when none is due (time unchanged)."""
+        queue = self.queue
+        while queue and queue[0][0] <= until_ns:
+            ts, _, handle = heapq.heappop(queue)
+            if handle.cancelled:
+                continue
+            if ts > self._now:
+                self._now = ts
+            handle.callback()
+            return True
+        return False
+
     def run_due(self, until_ns: int) -> int:
         """Run every callback due at or before ``until_ns`` in time order; returns how many ran.
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import msgspec
 
-from cexarb.model import Fill, FundingEvent, InstrumentKind, Order, OrderStatus, Position
+from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position
 from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
 
@@ -171,10 +171,5 @@ class OrderManager:
             if pos.qty != 0.0:
                 mid = ctx.book(key).mid()
                 if mid is not None:
-                    inst = ctx.instrument(key)
-                    if inst.kind is InstrumentKind.INVERSE_PERP:
-                        # contracts * contract_size (USD) * (1/avg - 1/mark) BTC, valued at mark
-                        unrealized += pos.qty * inst.contract_size * (1 / pos.avg_price - 1 / mid) * mid
-                    else:
-                        unrealized += pos.unrealized_pnl(mid)
+                    unrealized += ctx.instrument(key).unrealized_pnl(pos.qty, pos.avg_price, mid)
         return realized, unrealized, fees, funding

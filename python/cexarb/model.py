@@ -168,6 +168,18 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             return qty * self.contract_size / price
         return qty * self.contract_size if self.contract_size != 1.0 else qty
 
+    def unrealized_pnl(self, qty: float, avg_price: float, mark_price: float) -> float:
+        """Mark-to-market PnL in quote currency of a signed position opened at ``avg_price``.
+
+        Linear: ``qty * contract_size * (mark - avg)``. Inverse (Binance COIN-M "PnL" formula):
+        ``contracts * contract_size * (1/avg - 1/mark)`` in base, valued at ``mark``.
+        """
+        if qty == 0.0:
+            return 0.0
+        if self.kind is InstrumentKind.INVERSE_PERP:
+            return qty * self.contract_size * (1.0 / avg_price - 1.0 / mark_price) * mark_price
+        return qty * self.contract_size * (mark_price - avg_price)
+
     def notional(self, qty: float, price: float) -> float:
         """Quote-currency value of ``qty`` at ``price`` (absolute)."""
         if self.kind is InstrumentKind.INVERSE_PERP:

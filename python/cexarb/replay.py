@@ -27,14 +27,15 @@ decimal strings in the book file, and an optional ``instruments.json`` in the fo
 of :class:`~cexarb.model.Instrument` objects) overrides both.
 
 Malformed input raises ``ValueError`` naming the file, the 1-based line and the field.
-Parsing is vectorised with numpy over the decompressed bytes (all three recorded book, trade and
-BBO streams load in about a second); ``*_raw.jsonl.gz`` is decoded with msgspec view Structs.
+CSV parsing is vectorised with numpy over the decompressed bytes (numbers parsed exactly, as
+``float(text)`` would); ``*_raw.jsonl.gz`` is decoded with msgspec view Structs. The recorded set
+(1.41M level rows, 46k trades, 188k BBO rows) loads from CSV in about 2.5 s of CPU on a shared
+2-core machine, from the raw JSONL files in about 2.3 s.
 """
 
 from __future__ import annotations
 
 import gzip
-import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -85,6 +86,7 @@ BOOK_COLUMNS = (
 TRADE_COLUMNS = ("local_ns", "exch_ms", "trade_ms", "trade_id", "price", "qty", "taker_side")
 BBO_COLUMNS = ("local_ns", "exch_ms", "update_id", "bid_price", "bid_qty", "ask_price", "ask_qty")
 
+_POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)  # exact doubles
 _BYTE_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)  # low n bytes
 
 _FILE_RE = re.compile(
@@ -192,7 +194,10 @@ def infer_instrument(venue: str, symbol: str, *, price_decimals: int, qty_decima
     * ``tick_size = 10**-price_decimals``, ``lot_size = 10**-qty_decimals``, where the decimals
       are the most significant decimals seen in any price / quantity string of the book file
       (trailing zeros ignored: ``"61837.63000000"`` has 2, ``"35"`` has 0). This is the coarsest
-      grid consistent with the data; the venue's real step can only be finer or equal.
+      grid consistent with the data; the venue's real step can only be finer or equal. Old
+      resting orders can be finer than today's step: the recorded Binance spot book has 7 deep
+      levels with 6-decimal quantities (``25.426189`` at 200000), so the whole file implies a lot
+      of 0.000001 where the venue's step is 0.00001.
     * ``base``/``quote`` from the symbol: a ``_PERP`` or ``_<date>`` suffix is removed, a
       ``BASE_QUOTE`` symbol is split at ``_``, otherwise a known quote asset suffix (USDT, USDC,
       USD, ...) is split off; ``quote`` is ``""`` if none matches.
@@ -425,6 +430,37 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _parse_unsigned(mat: npt.NDArray[np.uint8], lens: I64) -> tuple[npt.NDArray[np.uint64], I64] | None:
+    """Fast exact parse of plain unsigned decimals (``123``, ``61837.63000000``) from a char matrix.
+
+    Returns ``(mantissa, frac_digits)`` (the value is ``mantissa / 10**frac_digits``), or None when
+    some field is not plain digits with at most one ``.``, has no digit, or has more than 19
+    digits: the caller then uses numpy's general (slower) string conversion.
+    """
+    n, width = mat.shape
+    by_pos = np.ascontiguousarray(mat.T)
+    acc = np.zeros(n, dtype=np.uint64)
+    n_digits = np.zeros(n, dtype=np.int64)
+    frac = np.zeros(n, dtype=np.int64)
+    seen_dot = np.zeros(n, dtype=bool)
+    ten = np.uint64(10)
+    for j in range(width):
+        c = by_pos[j]
+        inside = lens > j
+        digit = c - np.uint8(48)
+        is_digit = (digit < 10) & inside
+        is_dot = (c == 46) & inside
+        if (inside & ~is_digit & ~is_dot).any() or (is_dot & seen_dot).any():
+            return None
+        acc = np.where(is_digit, acc * ten + digit, acc)
+        n_digits += is_digit
+        frac += is_digit & seen_dot
+        seen_dot |= is_dot
+    if (n_digits == 0).any() or (n_digits > 19).any():
+        return None
+    return acc, frac
+
+
 class _Table:
     """Field boundaries of a headered, unquoted CSV file; fields are converted on demand.
 
@@ -520,12 +556,16 @@ class _Table:
 
     def ints(self, col: str, rows: I64 | None = None, *, allow_empty: bool = False) -> I64:
         """Integer column; empty fields become -1 when ``allow_empty``, else are an error."""
-        values, lens = self.strings(col, rows)
+        mat, lens = self.chars(col, rows)
         row_ids = self._rows(rows)
         empty = lens == 0
+        if empty.any() and not allow_empty:
+            raise self.error(int(row_ids[np.argmax(empty)]), col, "empty, expected an integer")
+        fast = None if empty.any() or (mat == ord(".")).any() else _parse_unsigned(mat, lens)
+        if fast is not None and (fast[0] <= np.uint64(2**63 - 1)).all():
+            return fast[0].astype(np.int64)
+        values = mat.view(f"S{mat.shape[1]}").ravel()
         if empty.any():
-            if not allow_empty:
-                raise self.error(int(row_ids[np.argmax(empty)]), col, "empty, expected an integer")
             values = np.where(empty, np.bytes_(b"-1"), values)
         try:
             return values.astype(np.int64)
@@ -541,10 +581,16 @@ class _Table:
 
     def floats(self, col: str, rows: I64 | None = None, *, positive: bool) -> F64:
         """Finite float column, > 0 when ``positive`` else >= 0."""
-        values, lens = self.strings(col, rows)
+        mat, lens = self.chars(col, rows)
         row_ids = self._rows(rows)
+        values = mat.view(f"S{mat.shape[1]}").ravel()
+        fast = _parse_unsigned(mat, lens)
         try:
-            out = values.astype(np.float64)
+            if fast is not None and (fast[0] < np.uint64(2**53)).all() and (fast[1] <= 22).all():
+                # exact: mantissa and 10**frac are exact doubles, one correctly rounded division
+                out = fast[0].astype(np.float64) / _POW10[fast[1]]
+            else:
+                out = values.astype(np.float64)
         except ValueError:
             for i, raw in enumerate(values.tolist()):
                 try:
@@ -561,7 +607,7 @@ class _Table:
     def choice(self, col: str, true_text: bytes, false_text: bytes) -> Bools:
         """Two-valued text column as bool (True for ``true_text``)."""
         values, _ = self.strings(col)
-        is_true = values == true_text
+        is_true: Bools = np.asarray(values == true_text, dtype=bool)
         bad = ~is_true & (values != false_text)
         if bad.any():
             raise self.error(
@@ -876,6 +922,14 @@ def _decode_lines(path: Path, data: bytes) -> list[_Line]:
         raise
 
 
+def _column_i64(rows: Sequence[tuple[object, ...]], i: int) -> I64:
+    return np.array([r[i] for r in rows], dtype=np.int64)
+
+
+def _column_f64(rows: Sequence[tuple[object, ...]], i: int) -> F64:
+    return np.array([r[i] for r in rows], dtype=np.float64)
+
+
 def _is_stale(u: int, last_update_id: int, futures: bool) -> bool:
     """Binance: drop buffered events with ``u <= lastUpdateId`` (spot), ``u < lastUpdateId`` (futures)."""
     return u < last_update_id if futures else u <= last_update_id
@@ -898,16 +952,15 @@ def load_raw(path: str | Path, instrument: Instrument | None = None) -> tuple[Bo
 
     Args:
         path: the raw file.
-        instrument: the instrument; None = from the file name (known or inferred from the tick
-            implied by the first snapshot's decimal strings is not possible here: pass it, or it
-            must be a :func:`known_instrument`).
+        instrument: the instrument; None = :func:`known_instrument` for the venue/symbol in the
+            file name (there is no inference here: prices are parsed straight to floats).
 
     Returns:
         ``(book, trades, bbo)``.
 
     Raises:
         ValueError: malformed line or field (naming file and line), a message for another
-            symbol, or no REST snapshot in the file.
+            symbol, no REST snapshot in the file, or ``instrument`` None for an unknown one.
     """
     path = Path(path)
     if instrument is None:
@@ -1013,28 +1066,25 @@ def load_raw(path: str | Path, instrument: Instrument | None = None) -> tuple[Bo
         bid_end,
     )
 
-    def col(rows: Sequence[tuple[object, ...]], i: int, dtype: type) -> npt.NDArray[np.generic]:
-        return np.array([r[i] for r in rows], dtype=dtype)
-
     trades = TradeStream(
         instrument_key=key,
-        local_ns=col(t_rows, 0, np.int64),
-        exch_ms=col(t_rows, 1, np.int64),
-        trade_ms=col(t_rows, 2, np.int64),
-        trade_id=col(t_rows, 3, np.int64),
-        price=col(t_rows, 4, np.float64),
-        qty=col(t_rows, 5, np.float64),
-        taker_is_buy=col(t_rows, 6, bool),
+        local_ns=_column_i64(t_rows, 0),
+        exch_ms=_column_i64(t_rows, 1),
+        trade_ms=_column_i64(t_rows, 2),
+        trade_id=_column_i64(t_rows, 3),
+        price=_column_f64(t_rows, 4),
+        qty=_column_f64(t_rows, 5),
+        taker_is_buy=np.array([r[6] for r in t_rows], dtype=bool),
     )
     bbo = BboStream(
         instrument_key=key,
-        local_ns=col(b_rows, 0, np.int64),
-        exch_ms=col(b_rows, 1, np.int64),
-        update_id=col(b_rows, 2, np.int64),
-        bid_price=col(b_rows, 3, np.float64),
-        bid_qty=col(b_rows, 4, np.float64),
-        ask_price=col(b_rows, 5, np.float64),
-        ask_qty=col(b_rows, 6, np.float64),
+        local_ns=_column_i64(b_rows, 0),
+        exch_ms=_column_i64(b_rows, 1),
+        update_id=_column_i64(b_rows, 2),
+        bid_price=_column_f64(b_rows, 3),
+        bid_qty=_column_f64(b_rows, 4),
+        ask_price=_column_f64(b_rows, 5),
+        ask_qty=_column_f64(b_rows, 6),
     )
     return book, trades, bbo
 

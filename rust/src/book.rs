@@ -239,6 +239,7 @@ pub struct OrderBook {
     gap_count: u64,
     version: u64,
     bbo_changed: bool,
+    bbo_price_changed: bool,
     /// Reused buffers of the validated (ticks, qty) of the update being applied.
     scratch_bids: Vec<(i64, f64)>,
     scratch_asks: Vec<(i64, f64)>,
@@ -280,6 +281,7 @@ impl OrderBook {
             gap_count: 0,
             version: 0,
             bbo_changed: false,
+            bbo_price_changed: false,
             scratch_bids: Vec::with_capacity(256),
             scratch_asks: Vec::with_capacity(256),
         })
@@ -322,6 +324,22 @@ impl OrderBook {
     /// Whether the last snapshot/update changed the best bid or best ask (price or qty).
     pub fn bbo_changed(&self) -> bool {
         self.bbo_changed
+    }
+    /// Whether the last snapshot/update changed the best bid or best ask *price* (a subset of
+    /// [`OrderBook::bbo_changed`]): what a strategy that reads only mids/prices watches.
+    pub fn bbo_price_changed(&self) -> bool {
+        self.bbo_price_changed
+    }
+
+    fn set_bbo_flags(&mut self, before: BboKey) {
+        let after = self.bbo_key();
+        self.bbo_changed = after != before;
+        self.bbo_price_changed = after.0.map(|l| l.0) != before.0.map(|l| l.0) || after.1.map(|l| l.0) != before.1.map(|l| l.0);
+    }
+
+    fn clear_bbo_flags(&mut self) {
+        self.bbo_changed = false;
+        self.bbo_price_changed = false;
     }
 
     /// Errors with [`BookError::Invalid`] (the reason) unless the book is valid.
@@ -436,7 +454,7 @@ impl OrderBook {
         self.last_update_id = Some(update_id);
         self.awaiting_first = true;
         self.version += 1;
-        self.bbo_changed = self.bbo_key() != before;
+        self.set_bbo_flags(before);
         self.crossed = false;
         self.valid = true;
         self.invalid_reason = None;
@@ -458,7 +476,7 @@ impl OrderBook {
         prev_update_id: Option<u64>,
     ) -> Result<ApplyOutcome, BookError> {
         if !self.valid {
-            self.bbo_changed = false;
+            self.clear_bbo_flags();
             return Ok(ApplyOutcome::NotSynced);
         }
         let mut scratch_bids = std::mem::take(&mut self.scratch_bids);
@@ -496,11 +514,11 @@ impl OrderBook {
 
         let Some(book_id) = self.last_update_id else {
             // valid implies a snapshot; kept total for safety
-            self.bbo_changed = false;
+            self.clear_bbo_flags();
             return Ok(ApplyOutcome::NotSynced);
         };
         if let Some(outcome) = self.check_sequence(first, last, prev, book_id) {
-            self.bbo_changed = false;
+            self.clear_bbo_flags();
             return Ok(outcome);
         }
 
@@ -514,7 +532,7 @@ impl OrderBook {
         self.last_update_id = Some(last);
         self.awaiting_first = false;
         self.version += 1;
-        self.bbo_changed = self.bbo_key() != before;
+        self.set_bbo_flags(before);
         Ok(self.check_crossed())
     }
 
@@ -894,11 +912,18 @@ mod tests {
         assert_eq!(r, ApplyOutcome::Applied);
         assert_eq!(b.best_bid(), Some((100.0, 5.0)));
         assert!(b.bbo_changed());
+        assert!(!b.bbo_price_changed(), "qty change at the same best price");
         assert_eq!(b.last_update_id(), Some(105));
         assert_eq!(b.version(), 2);
         assert_eq!(b.apply_update(&[], &[(100.02, 0.0)], 106, 110, None).unwrap(), ApplyOutcome::Applied);
         assert!(!b.bbo_changed());
         assert_eq!(b.n_asks(), 2);
+        // best ask removed: the best ask price changes
+        assert_eq!(b.apply_update(&[], &[(100.01, 0.0)], 111, 111, None).unwrap(), ApplyOutcome::Applied);
+        assert!(b.bbo_changed() && b.bbo_price_changed());
+        // a new best bid price
+        assert_eq!(b.apply_update(&[(100.01, 1.0)], &[], 112, 112, None).unwrap(), ApplyOutcome::Applied);
+        assert!(b.bbo_changed() && b.bbo_price_changed());
     }
 
     #[test]

@@ -509,6 +509,11 @@ impl PyOrderBook {
     fn bbo_changed(&self) -> bool {
         self.inner.bbo_changed()
     }
+    /// Whether the last snapshot/update changed the best bid or best ask price.
+    #[getter]
+    fn bbo_price_changed(&self) -> bool {
+        self.inner.bbo_price_changed()
+    }
 
     fn __repr__(&self) -> String {
         let side = |v: Option<(f64, f64)>| {

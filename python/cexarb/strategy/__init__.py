@@ -5,6 +5,7 @@ Importing this package registers every strategy with :mod:`cexarb.strategy.regis
 
 from cexarb.strategy import registry
 from cexarb.strategy.machine import (
+    BookWatch,
     EndOfData,
     EventKind,
     StrategyContext,
@@ -20,6 +21,7 @@ from cexarb.strategy.spot_futures_hedging import HedgingState, SpotFuturesHedgin
 
 __all__ = [
     "ArbitrageState",
+    "BookWatch",
     "EndOfData",
     "EventKind",
     "HedgingState",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cexarb.execution import OrderManager
 
 __all__ = [
+    "BookWatch",
     "EventKind",
     "StrategyContext",
     "StrategyError",
@@ -63,6 +64,15 @@ class EventKind(enum.IntEnum):
     END_OF_DATA = 7
     ERROR = 8
     STOP = 9
+
+
+class BookWatch(enum.IntEnum):
+    """What top-of-book changes wake a strategy in a given state (DESIGN: wake a strategy only
+    when what it watches changes)."""
+
+    NONE = 0  # book updates are not delivered (the state waits for orders / timers)
+    PRICE = 1  # only when a best bid or best ask *price* moves (states that read mids/prices)
+    TOP = 2  # any change of best bid/ask price or quantity (states that size against depth)
 
 
 class TimerEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,6 +224,8 @@ class StrategyMachine(Generic[P]):
         Params: the msgspec Struct of parameters.
         TRANSITIONS: ``{state: (allowed next states, ...)}``, declared once.
         INITIAL, COMPLETED, ERROR: the entry, success and failure states.
+        BOOK_WATCH: optional ``{state: BookWatch}``; states not named wake on any top-of-book
+            change (``BookWatch.TOP``).
     and implement one ``async def on_<state name lower>(self, event)`` per non-terminal state.
 
     Raises:
@@ -227,6 +239,7 @@ class StrategyMachine(Generic[P]):
     INITIAL: ClassVar[Any]
     COMPLETED: ClassVar[Any]
     ERROR: ClassVar[Any]
+    BOOK_WATCH: ClassVar[Mapping[Any, BookWatch]] = {}
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -240,6 +253,8 @@ class StrategyMachine(Generic[P]):
         allowed |= {(int(s), int(self.ERROR)) for s in self.State if int(s) not in terminal}
         self._table = _core.TransitionTable(names, sorted(allowed), int(self.INITIAL))
         self._names = tuple(names)
+        self._terminal = frozenset((int(self.COMPLETED), int(self.ERROR)))
+        self._watch = tuple(int(self.BOOK_WATCH.get(s, BookWatch.TOP)) for s in sorted(self.State, key=int))
         self._handlers: dict[int, Callable[[Any], Awaitable[None]]] = {}
         for state in self.State:
             handler = getattr(self, f"on_{state.name.lower()}", None)
@@ -271,7 +286,11 @@ class StrategyMachine(Generic[P]):
 
     @property
     def is_finished(self) -> bool:
-        return self._table.state in (int(self.COMPLETED), int(self.ERROR))
+        return self._table.state in self._terminal
+
+    def book_watch(self) -> int:
+        """The :class:`BookWatch` level of the current state (the driver asks before waking)."""
+        return self._watch[self._table.state]
 
     def watched_instruments(self) -> tuple[str, ...]:
         """Instrument keys whose book updates wake this strategy; subclasses override."""
@@ -329,9 +348,10 @@ class StrategyMachine(Generic[P]):
         An exception from a handler moves the machine to ERROR with the error recorded; it is
         re-raised as :class:`StrategyError` only if it is one already (illegal transition).
         """
-        if self.is_finished:
+        state = self._table.state
+        if state in self._terminal:
             return
-        handler = self._handlers[self._table.state]
+        handler = self._handlers[state]
         try:
             await handler(event)
         except StrategyError as exc:

@@ -29,6 +29,7 @@ from typing import Any
 from cexarb import _core
 from cexarb.model import FundingEvent, Order, OrderStatus, Side
 from cexarb.strategy.machine import (
+    BookWatch,
     EndOfData,
     EventKind,
     StrategyMachine,
@@ -70,6 +71,8 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
         max_holding_time_s: exit after holding this long, seconds.
         order_timeout_s: an entry/hedge/close order not done after this long is an error.
         max_hedge_retries: attempts to place the futures hedge before unwinding spot.
+        rebalance_retry_s: after a rebalance that did not fill, check the hedge again this much
+            later even if prices have not moved.
     """
 
     spot_instrument: str
@@ -86,9 +89,11 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
     max_holding_time_s: float = 24 * 3600.0
     order_timeout_s: float = 10.0
     max_hedge_retries: int = 2
+    rebalance_retry_s: float = 1.0
 
     def __post_init__(self) -> None:
-        positive = ("position_size_usdt", "max_holding_time_s", "order_timeout_s", "max_hedge_ratio_drift")
+        positive = ("position_size_usdt", "max_holding_time_s", "order_timeout_s", "max_hedge_ratio_drift",
+                    "rebalance_retry_s")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -129,6 +134,16 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         H.REBALANCING: (H.MONITORING_POSITIONS, H.CLOSING_POSITIONS),
         H.CLOSING_POSITIONS: (H.COMPLETED,),
     }
+    # Analysis sizes both legs against depth (any top change); monitoring reads mids only;
+    # the order-driven states wait for their orders.
+    BOOK_WATCH = {
+        H.ANALYZING_MARKET: BookWatch.TOP,
+        H.OPENING_SPOT_POSITION: BookWatch.NONE,
+        H.OPENING_FUTURES_HEDGE: BookWatch.NONE,
+        H.MONITORING_POSITIONS: BookWatch.PRICE,
+        H.REBALANCING: BookWatch.NONE,
+        H.CLOSING_POSITIONS: BookWatch.NONE,
+    }
 
     def __init__(self, params: SpotFuturesHedgingParams) -> None:
         super().__init__(params)
@@ -159,33 +174,34 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         return (self.spot_key, self.perp_key)
 
     # ---------------------------------------------------------------- helpers
+    def _bind_legs(self) -> None:
+        """Cache the two legs' instruments, books and position records (read on every wake)."""
+        ctx = self.ctx
+        self._spot_inst, self._perp_inst = ctx.instrument(self.spot_key), ctx.instrument(self.perp_key)
+        self._spot_book, self._perp_book = ctx.book(self.spot_key), ctx.book(self.perp_key)
+        self._spot_pos, self._perp_pos = ctx.orders.position(self.spot_key), ctx.orders.position(self.perp_key)
+
     def _qty_base(self, key: str) -> float:
-        pos = self.ctx.orders.positions.get(key)
-        if pos is None:
-            return 0.0
-        inst = self.ctx.instrument(key)
-        price = self.spot_price if key == self.spot_key else self.futures_price
-        return inst.base_qty(pos.qty, price) if price > 0 else pos.qty
+        """Signed base-unit exposure of one leg at the current mids."""
+        if key == self.spot_key:
+            return self._spot_inst.base_qty(self._spot_pos.qty, self.spot_price or 1.0)
+        return self._perp_inst.base_qty(self._perp_pos.qty, self.futures_price or 1.0)
 
     @property
     def spot_qty(self) -> float:
-        pos = self.ctx.orders.positions.get(self.spot_key)
-        return pos.qty if pos is not None else 0.0
+        return self._spot_pos.qty
 
     @property
     def futures_qty(self) -> float:
-        pos = self.ctx.orders.positions.get(self.perp_key)
-        return pos.qty if pos is not None else 0.0
+        return self._perp_pos.qty
 
     def _update_market(self) -> bool:
-        spot_mid = self.ctx.book(self.spot_key).mid()
-        perp_mid = self.ctx.book(self.perp_key).mid()
+        spot_mid = self._spot_book.mid()
+        perp_mid = self._perp_book.mid()
         if spot_mid is None or perp_mid is None:
             return False
         self.spot_price, self.futures_price = spot_mid, perp_mid
         self.basis_bps = _core.basis_bps(perp_mid, spot_mid)
-        rate = self.ctx.funding_rate(self.perp_key)
-        self.funding_rate = rate if rate is not None else 0.0
         return True
 
     def current_hedge_ratio(self) -> float:
@@ -199,8 +215,14 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         return _core.delta_base(self._qty_base(self.spot_key), self._qty_base(self.perp_key))
 
     def net_pnl(self) -> float:
-        realized, unrealized, fees, funding = self.ctx.orders.pnl_components(self.ctx)
-        return realized + unrealized - fees + funding
+        """Net PnL of the two legs at mids: realised + unrealised − fees + funding (quote)."""
+        total = 0.0
+        for pos, inst, mark in ((self._spot_pos, self._spot_inst, self.spot_price),
+                                (self._perp_pos, self._perp_inst, self.futures_price)):
+            total += pos.realized_pnl - pos.fees + pos.funding
+            if pos.qty:
+                total += inst.unrealized_pnl(pos.qty, pos.avg_price, mark)
+        return total
 
     def _timeout_at(self) -> int:
         return self.ctx.now_ns() + int(self.params.order_timeout_s * 1e9)
@@ -218,8 +240,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         await super().start()
-        self.ctx.instrument(self.spot_key)  # fail early on unknown keys
-        self.ctx.instrument(self.perp_key)
+        self._bind_legs()  # fails early on unknown instrument keys
 
     # ---------------------------------------------------------------- state handlers
     async def on_analyzing_market(self, event: Any) -> None:
@@ -229,15 +250,15 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             return
         if not isinstance(event, BookUpdate):
             return
-        spot_book, perp_book = self.ctx.book(self.spot_key), self.ctx.book(self.perp_key)
+        spot_book, perp_book = self._spot_book, self._perp_book
         if not (spot_book.is_valid and perp_book.is_valid) or not self._update_market():
             return
         p = self.params
-        spot = self.ctx.instrument(self.spot_key)
-        perp = self.ctx.instrument(self.perp_key)
+        spot, perp = self._spot_inst, self._perp_inst
         rate = self.ctx.funding_rate(self.perp_key)
         if rate is None:
             return  # funding unknown: cannot judge the carry yet
+        self.funding_rate = rate
         interval_h = perp.funding_interval_hours or 8.0
         apr = _core.annualized_funding_rate(rate, interval_h)
         ask = spot_book.best_ask()
@@ -351,6 +372,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         self._mark("hedge", f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
         self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "hedged")
         self.ctx.set_timer("max_holding_time", self.entry_ns + int(self.params.max_holding_time_s * 1e9))
+        await self._monitor()  # the fills changed the positions: check the hedge now, not at the next tick
 
     def _exit_reason(self) -> str | None:
         p = self.params
@@ -373,6 +395,9 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         return qty_base / per_unit
 
     async def on_monitoring_positions(self, event: Any) -> None:
+        if type(event) is BookUpdate:
+            await self._monitor()
+            return
         if isinstance(event, EndOfData):
             self.exit_reason = f"end of data ({event.reason})"
             await self._begin_close(EventKind.END_OF_DATA)
@@ -381,15 +406,26 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             self.exit_reason = f"max holding time {self.params.max_holding_time_s:g} s reached"
             await self._begin_close(EventKind.TIMER)
             return
+        if isinstance(event, TimerEvent) and event.name == "rebalance_retry":
+            await self._monitor()
+            return
         if isinstance(event, FundingEvent):
             self._mark("funding", f"funding settled at rate {event.rate:.6f}")
             return
-        if not isinstance(event, BookUpdate) or not self._update_market():
+
+    async def _monitor(self) -> None:
+        """On a top-of-book change while hedged: delta, hedge drift, exits, rebalancing."""
+        if not self._update_market():
             return
-        delta = abs(self.delta_base())
-        self.max_abs_delta_base = max(self.max_abs_delta_base, delta)
-        drift = _core.hedge_drift(self.current_hedge_ratio(), self.params.hedge_ratio)
-        self.max_hedge_drift = max(self.max_hedge_drift, drift)
+        spot_b = self._spot_inst.base_qty(self._spot_pos.qty, self.spot_price)
+        perp_b = self._perp_inst.base_qty(self._perp_pos.qty, self.futures_price)
+        delta = abs(spot_b + perp_b)
+        if delta > self.max_abs_delta_base:
+            self.max_abs_delta_base = delta
+        ratio = _core.hedge_ratio(spot_b, self.spot_price, perp_b, self.futures_price) or 0.0
+        drift = abs(ratio - self.params.hedge_ratio)
+        if drift > self.max_hedge_drift:
+            self.max_hedge_drift = drift
         reason = self._exit_reason()
         if reason is not None:
             self.exit_reason = reason
@@ -425,6 +461,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             await self._begin_close(EventKind.ORDER_UPDATE)
         else:
             self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "rebalance failed")
+            self.ctx.set_timer("rebalance_retry", self.ctx.now_ns() + int(self.params.rebalance_retry_s * 1e9))
 
     async def on_rebalancing(self, event: Any) -> None:
         order = self.rebalance_order
@@ -450,6 +487,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
     # ---------------------------------------------------------------- closing
     async def _begin_close(self, event: EventKind) -> None:
         self.ctx.cancel_timer("max_holding_time")
+        self.ctx.cancel_timer("rebalance_retry")
         self.ctx.cancel_timer("order_timeout")
         self.transition(H.CLOSING_POSITIONS, event, self.exit_reason or "")
         self._mark("exit", self.exit_reason or "close")

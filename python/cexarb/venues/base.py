@@ -183,11 +183,14 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BookUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    """The local L2 book of ``instrument_key`` changed at ``ts_ns`` (``bbo_changed`` if the top moved)."""
+    """The top of the local L2 book of ``instrument_key`` changed at ``ts_ns``.
+
+    ``price_changed`` is True when a best bid/ask price moved (False: only a best quantity).
+    """
 
     instrument_key: str
     ts_ns: int
-    bbo_changed: bool = True
+    price_changed: bool = True
 
 
 MarketEvent = BookUpdate | Trade | BookTicker | FundingEvent

@@ -23,7 +23,8 @@ Assumptions (the usual ones for L2 replay, as in hftbacktest):
 from __future__ import annotations
 
 import math
-from typing import Iterator, Literal
+import types
+from typing import Iterator, Literal, Mapping
 
 import msgspec
 
@@ -209,9 +210,16 @@ class RiskAverseQueue:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._orders: dict[str, RestingOrder] = {}
+        self._view = types.MappingProxyType(self._orders)
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    @property
+    def live(self) -> Mapping[str, RestingOrder]:
+        """Read-only live view of the resting orders (truthy when any rest): the replay driver's
+        fast check before it calls :meth:`on_trade` / :meth:`on_book`."""
+        return self._view
 
     def __contains__(self, key: object) -> bool:
         return key in self._orders

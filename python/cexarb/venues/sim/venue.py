@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
 import msgspec
 
@@ -413,6 +413,14 @@ class SimVenue:
         pos.funding += amount
         log.debug("funding venue=%s symbol=%s rate=%s amount=%s ts_ns=%s", self.name, inst.symbol, rate, amount, ts_ns)
         return amount
+
+    def resting_view(self, instrument_key: str) -> Mapping[str, RestingOrder]:
+        """Live read-only view of ``instrument_key``'s resting orders, truthy when any rest.
+
+        The replay driver holds it to skip :meth:`on_trade` / :meth:`on_book` (and the per-trade
+        work) while nothing rests, which is most of the time for taker strategies.
+        """
+        return self._queues[instrument_key].live
 
     def resting(self, instrument_key: str) -> list[RestingOrder]:
         """Resting orders of an instrument with their queue position (inspection, tests)."""

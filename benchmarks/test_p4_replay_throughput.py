@@ -1,0 +1,93 @@
+"""P4: whole-demo replay throughput vs replaying the same books with no strategy.
+
+Group ``P4-replay``: (a) the demo — SPOT_FUTURES_HEDGING with the demo parameters replayed by
+:class:`cexarb.backtest.Backtest` over BTCUSDT spot + USDⓈ-M perp (depth messages, trades, the
+simulated venue, order manager, report series); (b) the baseline — the same depth messages in
+the same merged order applied to the same Rust books with a best bid/ask read, nothing else.
+Throughput is book messages per second for both (the demo also walks ~31k trades), so the ratio
+is baseline time / demo time. Goal: >= 0.5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from cexarb import _core
+from cexarb.backtest import Backtest
+from cexarb.cli import DEMO_PARAMS
+from cexarb.strategy import StrategyType, registry
+
+SPOT, PERP = "binance-spot:BTCUSDT", "binance-usdm:BTCUSDT"
+DATA = Path(os.environ.get("CEXARB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ROUNDS = 7
+_figures: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def recording():
+    folder = DATA / "book" / "binance_btc_20240808"
+    if not folder.is_dir():
+        pytest.skip(f"recorded data not found at {folder}")
+    from cexarb.replay import load_recording
+
+    return load_recording(folder)
+
+
+def _strategy():
+    return registry.create(
+        StrategyType.SPOT_FUTURES_HEDGING, spot_instrument=SPOT, futures_instrument=PERP,
+        **DEMO_PARAMS["spot_futures_hedging"],
+    )
+
+
+@pytest.mark.benchmark(group="P4-replay")
+def test_p4_demo_replay(benchmark, recording) -> None:
+    results = []
+
+    def setup():
+        return (Backtest(recording, _strategy()),), {}
+
+    def run(bt: Backtest) -> None:
+        results.append(asyncio.run(bt.run()))
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    res = results[-1]
+    assert res.strategy.final_state == "COMPLETED"
+    _figures["demo_s"] = benchmark.stats.stats.median
+    _figures["book_messages"] = res.book_messages
+    benchmark.extra_info["book_msgs_per_s"] = res.book_messages / benchmark.stats.stats.median
+    benchmark.extra_info["all_msgs_per_s"] = res.messages / benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark(group="P4-replay")
+def test_p4_baseline_books_only(benchmark, recording) -> None:
+    bt = Backtest(recording, _strategy())
+    start, end = bt._window()
+    T, K, S, R = bt._merged_events(end)
+    deltas = [recording.streams[k].book.deltas for k in (SPOT, PERP)]
+    msgs = [deltas[s][r] for k, s, r in zip(K, S, R) if k == 0]
+    srcs = [s for k, s in zip(K, S) if k == 0]
+    insts = [recording.streams[k].instrument for k in (SPOT, PERP)]
+
+    def setup():
+        return ([_core.OrderBook(i.tick_size, i.lot_size) for i in insts],), {}
+
+    def run(books) -> None:
+        for src, d in zip(srcs, msgs):
+            b = books[src]
+            b.apply_delta(d)
+            b.best_bid()
+            b.best_ask()
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    _figures["baseline_s"] = benchmark.stats.stats.median
+    benchmark.extra_info["book_msgs_per_s"] = len(msgs) / benchmark.stats.stats.median
+    if "demo_s" in _figures:
+        ratio = _figures["baseline_s"] / _figures["demo_s"]
+        benchmark.extra_info["demo_vs_baseline_throughput"] = ratio
+        print(f"\nP4: demo {_figures['book_messages'] / _figures['demo_s']:,.0f} book msg/s, baseline "
+              f"{len(msgs) / _figures['baseline_s']:,.0f} book msg/s, ratio {ratio:.2f} (goal >= 0.5)")
