@@ -15,7 +15,8 @@ streams; USDⓈ-M / COIN-M futures market streams). An event is futures-style wh
   ``U == last u + 1``, futures ``pu == last u``;
 * an event that fails its condition is a ``gap``: not applied, the book is invalid until the
   next snapshot;
-* after applying, a book with ``best bid >= best ask`` is ``crossed`` and invalid.
+* after applying, a book with ``best bid >= best ask`` is ``crossed`` and invalid; so is a
+  crossed snapshot (events are then ``not_synced`` until the next snapshot).
 """
 
 from __future__ import annotations
@@ -84,9 +85,13 @@ class ReferenceBook:
         for p, q in asks:
             self.asks.set(Decimal(p), Decimal(q))
         self.last_update_id = update_id
-        self.valid = True
         self.awaiting_first = True
-        self.crossed = False
+        self.crossed = self._is_crossed()
+        self.valid = not self.crossed
+
+    def _is_crossed(self) -> bool:
+        bb, ba = self.best_bid(), self.best_ask()
+        return bb is not None and ba is not None and bb[0] >= ba[0]
 
     def update(
         self,
@@ -119,8 +124,7 @@ class ReferenceBook:
             self.asks.set(Decimal(p), Decimal(q))
         self.last_update_id = u
         self.awaiting_first = False
-        bb, ba = self.best_bid(), self.best_ask()
-        if bb is not None and ba is not None and bb[0] >= ba[0]:
+        if self._is_crossed():
             self.valid = False
             self.crossed = True
             return CROSSED

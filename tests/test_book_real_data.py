@@ -21,7 +21,13 @@ from cexarb import _core
 from cexarb._core import APPLIED, CROSSED, GAP, NOT_SYNCED, STALE, OrderBook, SequenceGapError
 
 import reference_book as ref
-from conftest import BINANCE_PREFIXES
+BINANCE_STAMP = "20240808T2354Z"
+# instrument key -> file prefix in book/binance_btc_20240808 (PROVENANCE §1)
+BINANCE_PREFIXES = {
+    "binance-spot:BTCUSDT": f"binance-spot_BTCUSDT_{BINANCE_STAMP}",
+    "binance-usdm:BTCUSDT": f"binance-usdm_BTCUSDT_{BINANCE_STAMP}",
+    "binance-coinm:BTCUSD_PERP": f"binance-coinm_BTCUSD_PERP_{BINANCE_STAMP}",
+}
 
 CODES = {ref.APPLIED: APPLIED, ref.STALE: STALE, ref.GAP: GAP, ref.NOT_SYNCED: NOT_SYNCED, ref.CROSSED: CROSSED}
 DEPTH = 20

@@ -14,7 +14,13 @@ import pytest
 from cexarb import _core, replay
 from cexarb.model import Instrument, InstrumentKind
 
-from conftest import BINANCE_PREFIXES, BINANCE_STAMP
+BINANCE_STAMP = "20240808T2354Z"
+# instrument key -> file prefix in book/binance_btc_20240808 (PROVENANCE §1)
+BINANCE_PREFIXES = {
+    "binance-spot:BTCUSDT": f"binance-spot_BTCUSDT_{BINANCE_STAMP}",
+    "binance-usdm:BTCUSDT": f"binance-usdm_BTCUSDT_{BINANCE_STAMP}",
+    "binance-coinm:BTCUSD_PERP": f"binance-coinm_BTCUSD_PERP_{BINANCE_STAMP}",
+}
 
 KEYS = list(BINANCE_PREFIXES)
 
@@ -411,6 +417,15 @@ def test_unknown_instrument_inferred(binance_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "instruments.json").write_text('[{"venue": "x"}]')
     with pytest.raises(ValueError, match="instruments.json"):
         replay.load_recording(tmp_path)
+
+
+def test_inference_over_a_whole_file(binance_dir: Path, tmp_path: Path) -> None:
+    """The full spot book has 7 deep levels with 6-decimal quantities: the inferred lot is finer."""
+    src = binance_dir / f"{BINANCE_PREFIXES['binance-spot:BTCUSDT']}_book.csv.gz"
+    shutil.copy(src, tmp_path / "other-spot_BTCUSDT_20240808T2354Z_book.csv.gz")
+    book = replay.load_book(tmp_path / "other-spot_BTCUSDT_20240808T2354Z_book.csv.gz")
+    assert (book.instrument.kind, book.instrument.tick_size, book.instrument.lot_size) == (InstrumentKind.SPOT, 0.01, 1e-6)
+    assert book.n_level_rows == 300_094
 
 
 def test_recording_folder_errors(binance_dir: Path, tmp_path: Path) -> None:

@@ -133,56 +133,56 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.ending = False
         self.cooldown_until_ns = 0
         self.failed_cycles = 0
+        self._detected: tuple[str, str, float, float] | None = None
 
     def watched_instruments(self) -> tuple[str, ...]:
         return (self.params.instrument_a, self.params.instrument_b)
 
     async def start(self) -> None:
         await super().start()
-        self.ctx.instrument(self.params.instrument_a)
-        self.ctx.instrument(self.params.instrument_b)
+        p, ctx = self.params, self.ctx
+        # read on every wake: cache the instruments and books (fails early on unknown keys)
+        self._inst = {p.instrument_a: ctx.instrument(p.instrument_a), p.instrument_b: ctx.instrument(p.instrument_b)}
+        self._book = {p.instrument_a: ctx.book(p.instrument_a), p.instrument_b: ctx.book(p.instrument_b)}
+        a, b = self._inst[p.instrument_a], self._inst[p.instrument_b]
+        self._step = max(a.lot_size, b.lot_size)
+        self._min_notional = max(a.min_notional, b.min_notional)
+        self._directions = (
+            (p.instrument_a, p.instrument_b, self._book[p.instrument_a], self._book[p.instrument_b], a.taker_fee, b.taker_fee),
+            (p.instrument_b, p.instrument_a, self._book[p.instrument_b], self._book[p.instrument_a], b.taker_fee, a.taker_fee),
+        )
+        self._detected_versions = (-1, -1)
 
     # ---------------------------------------------------------------- helpers
-    def _qty_for(self, inst: Instrument, price: float) -> float:
-        lots = math.floor(self.params.position_size_usdt / price / inst.lot_size + 1e-9)
-        return lots * inst.lot_size
-
-    def _common_qty(self, buy: Instrument, sell: Instrument, price: float) -> float:
-        """Largest size ≤ position_size_usdt that is whole lots on both instruments."""
-        step = max(buy.lot_size, sell.lot_size)
-        lots = math.floor(self.params.position_size_usdt / price / step + 1e-9)
-        return lots * step
-
     def _best_direction(self) -> tuple[str, str, float, float] | None:
-        """(buy_key, sell_key, net spread bps, qty) of the better direction, or None."""
-        p = self.params
-        book_a, book_b = self.ctx.book(p.instrument_a), self.ctx.book(p.instrument_b)
+        """(buy_key, sell_key, net spread bps, qty) of the better direction, or None.
+
+        The size is the largest ≤ position_size_usdt in whole lots of both instruments; the spread
+        walks both books for it and is net of both taker fees (``_core.entry_spread_bps``).
+        """
+        book_a, book_b = self._directions[0][2], self._directions[0][3]
         if not (book_a.is_valid and book_b.is_valid):
             return None
-        inst_a, inst_b = self.ctx.instrument(p.instrument_a), self.ctx.instrument(p.instrument_b)
         mid = book_a.mid()
         if mid is None:
             return None
-        qty = self._common_qty(inst_a, inst_b, mid)
-        min_notional = max(inst_a.min_notional, inst_b.min_notional)
-        if qty <= 0 or qty * mid < min_notional:
+        step = self._step
+        qty = math.floor(self.params.position_size_usdt / mid / step + 1e-9) * step
+        if qty <= 0 or qty * mid < self._min_notional:
             raise ValueError(
                 f"position_size_usdt {self.params.position_size_usdt} buys {qty:g} (whole lots of both "
-                f"instruments) worth {qty * mid:.2f}, below the min notional {min_notional} of {inst_a.key} / {inst_b.key}"
+                f"instruments) worth {qty * mid:.2f}, below the min notional {self._min_notional} of "
+                f"{self.params.instrument_a} / {self.params.instrument_b}"
             )
         best: tuple[str, str, float, float] | None = None
-        for (bk, bi, bb), (sk, si, sb) in (
-            ((p.instrument_a, inst_a, book_a), (p.instrument_b, inst_b, book_b)),
-            ((p.instrument_b, inst_b, book_b), (p.instrument_a, inst_a, book_a)),
-        ):
-            spread = _core.entry_spread_bps(bb, sb, qty, bi.taker_fee, si.taker_fee)
+        for bk, sk, bb, sb, bfee, sfee in self._directions:
+            spread = _core.entry_spread_bps(bb, sb, qty, bfee, sfee)
             if spread is not None and (best is None or spread > best[2]):
                 best = (bk, sk, spread, qty)
         return best
 
-    def _cool_down(self) -> None:
-        self.failed_cycles += 1
-        self.cooldown_until_ns = self.ctx.now_ns() + int(self.params.cooldown_ms * 1e6)
+    def _versions(self) -> tuple[int, int]:
+        return (self._directions[0][2].version, self._directions[0][3].version)
 
     def _end_cycle_state(self) -> A:
         if self.ending or (self.params.max_cycles and self.cycles >= self.params.max_cycles):
@@ -206,6 +206,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if spread < self.params.min_profit_threshold * 1e4:
             return
         self.buy_key, self.sell_key, self.detected_spread_bps = buy_key, sell_key, spread
+        self._detected, self._detected_versions = best, self._versions()
         self.cycle_start_ns = self.ctx.now_ns()
         self.transition(A.OPPORTUNITY_DETECTED, EventKind.BOOK, f"net spread {spread:.2f} bps buy {buy_key} sell {sell_key}")
         await self.on_opportunity_detected(event)
@@ -216,12 +217,14 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
 
     async def on_validating_opportunity(self, event: Any) -> None:
         p = self.params
-        best = self._best_direction()
+        # re-price only if a book moved since detection (detection and validation usually run on
+        # the same message)
+        best = self._detected if self._versions() == self._detected_versions else self._best_direction()
         if best is None or best[0] != self.buy_key or best[2] < p.min_profit_threshold * 1e4:
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "opportunity gone on validation")
             return
         _, _, spread, qty = best
-        buy_book, sell_book = self.ctx.book(self.buy_key), self.ctx.book(self.sell_key)
+        buy_book, sell_book = self._book[self.buy_key], self._book[self.sell_key]
         buy_exec = buy_book.executable_price("buy", qty)
         sell_exec = sell_book.executable_price("sell", qty)
         tol_bps = p.slippage_tolerance * 1e4
@@ -232,7 +235,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if ask is None:
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "no ask")
             return
-        inst = self.ctx.instrument(self.buy_key)
+        inst = self._inst[self.buy_key]
         limit = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9) * inst.tick_size
         self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, f"validated {spread:.2f} bps for {qty:g}")
         self.markers.append((self.ctx.now_ns(), "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))

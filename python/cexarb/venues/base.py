@@ -63,8 +63,10 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     Build with :meth:`create`, which converts float price/qty at the edge and raises ValueError
     naming the field when the price is not on the tick grid or the quantity not a whole number of
-    lots. ``wire_price`` / ``wire_qty`` are the exact decimal strings sent to a venue. An empty
-    ``client_order_id`` is assigned by the order manager when the order is submitted.
+    lots. ``wire_price`` / ``wire_qty`` are the exact decimal strings sent to a venue, formatted
+    once from the ticks and lots; ``price`` / ``qty`` are the floats nearest those decimals (not
+    ``ticks * tick_size``). An empty ``client_order_id`` is assigned by the order manager when the
+    order is submitted.
     """
 
     instrument: Instrument
@@ -76,6 +78,11 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     client_order_id: str = ""
     reduce_only: bool = False
     tag: str = ""
+    # Derived once by create() from the integer ticks/lots (never from the float arguments):
+    wire_qty: str = ""
+    wire_price: str | None = None
+    qty: float = 0.0
+    price: float | None = None
 
     @classmethod
     def create(
@@ -118,6 +125,8 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         otype = type if type is not None else (OrderType.MARKET if price is None else OrderType.LIMIT)
         if otype is OrderType.LIMIT and ticks is None:
             raise ValueError("order price is required for a limit order, got None")
+        wire_qty = instrument.format_qty(lots)
+        wire_price = None if ticks is None else instrument.format_price(ticks)
         return cls(
             instrument=instrument,
             side=side,
@@ -128,26 +137,11 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             client_order_id=client_order_id or "",
             reduce_only=reduce_only,
             tag=tag,
+            wire_qty=wire_qty,
+            wire_price=wire_price,
+            qty=float(wire_qty),
+            price=None if wire_price is None else float(wire_price),
         )
-
-    @property
-    def qty(self) -> float:
-        """Quantity as the float nearest to the exact decimal (``float(wire_qty)``), not lots × lot_size."""
-        return float(self.wire_qty)
-
-    @property
-    def price(self) -> float | None:
-        """Price as the float nearest to the exact decimal (``float(wire_price)``), or None (market)."""
-        wire = self.wire_price
-        return None if wire is None else float(wire)
-
-    @property
-    def wire_qty(self) -> str:
-        return self.instrument.format_qty(self.qty_lots)
-
-    @property
-    def wire_price(self) -> str | None:
-        return None if self.price_ticks is None else self.instrument.format_price(self.price_ticks)
 
     def to_order(self, ts_ns: int) -> Order:
         """The strategy-side Order record for this request (status PENDING_NEW)."""
