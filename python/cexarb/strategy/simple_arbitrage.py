@@ -208,7 +208,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.buy_key, self.sell_key, self.detected_spread_bps = buy_key, sell_key, spread
         self._detected, self._detected_versions = best, self._versions()
         self.cycle_start_ns = self.ctx.now_ns()
-        self.transition(A.OPPORTUNITY_DETECTED, EventKind.BOOK, f"net spread {spread:.2f} bps buy {buy_key} sell {sell_key}")
+        self.transition(A.OPPORTUNITY_DETECTED, EventKind.BOOK, "net spread above threshold")
         await self.on_opportunity_detected(event)
 
     async def on_opportunity_detected(self, event: Any) -> None:
@@ -237,8 +237,8 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             return
         inst = self._inst[self.buy_key]
         limit = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9) * inst.tick_size
-        self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, f"validated {spread:.2f} bps for {qty:g}")
-        self.markers.append((self.ctx.now_ns(), "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
+        self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, "validated")
+        self.markers.append((self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
         self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
         self.buy_order = await self.ctx.submit(

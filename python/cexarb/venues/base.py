@@ -16,6 +16,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import msgspec
 
+from cexarb import _core
 from cexarb._core import OrderBook
 from cexarb.model import (
     Balance,
@@ -108,25 +109,28 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         Raises:
             ValueError: naming ``qty`` or ``price`` and the offending value.
         """
-        if not math.isfinite(qty) or qty <= 0:
+        if not (qty > 0 and qty != math.inf):  # also rejects NaN
             raise ValueError(f"order qty must be finite and > 0, got {qty!r}")
         lots_f = qty / instrument.lot_size
         lots = round(lots_f)
-        if abs(lots_f - lots) > 1e-6 * max(1.0, abs(lots_f)) or lots <= 0:
+        if lots <= 0 or abs(lots_f - lots) > 1e-6 * max(1.0, lots_f):
             raise ValueError(f"order qty {qty!r} is not a multiple of lot_size {instrument.lot_size!r}")
-        ticks: int | None = None
-        if price is not None:
-            if not math.isfinite(price) or price <= 0:
+        wire_qty = _core.ticks_to_decimal_str(lots, instrument.lot_size)
+        if price is None:
+            ticks = wire_price = fprice = None
+            otype = OrderType.MARKET if type is None else type
+            if otype is OrderType.LIMIT:
+                raise ValueError("order price is required for a limit order, got None")
+        else:
+            if not (price > 0 and price != math.inf):
                 raise ValueError(f"order price must be finite and > 0, got {price!r}")
             ticks_f = price / instrument.tick_size
             ticks = round(ticks_f)
-            if abs(ticks_f - ticks) > 1e-6 * max(1.0, abs(ticks_f)):
+            if abs(ticks_f - ticks) > 1e-6 * max(1.0, ticks_f):
                 raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
-        otype = type if type is not None else (OrderType.MARKET if price is None else OrderType.LIMIT)
-        if otype is OrderType.LIMIT and ticks is None:
-            raise ValueError("order price is required for a limit order, got None")
-        wire_qty = instrument.format_qty(lots)
-        wire_price = None if ticks is None else instrument.format_price(ticks)
+            wire_price = _core.ticks_to_decimal_str(ticks, instrument.tick_size)
+            fprice = float(wire_price)
+            otype = OrderType.LIMIT if type is None else type
         return cls(
             instrument=instrument,
             side=side,
@@ -140,7 +144,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             wire_qty=wire_qty,
             wire_price=wire_price,
             qty=float(wire_qty),
-            price=None if wire_price is None else float(wire_price),
+            price=fprice,
         )
 
     def to_order(self, ts_ns: int) -> Order:
