@@ -18,6 +18,7 @@ inside the replayed window; the report says it was assumed.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 import time
@@ -229,7 +230,7 @@ class Backtest:
             interval = int((inst.funding_interval_hours or 8.0) * _NS_PER_HOUR)
             t = (start // interval + 1) * interval
             while t <= end:
-                self.clock.schedule(t, lambda key=key, t=t: self._funding(key, t, cfg.funding_rate))
+                self.clock.schedule(t, functools.partial(self._funding, key, t, cfg.funding_rate))
                 t += interval
 
     def _funding(self, key: str, ts: int, rate: float) -> None:
@@ -296,7 +297,8 @@ class Backtest:
         gaps = 0
         started = False
         eod_ns = max(start, end - int(cfg.end_of_data_lead_s * 1e9))
-        clock.schedule(eod_ns, lambda: pending.append(EndOfData(ts_ns=eod_ns)))
+        end_of_data = EndOfData(ts_ns=eod_ns)
+        clock.schedule(eod_ns, lambda: pending.append(end_of_data))
         self._schedule_funding(start, end)
         n_book = sum(1 for k in K if k == 0)
         handle = strategy.handle

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import msgspec
 
+from cexarb._core import OrderBook
+
 from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position
 from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
@@ -43,7 +45,7 @@ class OrderManager:
         self,
         clock: Clock,
         venues: Mapping[str, PrivateVenue],
-        book_lookup: Callable[[str], object],
+        book_lookup: Callable[[str], OrderBook],
         risk: RiskPolicy | None = None,
         client_order_id_prefix: str = "cx",
     ) -> None:

@@ -7,6 +7,7 @@ breach rejects the order locally with a reason naming the limit and the value.
 from __future__ import annotations
 
 import math
+from typing import NoReturn
 
 import msgspec
 
@@ -87,6 +88,6 @@ class RiskPolicy:
         if lim.max_open_orders and open_orders >= lim.max_open_orders:
             self._reject(f"open orders {open_orders} >= max_open_orders {lim.max_open_orders}")
 
-    def _reject(self, message: str) -> None:
+    def _reject(self, message: str) -> NoReturn:
         self.rejections += 1
         raise RiskRejection(message)

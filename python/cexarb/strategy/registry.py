@@ -8,13 +8,14 @@ a wrong type, a missing required field or an unknown field fails with a
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import msgspec
 
 from cexarb.strategy.machine import StrategyMachine, StrategyType
 
-__all__ = ["StrategyParamError", "create", "get", "list", "register"]
+__all__ = ["StrategyParamError", "create", "get", "list", "register", "registered"]
 
 _REGISTRY: dict[StrategyType, type[StrategyMachine[Any]]] = {}
 
@@ -36,17 +37,20 @@ def register(cls: type[StrategyMachine[Any]]) -> type[StrategyMachine[Any]]:
     return cls
 
 
-def get(strategy_type: StrategyType | str) -> type[StrategyMachine[Any]]:
+def get(strategy_type: StrategyType | str) -> type[StrategyMachine[Any]]:  # noqa: D103
     st = _coerce(strategy_type)
     try:
         return _REGISTRY[st]
     except KeyError:
-        raise ValueError(f"strategy type {st.value} is not registered; registered: {list()}") from None
+        raise ValueError(f"strategy type {st.value} is not registered; registered: {registered()}") from None
 
 
-def list() -> list[StrategyType]:  # noqa: A001 - the spec's name
+def registered() -> builtins.list[StrategyType]:
     """Registered strategy types, in declaration order."""
     return [st for st in StrategyType if st in _REGISTRY]
+
+
+list = registered  # noqa: A001 - the spec's name: registry.list()
 
 
 def create(strategy_type: StrategyType | str, **params: Any) -> StrategyMachine[Any]:

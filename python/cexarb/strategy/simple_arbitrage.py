@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from cexarb import _core
-from cexarb.model import Instrument, Order, OrderStatus, OrderType, Side, TimeInForce
+from cexarb.model import Order, OrderStatus, OrderType, Side, TimeInForce
 from cexarb.strategy.machine import EndOfData, EventKind, StrategyMachine, StrategyParams, StrategyType, TimerEvent
 from cexarb.strategy.registry import register
 from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate
@@ -183,6 +183,11 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
 
     def _versions(self) -> tuple[int, int]:
         return (self._directions[0][2].version, self._directions[0][3].version)
+
+    def _cool_down(self) -> None:
+        """A cycle traded nothing: ignore opportunities for ``cooldown_ms``."""
+        self.failed_cycles += 1
+        self.cooldown_until_ns = self.ctx.now_ns() + int(self.params.cooldown_ms * 1e6)
 
     def _end_cycle_state(self) -> A:
         if self.ending or (self.params.max_cycles and self.cycles >= self.params.max_cycles):
