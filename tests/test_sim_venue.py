@@ -7,6 +7,7 @@ Small hand-built Rust books for the rules; one test on the recorded Binance spot
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ PERP = Instrument(
 )
 ASKS = [(100.00, 1.0), (100.01, 2.0), (100.02, 5.0)]
 BIDS = [(99.99, 2.0), (99.98, 3.0), (99.97, 4.0)]
-DATA = Path("/work/shared/data/book/binance_btc_20240808")
+DATA = Path(os.environ.get("CEXARB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") / "book" / "binance_btc_20240808"
 
 
 def make_book(
