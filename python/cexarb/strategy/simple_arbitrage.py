@@ -241,14 +241,15 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "no ask")
             return
         inst = self._inst[self.buy_key]
-        limit = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9) * inst.tick_size
+        limit_ticks = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9)
         self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, "validated")
-        self.markers.append((self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
-        self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
         self.buy_order = await self.ctx.submit(
-            OrderRequest.create(inst, Side.BUY, qty, price=limit, time_in_force=TimeInForce.IOC, tag="arb_buy")
+            OrderRequest.create(inst, Side.BUY, qty, price_ticks=limit_ticks, time_in_force=TimeInForce.IOC, tag="arb_buy")
         )
+        # bookkeeping after the order is out (not on the tick-to-order path)
+        self.markers.append((self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
+        self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
         if self.buy_order.status is OrderStatus.REJECTED:
             self.ctx.cancel_timer("execution_deadline")
             self._cool_down()
@@ -292,9 +293,10 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             if bid is None:
                 await self._sell(qty, market=True)
                 return
-            limit = math.floor(bid[0] * (1 - p.slippage_tolerance) / inst.tick_size + 1e-9) * inst.tick_size
+            limit_ticks = math.floor(bid[0] * (1 - p.slippage_tolerance) / inst.tick_size + 1e-9)
             req = OrderRequest.create(
-                inst, Side.SELL, lots * inst.lot_size, price=limit, time_in_force=TimeInForce.IOC, tag="arb_sell"
+                inst, Side.SELL, lots * inst.lot_size, price_ticks=limit_ticks, time_in_force=TimeInForce.IOC,
+                tag="arb_sell",
             )
         order = await self.ctx.submit(req)
         self.sell_orders.append(order)

@@ -59,6 +59,10 @@ class RejectReason(enum.StrEnum):
     VENUE_ERROR = "venue_error"
 
 
+# Grid check, as in the Rust book: within 1e-6 of a whole tick/lot (plus 1e-12 relative float noise).
+_GRID_TOL = 1e-6
+
+
 class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What a strategy asks a venue to do. Price and quantity are held as integer ticks and lots.
 
@@ -93,6 +97,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         qty: float,
         *,
         price: float | None = None,
+        price_ticks: int | None = None,
         type: OrderType | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
         client_order_id: str | None = None,
@@ -103,8 +108,9 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
 
         Args:
             qty: base units (or contracts where the instrument counts contracts); must be a whole
-                number of lots within 1e-6 lot.
+                number of lots within 1e-6 lot (plus 1e-12 relative float noise).
             price: limit price, quote currency, on the tick grid within 1e-6 tick; None = market.
+            price_ticks: the limit price as whole ticks instead of ``price`` (exact; no rounding).
 
         Raises:
             ValueError: naming ``qty`` or ``price`` and the offending value.
@@ -113,10 +119,22 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"order qty must be finite and > 0, got {qty!r}")
         lots_f = qty / instrument.lot_size
         lots = round(lots_f)
-        if lots <= 0 or abs(lots_f - lots) > 1e-6 * max(1.0, lots_f):
+        if lots <= 0 or abs(lots_f - lots) > max(_GRID_TOL, lots_f * 1e-12):
             raise ValueError(f"order qty {qty!r} is not a multiple of lot_size {instrument.lot_size!r}")
         wire_qty = _core.ticks_to_decimal_str(lots, instrument.lot_size)
-        if price is None:
+        ticks: int | None
+        wire_price: str | None
+        fprice: float | None
+        if price_ticks is not None:
+            if price is not None:
+                raise ValueError(f"give price or price_ticks, not both (price {price!r}, price_ticks {price_ticks!r})")
+            if price_ticks <= 0:
+                raise ValueError(f"order price_ticks must be > 0, got {price_ticks!r}")
+            ticks = int(price_ticks)
+            wire_price = _core.ticks_to_decimal_str(ticks, instrument.tick_size)
+            fprice = float(wire_price)
+            otype = OrderType.LIMIT if type is None else type
+        elif price is None:
             ticks = wire_price = fprice = None
             otype = OrderType.MARKET if type is None else type
             if otype is OrderType.LIMIT:
@@ -126,7 +144,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"order price must be finite and > 0, got {price!r}")
             ticks_f = price / instrument.tick_size
             ticks = round(ticks_f)
-            if abs(ticks_f - ticks) > 1e-6 * max(1.0, ticks_f):
+            if abs(ticks_f - ticks) > max(_GRID_TOL, ticks_f * 1e-12):
                 raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
             wire_price = _core.ticks_to_decimal_str(ticks, instrument.tick_size)
             fprice = float(wire_price)
