@@ -121,7 +121,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{t['events_per_s']:,.0f} events/s, {t['wall_time_s']:.2f} s wall",
         f"orders        {o['submitted']} submitted, {o['fills']} fills, {o['rejected']} rejected",
         f"PnL (USDT)    gross {p['gross']:+.4f}  fees {p['fees']:.4f}  funding {p['funding']:+.4f}  net {p['net']:+.4f}",
-        f"max delta     {summary['risk']['max_abs_delta_base']} base ({summary['risk']['max_abs_delta_usdt']} USDT)",
+        f"max delta     {summary['risk']['max_abs_delta_base']} base ({summary['risk']['max_abs_delta_usdt']} USDT) "
+        "over the run (includes legging in/out)"
+        + (f"; {summary['strategy_detail']['max_abs_delta_base']} base while hedged"
+           if "max_abs_delta_base" in (summary.get("strategy_detail") or {}) else ""),
         "transitions   " + ", ".join(f"{k}={v}" for k, v in summary["transitions"]["entries_per_state"].items() if v),
     ]
     detail = summary.get("strategy_detail") or {}
@@ -204,7 +207,10 @@ def write_report(res: BacktestResult, summary: dict[str, Any], path: Path) -> No
             ("PnL gross / fees / funding / net (USDT)",
              f"{summary['pnl_usdt']['gross']:+.4f} / {summary['pnl_usdt']['fees']:.4f} / "
              f"{summary['pnl_usdt']['funding']:+.4f} / {summary['pnl_usdt']['net']:+.4f}"),
-            ("Max delta", f"{summary['risk']['max_abs_delta_base']} base ({summary['risk']['max_abs_delta_usdt']} USDT)"),
+            ("Max delta", f"{summary['risk']['max_abs_delta_base']} base ({summary['risk']['max_abs_delta_usdt']} USDT) "
+                          "over the run, legging in/out included"
+                          + (f"; {summary['strategy_detail']['max_abs_delta_base']} base while hedged"
+                             if "max_abs_delta_base" in (summary.get("strategy_detail") or {}) else "")),
             ("Exit", (summary.get("strategy_detail") or {}).get("exit_reason", "")),
             ("Parameters", json.dumps(summary["strategy"]["params"], sort_keys=True)),
         ]
