@@ -132,10 +132,11 @@ class OrderManager:
     def on_private_event(self, event: PrivateEvent) -> None:
         """Apply a venue event to our records, then notify listeners (the engine routes to strategies)."""
         if isinstance(event, Fill):
-            if event.client_order_id not in self.orders:
+            order = self.orders.get(event.client_order_id)
+            if order is None:
                 log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
                 return
-            self.position(event.instrument_key).apply_fill(event.side, event.qty, event.price, event.fee)
+            self.position(event.instrument_key).apply_fill(event.side, event.qty, event.price, event.fee, order.instrument)
             self.fills.append(event)
             self.n_fills += 1
         elif isinstance(event, OrderUpdate):

@@ -253,17 +253,39 @@ class Position(msgspec.Struct, kw_only=True):
     fees: float = 0.0
     funding: float = 0.0
 
-    def apply_fill(self, side: Side, qty: float, price: float, fee: float) -> float:
-        """Update with a fill; returns the PnL it realised (gross of fees), quote currency."""
+    def apply_fill(
+        self, side: Side, qty: float, price: float, fee: float, instrument: Instrument | None = None
+    ) -> float:
+        """Update with a fill; returns the PnL it realised (gross of fees), quote currency.
+
+        Args:
+            side, qty, price: the fill (qty in the instrument's units: base or contracts).
+            fee: fee paid, quote currency (added to ``fees``).
+            instrument: gives contract size and kind. Linear: PnL = qty × contract_size ×
+                (exit − entry); the entry is the qty-weighted mean price. Inverse (coin-margined):
+                PnL = contracts × contract_size × (1/entry − 1/exit) in base, valued at the exit
+                price; the entry is the contract-weighted harmonic mean (Binance COIN-M "PnL"
+                and "average entry price" definitions). None = linear, contract size 1.
+        """
+        inverse = instrument is not None and instrument.kind is InstrumentKind.INVERSE_PERP
+        size = instrument.contract_size if instrument is not None else 1.0
         signed = qty * side.sign
         realized = 0.0
         if self.qty == 0.0 or (self.qty > 0) == (signed > 0):
             new_qty = self.qty + signed
-            self.avg_price = (self.avg_price * abs(self.qty) + price * qty) / abs(new_qty)
+            held = abs(self.qty)
+            if inverse:
+                self.avg_price = abs(new_qty) / (held / self.avg_price + qty / price) if held else price
+            else:
+                self.avg_price = (self.avg_price * held + price * qty) / abs(new_qty)
             self.qty = new_qty
         else:
             closing = min(abs(signed), abs(self.qty))
-            realized = closing * (price - self.avg_price) * (1.0 if self.qty > 0 else -1.0)
+            direction = 1.0 if self.qty > 0 else -1.0
+            if inverse:
+                realized = closing * size * (1.0 / self.avg_price - 1.0 / price) * direction * price
+            else:
+                realized = closing * size * (price - self.avg_price) * direction
             new_qty = self.qty + signed
             if abs(new_qty) < 1e-12:
                 new_qty = 0.0

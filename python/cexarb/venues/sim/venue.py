@@ -564,18 +564,9 @@ class SimVenue:
             sign = side.sign
             self._total[inst.base] = self._total.get(inst.base, 0.0) + sign * qty
             self._total[inst.quote] = self._total.get(inst.quote, 0.0) - sign * notional - fee
-            pos.apply_fill(side, qty, price, fee)
+            pos.apply_fill(side, qty, price, fee, inst)
         else:
-            realized_quote = 0.0
-            if pos.qty != 0.0 and (pos.qty > 0) != (side is Side.BUY):
-                closing = min(qty, abs(pos.qty))
-                direction = 1.0 if pos.qty > 0 else -1.0
-                if inst.kind is InstrumentKind.INVERSE_PERP:
-                    base_pnl = closing * inst.contract_size * (1.0 / pos.avg_price - 1.0 / price)
-                    realized_quote = base_pnl * direction * price
-                else:
-                    realized_quote = closing * inst.contract_size * (price - pos.avg_price) * direction
-            pos.apply_fill(side, qty, price, fee)
+            realized_quote = pos.apply_fill(side, qty, price, fee, inst)
             self._total[inst.quote] = self._total.get(inst.quote, 0.0) + realized_quote - fee
         self._fill_seq += 1
         self.n_fills += 1
