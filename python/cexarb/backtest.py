@@ -324,7 +324,7 @@ class Backtest:
                     continue
                 if not started:
                     started = True
-                    await strategy.start()
+                    await strategy.begin()
                 if book.bbo_changed and is_watched[src]:
                     watch = book_watch()
                     if watch == TOP or (watch == PRICE and book.bbo_price_changed):
@@ -348,7 +348,7 @@ class Backtest:
                 break
             await self._run_until(nxt)
         if not started:
-            await strategy.start()
+            await strategy.begin()
         if not strategy.is_finished:
             await strategy.handle(EndOfData(ts_ns=clock.now_ns(), reason="replay finished"))
             await self._drain()

@@ -71,3 +71,12 @@ def test_rejected_buy_leg_cools_down_instead_of_hammering(recording: Recording) 
     assert len(res.orders) <= window_s / 5.0 + 2  # at most one attempt per cooldown
     assert res.strategy.additional_data["failed_cycles"] == len(res.orders)
     assert res.strategy.final_state == "COMPLETED"
+
+
+def test_inverse_instrument_is_refused_with_a_clear_error(recording: Recording) -> None:
+    strategy = registry.create(
+        StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b="binance-coinm:BTCUSD_PERP"
+    )
+    res = asyncio.run(run_backtest(recording, strategy))
+    assert res.strategy.final_state == "ERROR"
+    assert "inverse_perp" in (res.strategy.error or "") and res.orders == []

@@ -339,8 +339,18 @@ class StrategyMachine(Generic[P]):
 
     # ---- driving
     async def start(self) -> None:
-        """Called once by the engine before any event."""
+        """Called once by the engine before any event (subclasses bind and validate here)."""
         self.started_ns = self.ctx.now_ns()
+
+    async def begin(self) -> None:
+        """What the engine calls: :meth:`start`, with a failure recorded as ERROR (not raised)."""
+        try:
+            await self.start()
+        except Exception as exc:
+            log.error("%s: start failed: %s", self.strategy_id, exc)
+            if self.started_ns is None:
+                self.started_ns = self.ctx.now_ns()
+            self.fail(f"{type(exc).__name__}: {exc}", EventKind.START, exc)
 
     async def handle(self, event: StrategyEvent) -> None:
         """Run the current state's handler for ``event``.

@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from cexarb import _core
-from cexarb.model import Order, OrderStatus, OrderType, Side, TimeInForce
+from cexarb.model import InstrumentKind, Order, OrderStatus, OrderType, Side, TimeInForce
 from cexarb.strategy.machine import EndOfData, EventKind, StrategyMachine, StrategyParams, StrategyType, TimerEvent
 from cexarb.strategy.registry import register
 from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate
@@ -145,6 +145,12 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self._inst = {p.instrument_a: ctx.instrument(p.instrument_a), p.instrument_b: ctx.instrument(p.instrument_b)}
         self._book = {p.instrument_a: ctx.book(p.instrument_a), p.instrument_b: ctx.book(p.instrument_b)}
         a, b = self._inst[p.instrument_a], self._inst[p.instrument_b]
+        for inst in (a, b):
+            if inst.kind is InstrumentKind.INVERSE_PERP or inst.contract_size != 1.0:
+                raise ValueError(
+                    f"{inst.key}: simple_arbitrage trades equal base quantities on both legs; "
+                    f"{inst.kind.value} with contract_size {inst.contract_size} is not supported"
+                )
         self._step = max(a.lot_size, b.lot_size)
         self._min_notional = max(a.min_notional, b.min_notional)
         self._directions = (
