@@ -91,7 +91,7 @@ class ApiCredentials:
     Build with :meth:`from_env`, :meth:`from_file` or :meth:`load`.
     """
 
-    __slots__ = ("key", "secret", "uid", "source")
+    __slots__ = ("key", "secret", "source", "uid")
 
     key: Secret
     secret: Secret
@@ -220,7 +220,7 @@ class ApiCredentials:
             if len(names) not in (2, 3) or not all(names):
                 raise CredentialsError(f"credentials spec {spec!r}: expected env:KEY_VAR,SECRET_VAR[,UID_VAR]")
             return cls.from_env(names[0], names[1], uid_var=names[2] if len(names) == 3 else None, environ=environ)
-        target = spec[5:] if spec.startswith("file:") else spec
+        target = spec.removeprefix("file:")
         path, _, section = target.partition("#")
         if not path:
             raise CredentialsError(f"credentials spec {spec!r}: expected file:PATH[#SECTION] or env:KEY_VAR,SECRET_VAR")

@@ -109,7 +109,7 @@ class GateSigner:
         clock_s: wall clock in seconds (float); tests pass a fixed one.
     """
 
-    __slots__ = ("_credentials", "_clock_s")
+    __slots__ = ("_clock_s", "_credentials")
 
     def __init__(self, credentials: ApiCredentials, *, clock_s: Callable[[], float] | None = None) -> None:
         self._credentials = credentials
@@ -174,8 +174,8 @@ class GateAuthError(ValueError):
         self.http_status = http_status
 
 
-def _parse_timestamp(raw: str | None, name: str) -> Decimal:
-    if raw is None or not raw.strip():
+def _parse_timestamp(raw: str, name: str) -> Decimal:
+    if not raw.strip():
         raise GateAuthError("MISSING_REQUIRED_HEADER", f"missing required header: {name}", 400)
     try:
         value = Decimal(raw.strip())
@@ -216,13 +216,12 @@ def verify_rest(
         raise GateAuthError("MISSING_REQUIRED_HEADER", "missing required header: KEY", 400)
     if not sign:
         raise GateAuthError("MISSING_REQUIRED_HEADER", "missing required header: SIGN", 400)
-    ts_raw = lower.get("timestamp")
+    ts_raw = lower.get("timestamp") or ""
     ts = _parse_timestamp(ts_raw, "Timestamp")
     if not hmac.compare_digest(key.encode(), expected_key.reveal().encode()):
         raise GateAuthError("INVALID_KEY", "Invalid key provided")
     if abs(ts - Decimal(repr(server_time_s))) > MAX_CLOCK_SKEW_S:
         raise GateAuthError("REQUEST_EXPIRED", "gap between request Timestamp and server time exceeds 60")
-    assert ts_raw is not None  # checked by _parse_timestamp
     expected = sign_rest(secret, method, path, unquote(raw_query), body, ts_raw)
     if not hmac.compare_digest(sign.lower().encode(), expected.encode()):
         raise GateAuthError("INVALID_SIGNATURE", "Signature mismatch")

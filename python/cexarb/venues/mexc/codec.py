@@ -29,12 +29,24 @@ from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
-from cexarb.model import Balance, BookTicker, Fill, Instrument, InstrumentKind, OrderStatus, OrderType, Side, TimeInForce, Trade
+from cexarb.model import (
+    Balance,
+    BookTicker,
+    Fill,
+    Instrument,
+    InstrumentKind,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trade,
+)
 from cexarb.venues.base import OrderRequest, OrderUpdate
 from cexarb.venues.mexc import proto
 from cexarb.venues.mexc.proto import ProtoDecodeError, PushData
 
 __all__ = [
+    "BODY_TYPES",
     "VENUE",
     "InvalidListenKey",
     "MexcAccount",
@@ -59,30 +71,32 @@ __all__ = [
     "MexcWsAck",
     "MexcWsRequest",
     "balance_from_push",
+    "body_type",
     "book_ticker_from_push",
     "channel_aggre_book_ticker",
     "channel_aggre_deals",
     "channel_aggre_depth",
+    "decode_account",
     "decode_agg_trades",
+    "decode_depth",
+    "decode_depth_push",
     "decode_empty",
+    "decode_error",
+    "decode_exchange_info",
     "decode_klines",
     "decode_listen_key",
     "decode_my_trades",
     "decode_order",
     "decode_order_ack",
     "decode_orders",
+    "decode_push",
     "decode_server_time",
     "decode_symbol",
+    "decode_text_frame",
     "decode_ticker",
     "decode_tickers",
     "decode_trade_fee",
     "decode_trades",
-    "decode_account",
-    "decode_depth",
-    "decode_error",
-    "decode_exchange_info",
-    "decode_push",
-    "decode_text_frame",
     "decode_ws_request",
     "depth_update_from_push",
     "encode_ack",
@@ -109,14 +123,10 @@ class MexcCodecError(ValueError):
     """A MEXC payload that does not decode; the message names the payload kind and the path."""
 
 
-def _decoder(tp: Any, *, strict: bool = False) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(tp, strict=strict)
-
-
 def _decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
     try:
         return decoder.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError is a DecodeError
         raise MexcCodecError(f"MEXC {what}: {exc} ({len(data)} bytes)") from None
 
 
@@ -184,6 +194,30 @@ def channel_aggre_deals(symbol: str, interval: str = "100ms") -> str:
 def channel_aggre_book_ticker(symbol: str, interval: str = "100ms") -> str:
     """``spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT`` (best bid/ask)."""
     return MexcChannel(kind="aggre.bookTicker", symbol=symbol, interval=interval).name
+
+
+#: the protobuf body each channel kind carries [MX-DOC][MX-PROTO]
+BODY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    "aggre.depth": proto.PublicAggreDepths,
+    "aggre.deals": proto.PublicAggreDeals,
+    "aggre.bookTicker": proto.PublicAggreBookTicker,
+    "limit.depth": proto.PublicLimitDepths,
+    "bookTicker.batch": proto.PublicBookTickerBatch,
+    "kline": proto.PublicSpotKline,
+    "increase.depth": proto.PublicIncreaseDepths,
+    "private.orders": proto.PrivateOrder,
+    "private.deals": proto.PrivateDeal,
+    "private.account": proto.PrivateAccount,
+}
+
+
+def body_type(channel: str) -> type[msgspec.Struct]:
+    """The protobuf body class pushed on ``channel`` (what the simulator must encode).
+
+    Raises:
+        MexcCodecError: an unknown or malformed channel.
+    """
+    return BODY_TYPES[parse_channel(channel).kind]
 
 
 def parse_channel(channel: str) -> MexcChannel:
@@ -264,8 +298,8 @@ class InvalidListenKey(msgspec.Struct, frozen=True):
     """The server's plain-text ``Invalid listen key`` frame (user-data stream with a bad key)."""
 
 
-_WS_REQUEST = _decoder(MexcWsRequest, strict=True)
-_WS_ACK = _decoder(MexcWsAck)
+_WS_REQUEST = msgspec.json.Decoder(MexcWsRequest)
+_WS_ACK = msgspec.json.Decoder(MexcWsAck, strict=False)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -413,6 +447,35 @@ def depth_update_from_push(push: PushData) -> MexcDepthUpdate:
         bids=_levels(body.bids, "depth bid"),
         asks=_levels(body.asks, "depth ask"),
         ts_ms=_push_ts_ms(push),
+    )
+
+
+def decode_depth_push(data: bytes) -> MexcDepthUpdate:
+    """A binary aggre-depth frame straight to a :class:`MexcDepthUpdate` (the book's hot path).
+
+    Uses :func:`proto.decode_aggre_depth` (no intermediate Structs) and falls back to
+    :func:`decode_push` + :func:`depth_update_from_push` for anything unusual, so the result
+    and the errors are the same as that pair's.
+
+    Raises:
+        MexcCodecError: malformed frame, another body, or bad versions / numbers.
+    """
+    fast = proto.decode_aggre_depth(data) if isinstance(data, bytes) else None
+    if fast is None or fast.from_version > fast.to_version:
+        return depth_update_from_push(decode_push(data))
+    symbol = fast.symbol
+    if not symbol:
+        try:
+            symbol = parse_channel(fast.channel).symbol
+        except MexcCodecError:
+            symbol = ""
+    return MexcDepthUpdate(
+        symbol=symbol,
+        from_version=fast.from_version,
+        to_version=fast.to_version,
+        bids=fast.bids,
+        asks=fast.asks,
+        ts_ms=fast.send_time or fast.create_time or 0,
     )
 
 
@@ -793,24 +856,24 @@ class MexcKline(msgspec.Struct, frozen=True, array_like=True):
     quote_volume: float
 
 
-_ERROR = _decoder(MexcError)
-_TIME = _decoder(MexcServerTime)
-_DEPTH = _decoder(MexcDepth)
-_EXCHANGE_INFO = _decoder(MexcExchangeInfo)
-_SYMBOL = _decoder(MexcSymbol)
-_ORDER_ACK = _decoder(MexcOrderAck)
-_ORDER = _decoder(MexcOrder)
-_ORDERS = _decoder(list[MexcOrder])
-_ACCOUNT = _decoder(MexcAccount)
-_MY_TRADES = _decoder(list[MexcMyTrade])
-_TRADE_FEE = _decoder(MexcTradeFee)
-_LISTEN_KEY = _decoder(MexcListenKey)
-_TRADES = _decoder(list[MexcTrade])
-_AGG_TRADES = _decoder(list[MexcAggTrade])
-_TICKER = _decoder(MexcTicker)
-_TICKERS = _decoder(list[MexcTicker])
-_KLINES = _decoder(list[MexcKline])
-_EMPTY = _decoder(dict[str, Any])
+_ERROR = msgspec.json.Decoder(MexcError, strict=False)
+_TIME = msgspec.json.Decoder(MexcServerTime, strict=False)
+_DEPTH = msgspec.json.Decoder(MexcDepth, strict=False)
+_EXCHANGE_INFO = msgspec.json.Decoder(MexcExchangeInfo, strict=False)
+_SYMBOL = msgspec.json.Decoder(MexcSymbol, strict=False)
+_ORDER_ACK = msgspec.json.Decoder(MexcOrderAck, strict=False)
+_ORDER = msgspec.json.Decoder(MexcOrder, strict=False)
+_ORDERS = msgspec.json.Decoder(list[MexcOrder], strict=False)
+_ACCOUNT = msgspec.json.Decoder(MexcAccount, strict=False)
+_MY_TRADES = msgspec.json.Decoder(list[MexcMyTrade], strict=False)
+_TRADE_FEE = msgspec.json.Decoder(MexcTradeFee, strict=False)
+_LISTEN_KEY = msgspec.json.Decoder(MexcListenKey, strict=False)
+_TRADES = msgspec.json.Decoder(list[MexcTrade], strict=False)
+_AGG_TRADES = msgspec.json.Decoder(list[MexcAggTrade], strict=False)
+_TICKER = msgspec.json.Decoder(MexcTicker, strict=False)
+_TICKERS = msgspec.json.Decoder(list[MexcTicker], strict=False)
+_KLINES = msgspec.json.Decoder(list[MexcKline], strict=False)
+_EMPTY = msgspec.json.Decoder(dict[str, Any], strict=False)
 
 
 def decode_error(data: bytes | str) -> MexcError:
@@ -913,8 +976,8 @@ def symbol_to_instrument(symbol: MexcSymbol) -> Instrument:
             kind=InstrumentKind.SPOT,
             base=symbol.base_asset,
             quote=symbol.quote_asset,
-            tick_size=10.0 ** -symbol.quote_asset_precision,
-            lot_size=10.0 ** -symbol.base_asset_precision,
+            tick_size=10.0**-symbol.quote_asset_precision,
+            lot_size=10.0**-symbol.base_asset_precision,
             min_notional=symbol.quote_amount_precision,
             maker_fee=symbol.maker_commission,
             taker_fee=symbol.taker_commission,

@@ -15,13 +15,20 @@ Why our own codec rather than protoc-generated ``_pb2`` modules + the ``protobuf
   int32/int64/bool, length-delimited string and embedded message, ``repeated`` messages,
   ``optional`` explicit presence); zig-zag, fixed-width, packed scalars, maps and groups do not
   occur. ``tests/test_mexc_codec.py`` parses the real ``.proto`` files and asserts that
-  :data:`MESSAGES` below matches them field for field (number, name, type, label), and
-  cross-checks against protoc-generated classes when ``grpcio-tools`` is installed.
+  :data:`MESSAGES` below matches them field for field (number, name, type, label), and, when
+  ``grpcio-tools`` is installed, that our bytes are identical to protoc-generated classes'
+  ``SerializeToString()`` and that we decode theirs.
 * **Decoding straight into msgspec view Structs** (the STYLE rule for wire messages), with no
   intermediate protobuf object, and errors that are always :class:`ProtoDecodeError` (a
   ValueError) naming the message, field and byte offset -- the ``protobuf`` runtime raises its
   own ``DecodeError`` with no field context.
-* The loopback simulator needs the **encoder** too; it is 40 lines here.
+* The loopback simulator needs the **encoder** too; it is a few dozen lines here.
+
+Speed (this 2-core dev box, CPython 3.11): an aggre-depth frame to ``(price, qty)`` floats takes
+~7 / 13 / 26 µs for 1 / 5 / 20 levels through :func:`decode_aggre_depth` (the book's hot path,
+no intermediate Structs), vs ~4 / 8 / 20 µs for protobuf-upb ``ParseFromString`` plus the same
+conversion: within 2x of the C runtime. A Rust decoder in the core (prost) would remove the cost
+if it ever matters; the Gate JSON path (msgspec) is ~3-6 µs for the same frames.
 
 proto3 semantics kept: scalars with implicit presence are omitted when equal to their default
 ("" / 0 / false) and decode to the default when absent; ``optional`` fields (explicit presence)
@@ -42,6 +49,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 __all__ = [
+    "BODY_FIELDS",
     "MESSAGES",
     "AggreDeal",
     "Body",
@@ -64,8 +72,8 @@ __all__ = [
     "PublicMiniTickers",
     "PublicSpotKline",
     "PushData",
-    "BODY_FIELDS",
     "decode",
+    "decode_aggre_depth",
     "decode_push",
     "encode",
     "encode_push",
@@ -722,8 +730,10 @@ def _decode_message(cls: type[msgspec.Struct], buf: bytes, pos: int, end: int, w
             pos += size
             continue
         else:
-            raise ProtoDecodeError(f"{where}: unsupported wire type {wire} ({_WIRE_NAMES.get(wire, 'invalid')}) "
-                                   f"for field #{number} at byte {pos - 1}")
+            raise ProtoDecodeError(
+                f"{where}: unsupported wire type {wire} ({_WIRE_NAMES.get(wire, 'invalid')}) "
+                f"for field #{number} at byte {pos - 1}"
+            )
         if field.repeated:
             lst = values.get(field.attr)
             if lst is None:
@@ -834,7 +844,9 @@ def _encode_value(field: _Compiled, key: bytes, value: Any, out: bytearray) -> N
         out += data
     elif kind == _K_MSG:
         if type(value) is not field.sub:
-            raise TypeError(f"{field.name}: expected {field.sub.__name__ if field.sub else '?'}, got {type(value).__name__}")
+            raise TypeError(
+                f"{field.name}: expected {field.sub.__name__ if field.sub else '?'}, got {type(value).__name__}"
+            )
         sub = bytearray()
         _encode_message(value, sub)
         out += _varint_bytes(len(sub))
@@ -920,7 +932,9 @@ def decode_push(data: bytes | bytearray | memoryview) -> PushData:
         body = _BODY_BY_NUMBER.get(number)
         if body is not None:
             if wire != 2:
-                raise ProtoDecodeError(f"{where}.{body[0]}: wire type {_WIRE_NAMES.get(wire, wire)}, expected length-delimited")
+                raise ProtoDecodeError(
+                    f"{where}.{body[0]}: wire type {_WIRE_NAMES.get(wire, wire)}, expected length-delimited"
+                )
             length, pos = _read_varint(buf, pos, end, where)
             stop = pos + length
             if stop > end:
@@ -937,7 +951,9 @@ def decode_push(data: bytes | bytearray | memoryview) -> PushData:
             stop = pos + length
             if stop > end:
                 name = field.name if field else f"#{number}"
-                raise ProtoDecodeError(f"{where}.{name}: length {length} at byte {pos} runs past the end of the frame ({end})")
+                raise ProtoDecodeError(
+                    f"{where}.{name}: length {length} at byte {pos} runs past the end of the frame ({end})"
+                )
             if field is not None:
                 if field.kind != _K_STR:
                     raise ProtoDecodeError(f"{where}.{field.name}: wire type length-delimited, expected varint")
@@ -966,6 +982,107 @@ def decode_push(data: bytes | bytearray | memoryview) -> PushData:
     return PushData(**values)
 
 
+class AggreDepthFrame(NamedTuple):
+    """A ``publicAggreDepths`` (313) push decoded straight to numbers (the book's hot path).
+
+    Prices and quantities are floats; versions ints; times ms (None when absent).
+    """
+
+    channel: str
+    symbol: str | None
+    send_time: int | None
+    create_time: int | None
+    from_version: int
+    to_version: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+def decode_aggre_depth(data: bytes) -> AggreDepthFrame | None:
+    """Decode an aggre-depth push directly to floats, or None when the frame is anything else.
+
+    Covers the shape MEXC's (and our) encoder emits: one-byte keys and lengths, levels
+    ``0a <n> price 12 <m> quantity``, numeric versions. Returns None -- never raises -- for other
+    bodies, unusual encodings and malformed input: the caller then uses :func:`decode_push`,
+    which has the exact semantics and the error messages. About twice as fast as
+    :func:`decode_push` plus conversion, as it builds no intermediate Structs.
+    """
+    buf = data
+    end = len(buf)
+    pos = 0
+    channel = ""
+    symbol: str | None = None
+    send_time: int | None = None
+    create_time: int | None = None
+    body: tuple[int, int, list[tuple[float, float]], list[tuple[float, float]]] | None = None
+    try:
+        while pos < end:
+            key = buf[pos]
+            if key == 0xCA and buf[pos + 1] == 0x13:  # field 313, length-delimited
+                length, pos = _read_varint(buf, pos + 2, end, "")
+                body_end = pos + length
+                if body_end > end:
+                    return None
+                asks: list[tuple[float, float]] = []
+                bids: list[tuple[float, float]] = []
+                first = last = ""
+                while pos < body_end:
+                    key = buf[pos]
+                    if key == 0x30:  # lastOrderCreateTime (varint): not needed
+                        _, pos = _read_varint(buf, pos + 1, body_end, "")
+                        continue
+                    n = buf[pos + 1]
+                    stop = pos + 2 + n
+                    if n >= 0x80 or stop > body_end:
+                        return None
+                    if key == 0x0A or key == 0x12:
+                        item = pos + 2
+                        if buf[item] != 0x0A or buf[item + 1] >= 0x80:
+                            return None
+                        q = item + 2 + buf[item + 1]
+                        if buf[q] != 0x12 or buf[q + 1] >= 0x80 or q + 2 + buf[q + 1] != stop:
+                            return None
+                        (asks if key == 0x0A else bids).append((float(buf[item + 2 : q]), float(buf[q + 2 : stop])))
+                    elif key == 0x22:
+                        first = buf[pos + 2 : stop].decode()
+                    elif key == 0x2A:
+                        last = buf[pos + 2 : stop].decode()
+                    elif key != 0x1A:  # eventType (0x1a) is not needed; anything else: generic path
+                        return None
+                    pos = stop
+                if not (first.isdigit() and last.isdigit()):
+                    return None
+                body = (int(first), int(last), bids, asks)
+                pos = body_end
+                continue
+            if key == 0x0A or key == 0x1A or key == 0x22:
+                n = buf[pos + 1]
+                stop = pos + 2 + n
+                if n >= 0x80 or stop > end:
+                    return None
+                text = buf[pos + 2 : stop].decode()
+                if key == 0x0A:
+                    channel = text
+                elif key == 0x1A:
+                    symbol = text
+                pos = stop
+            elif key == 0x28 or key == 0x30:
+                value, pos = _read_varint(buf, pos + 1, end, "")
+                if value >= 1 << 63:
+                    return None
+                if key == 0x28:
+                    create_time = value
+                else:
+                    send_time = value
+            else:
+                return None
+    except (IndexError, ValueError):  # incl. UnicodeDecodeError, ProtoDecodeError, float("x")
+        return None
+    if body is None:
+        return None
+    return AggreDepthFrame(channel, symbol, send_time, create_time, *body)
+
+
 def encode_push(push: PushData) -> bytes:
     """Encode a :class:`PushData` as MEXC sends it (fields in number order, body last).
 
@@ -983,12 +1100,12 @@ def encode_push(push: PushData) -> bytes:
         key = _key_bytes(number, 2 if spec.kind == _K_STR else 0)
         _encode_value(spec, key, value, out)
     if push.body is not None:
-        number = _BODY_NUMBER_OF.get(type(push.body))
-        if number is None:
+        body_number = _BODY_NUMBER_OF.get(type(push.body))
+        if body_number is None:
             raise TypeError(f"PushData.body: {type(push.body).__name__} is not a PushDataV3ApiWrapper body")
         sub = bytearray()
         _encode_message(push.body, sub)
-        out += _key_bytes(number, 2)
+        out += _key_bytes(body_number, 2)
         out += _varint_bytes(len(sub))
         out += sub
     return bytes(out)

@@ -56,9 +56,7 @@ def _value_str(name: str, value: ParamValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        raise TypeError(
-            f"parameter {name}: pass a decimal string (formatted from ticks/lots), not float {value!r}"
-        )
+        raise TypeError(f"parameter {name}: pass a decimal string (formatted from ticks/lots), not float {value!r}")
     return str(value)
 
 
@@ -82,7 +80,7 @@ class MexcSigner:
             server-time offset.
     """
 
-    __slots__ = ("_credentials", "recv_window_ms", "_clock_ms")
+    __slots__ = ("_clock_ms", "_credentials", "recv_window_ms")
 
     def __init__(
         self,
@@ -149,7 +147,7 @@ class MexcAuthError(ValueError):
 class VerifiedRequest:
     """Parameters of a request that passed :func:`verify` (query wins over body on duplicates)."""
 
-    __slots__ = ("params", "timestamp_ms", "recv_window_ms")
+    __slots__ = ("params", "recv_window_ms", "timestamp_ms")
 
     def __init__(self, params: dict[str, str], timestamp_ms: int, recv_window_ms: int) -> None:
         self.params = params
@@ -234,10 +232,12 @@ def verify(
     except ValueError:
         raise MexcAuthError(33333, f"Parameter 'timestamp' is not an integer: {raw_ts[:32]!r}") from None
     raw_window = params.get("recvWindow")
-    try:
-        recv_window_ms = DEFAULT_RECV_WINDOW_MS if raw_window is None else int(raw_window)
-    except ValueError:
-        raise MexcAuthError(33333, f"Parameter 'recvWindow' is not an integer: {raw_window[:32]!r}") from None
+    recv_window_ms = DEFAULT_RECV_WINDOW_MS
+    if raw_window is not None:
+        try:
+            recv_window_ms = int(raw_window)
+        except ValueError:
+            raise MexcAuthError(33333, f"Parameter 'recvWindow' is not an integer: {raw_window[:32]!r}") from None
     if recv_window_ms > MAX_RECV_WINDOW_MS:
         raise MexcAuthError(700005, f"recvWindow must less than {MAX_RECV_WINDOW_MS}")
     if not (timestamp_ms < server_time_ms + FUTURE_TOLERANCE_MS and server_time_ms - timestamp_ms <= recv_window_ms):
