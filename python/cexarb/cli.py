@@ -163,10 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ack-latency-ms", type=float, default=1.0, help="ack/fill report latency (default 1 ms)")
         p.add_argument("--md-latency-ms", type=float, default=0.0, help="extra market-data latency (default 0)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("sim-server", help="serve MEXC spot, Gate.io spot and Gate.io USDT futures on loopback "
+                                      "(see `cexarb sim-server --help`)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim-server"]:  # its own parser (loopback MEXC / Gate.io simulator)
+        from cexarb.sim_server_cli import main as sim_server_main
+
+        return sim_server_main(argv[1:])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.command in ("demo", "backtest"):

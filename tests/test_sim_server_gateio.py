@@ -1,0 +1,581 @@
+"""Loopback simulator, Gate.io side: REST (signing, errors, orders, positions), WS (book stitching,
+private channels), faults and rate limits, against a real server on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from cexarb.venues.gateio import codec
+from cexarb.venues.gateio.signing import GateSigner, encode_query
+from cexarb.venues.secrets import ApiCredentials
+from cexarb.venues.sim.server import AccountSpec, SimServer
+
+KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
+T = aiohttp.ClientTimeout(total=10)
+SPOT_KEY, FUT_KEY = "gateio-spot:BTC_USDT", "gateio-futures:BTC_USDT"
+
+
+@pytest.fixture
+async def server(binance_dir):
+    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
+    await asyncio.wait_for(srv.start(), 30)
+    try:
+        yield srv
+    finally:
+        await asyncio.wait_for(srv.stop(), 30)
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession(timeout=T) as session:
+        yield session
+
+
+SIGNER = GateSigner(ApiCredentials(KEY, SECRET, uid=str(UID)))
+
+
+async def gate(
+    http: aiohttp.ClientSession,
+    srv: SimServer,
+    method: str,
+    path: str,
+    params: list[tuple[str, Any]] | None = None,
+    body: Any = None,
+    *,
+    signer: GateSigner | None = SIGNER,
+    headers: dict[str, str] | None = None,
+    timestamp: str | None = None,
+) -> tuple[int, Any, Any]:
+    sent, raw = encode_query(params or [])
+    full = "/api/v4" + path
+    data = json.dumps(body, separators=(",", ":")) if body is not None else ""
+    h = dict(headers or {})
+    if signer is not None:
+        h.update(signer.rest_headers(method, full, raw, data, timestamp=timestamp))
+    url = srv.base_url + full + ("?" + sent if sent else "")
+    async with http.request(method, url, data=data or None, headers=h) as r:
+        return r.status, await r.json(content_type=None), r.headers
+
+
+async def test_gate_public_rest(server, http):
+    status, body, _ = await gate(http, server, "GET", "/spot/time", signer=None)
+    assert status == 200 and abs(codec.decode_server_time(json.dumps(body)).server_time - time.time() * 1000) < 5000
+    _, body, _ = await gate(http, server, "GET", "/spot/currency_pairs", signer=None)
+    inst = codec.decode_currency_pairs(json.dumps(body))[0].to_instrument()
+    assert (inst.symbol, inst.tick_size, inst.lot_size, inst.maker_fee) == (
+        "BTC_USDT",
+        0.1,
+        1e-6,
+        0.002,
+    )
+    _, body, _ = await gate(http, server, "GET", "/futures/usdt/contracts", signer=None)
+    fut = codec.decode_contracts(json.dumps(body))[0].to_instrument()
+    assert (fut.symbol, fut.tick_size, fut.lot_size, fut.contract_size) == (
+        "BTC_USDT",
+        0.1,
+        1.0,
+        0.0001,
+    )
+    _, body, _ = await gate(http, server, "GET", "/futures/btc/contracts", signer=None)
+    assert body == []
+    params = [("currency_pair", "BTC_USDT"), ("limit", "20"), ("with_id", "true")]
+    _, body, _ = await gate(http, server, "GET", "/spot/order_book", params, signer=None)
+    snap = codec.decode_spot_order_book(json.dumps(body))
+    assert len(snap.bids) == 20 and snap.bids[0][0] < snap.asks[0][0]
+    assert snap.id <= server.market.books[SPOT_KEY].update_id
+    params = [("contract", "BTC_USDT"), ("limit", "5"), ("with_id", "true")]
+    _, body, _ = await gate(http, server, "GET", "/futures/usdt/order_book", params, signer=None)
+    fsnap = codec.decode_futures_order_book(json.dumps(body))
+    assert all(q == int(q) for _, q in fsnap.bids + fsnap.asks)  # whole contracts
+    _, body, _ = await gate(
+        http,
+        server,
+        "GET",
+        "/spot/tickers",
+        [("currency_pair", "BTC_USDT")],
+        signer=None,
+    )
+    assert float(body[0]["highest_bid"]) < float(body[0]["lowest_ask"])
+    status, body, _ = await gate(
+        http,
+        server,
+        "GET",
+        "/spot/order_book",
+        [("currency_pair", "ETH_USDT")],
+        signer=None,
+    )
+    assert status == 400 and body["label"] == "INVALID_CURRENCY_PAIR"
+
+
+async def test_gate_signature_and_timestamp_checks(server, http):
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts", signer=None)
+    assert (status, body["label"]) == (400, "MISSING_REQUIRED_HEADER")
+    other = GateSigner(ApiCredentials("unknown-key", SECRET))
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts", signer=other)
+    assert (status, body["label"]) == (401, "INVALID_KEY")
+    wrong = GateSigner(ApiCredentials(KEY, "not-the-secret"))
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts", signer=wrong)
+    assert (status, body["label"]) == (401, "INVALID_SIGNATURE")
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts", timestamp=str(int(time.time()) - 120))
+    assert (status, body["label"]) == (401, "REQUEST_EXPIRED")
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts")
+    assert status == 200
+    balances = {b.currency: b for b in codec.decode_spot_accounts(json.dumps(body))}
+    assert balances["USDT"].available == 100_000.0 and balances["BTC"].available == 1.0
+    # query signed unencoded, sent encoded
+    status, body, _ = await gate(http, server, "GET", "/spot/my_trades", [("currency_pair", "BTC_USDT")])
+    assert status == 200 and body == []
+
+
+async def test_gate_spot_order_lifecycle(server, http):
+    book = server.market.books[SPOT_KEY]
+    bid, _ask = book.best()
+    low = book.price_str(bid[0] - 20_000)  # 2000 USDT below the best bid: rests
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.001",
+        "price": low,
+        "text": "t-rest1",
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201, body
+    placed = codec.decode_spot_order(json.dumps(body))
+    assert placed.status == "open" and placed.text == "t-rest1" and placed.to_update().client_order_id == "rest1"
+    status, body, _ = await gate(http, server, "GET", "/spot/orders/t-rest1", [("currency_pair", "BTC_USDT")])
+    assert status == 200 and body["id"] == str(placed.id)
+    _, body, _ = await gate(http, server, "GET", "/spot/open_orders")
+    assert [o["id"] for o in body[0]["orders"]] == [str(placed.id)]
+    _, body, _ = await gate(http, server, "GET", "/spot/accounts", [("currency", "USDT")])
+    assert float(body[0]["locked"]) > 0
+    status, body, _ = await gate(
+        http,
+        server,
+        "DELETE",
+        f"/spot/orders/{placed.id}",
+        [("currency_pair", "BTC_USDT")],
+    )
+    assert status == 200 and body["status"] == "cancelled" and body["finish_as"] == "cancelled"
+    status, body, _ = await gate(
+        http,
+        server,
+        "DELETE",
+        f"/spot/orders/{placed.id}",
+        [("currency_pair", "BTC_USDT")],
+    )
+    assert (status, body["label"]) == (400, "ORDER_CLOSED")
+    status, body, _ = await gate(http, server, "GET", "/spot/orders/999", [("currency_pair", "BTC_USDT")])
+    assert (status, body["label"]) == (404, "ORDER_NOT_FOUND")
+    # marketable IOC: fills at arrival
+    high = book.price_str(book.best()[1][0] + 500)
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.002",
+        "price": high,
+        "time_in_force": "ioc",
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201 and body["status"] == "closed" and body["finish_as"] == "filled", body
+    assert float(body["filled_amount"]) == pytest.approx(0.002)
+    _, trades, _ = await gate(http, server, "GET", "/spot/my_trades", [("currency_pair", "BTC_USDT")])
+    fills = codec.decode_spot_trades(json.dumps(trades))
+    assert fills and all(str(f.order_id) == body["id"] and f.role == "taker" for f in fills)
+    assert sum(f.amount for f in fills) == pytest.approx(0.002)
+    _, accts, _ = await gate(http, server, "GET", "/spot/accounts", [("currency", "BTC")])
+    assert float(accts[0]["available"]) == pytest.approx(1.002)
+    # errors in Gate's own format
+    bad = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.0000001",
+        "price": low,
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=bad)
+    assert (status, body["label"]) == (400, "INVALID_PRECISION")
+    huge = {"currency_pair": "BTC_USDT", "side": "buy", "amount": "100", "price": low}
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=huge)
+    assert (status, body["label"]) == (400, "BALANCE_NOT_ENOUGH")
+    poc = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.001",
+        "price": high,
+        "time_in_force": "poc",
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=poc)
+    assert (status, body["label"]) == (400, "POC_FILL_IMMEDIATELY")
+
+
+async def test_gate_futures_orders_and_positions(server, http):
+    dec = {"X-Gate-Size-Decimal": "1"}
+    order = {
+        "contract": "BTC_USDT",
+        "size": 10,
+        "price": "0",
+        "tif": "ioc",
+        "text": "t-open",
+    }
+    status, body, _ = await gate(http, server, "POST", "/futures/usdt/orders", body=order)
+    assert status == 201 and body["status"] == "finished" and body["finish_as"] == "filled", body
+    assert body["size"] == 10 and body["left"] == 0
+    _, pos, _ = await gate(http, server, "GET", "/futures/usdt/positions", headers=dec)
+    assert pos[0]["size"] == "10" and float(pos[0]["entry_price"]) > 0
+    _, acct, _ = await gate(http, server, "GET", "/futures/usdt/accounts")
+    a = codec.decode_futures_account(json.dumps(acct))
+    assert a.position_margin > 0 and a.available < 100_000.0
+    # reduce-only in the wrong direction is refused; closing works
+    status, body, _ = await gate(
+        http,
+        server,
+        "POST",
+        "/futures/usdt/orders",
+        body={
+            "contract": "BTC_USDT",
+            "size": 5,
+            "price": "0",
+            "tif": "ioc",
+            "reduce_only": True,
+        },
+    )
+    assert (status, body["label"]) == (400, "INCREASE_POSITION")
+    status, body, _ = await gate(
+        http,
+        server,
+        "POST",
+        "/futures/usdt/orders",
+        body={
+            "contract": "BTC_USDT",
+            "size": 0,
+            "price": "0",
+            "tif": "ioc",
+            "close": True,
+        },
+    )
+    assert status == 201 and body["finish_as"] == "filled" and body["size"] == -10
+    _, pos, _ = await gate(http, server, "GET", "/futures/usdt/positions/BTC_USDT")
+    assert pos["size"] == 0
+    _, trades, _ = await gate(
+        http,
+        server,
+        "GET",
+        "/futures/usdt/my_trades",
+        [("contract", "BTC_USDT")],
+        headers=dec,
+    )
+    assert any(t["size"].startswith("-") for t in trades)
+    # a resting order, listed then cancelled by its text
+    low = server.market.books[FUT_KEY].price_str(server.market.books[FUT_KEY].best()[0][0] - 10_000)
+    status, body, _ = await gate(
+        http,
+        server,
+        "POST",
+        "/futures/usdt/orders",
+        body={"contract": "BTC_USDT", "size": "-3", "price": low, "tif": "poc"},
+        headers=dec,
+    )
+    assert (status, body["label"]) == (400, "ORDER_POC_IMMEDIATE")
+    status, body, _ = await gate(
+        http,
+        server,
+        "POST",
+        "/futures/usdt/orders",
+        body={"contract": "BTC_USDT", "size": "3", "price": low, "text": "t-rest"},
+        headers=dec,
+    )
+    assert status == 201 and body["status"] == "open" and body["size"] == "3"
+    _, listed, _ = await gate(
+        http,
+        server,
+        "GET",
+        "/futures/usdt/orders",
+        [("contract", "BTC_USDT"), ("status", "open")],
+    )
+    assert [o["id"] for o in listed] == [body["id"]]
+    status, body, _ = await gate(http, server, "DELETE", "/futures/usdt/orders/t-rest")
+    assert status == 200 and body["finish_as"] == "cancelled"
+
+
+async def _ws_recv_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def _next_update(ws: aiohttp.ClientWebSocketResponse, channel: str) -> dict[str, Any]:
+    for _ in range(200):
+        frame = await _ws_recv_json(ws)
+        if frame.get("channel") == channel and frame.get("event") == "update":
+            return frame
+    raise AssertionError(f"no {channel} update")
+
+
+async def test_gate_ws_book_stitches_onto_rest_snapshot(server, http):
+    url = server.ws_base_url + "/ws/v4/"
+    async with http.ws_connect(url) as ws:
+        await ws.send_str(
+            codec.encode_ws_request(
+                "spot.order_book_update",
+                "subscribe",
+                ["BTC_USDT", "100ms"],
+                time_s=int(time.time()),
+                request_id=7,
+            ).decode()
+        )
+        ack = codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws)))
+        assert isinstance(ack, codec.GateWsAck) and ack.id == 7
+        first = codec.decode_ws_frame(json.dumps(await _next_update(ws, "spot.order_book_update")))
+        assert isinstance(first, codec.GateOrderBookUpdate)
+        params = [("currency_pair", "BTC_USDT"), ("limit", "5000"), ("with_id", "true")]
+        _, body, _ = await gate(http, server, "GET", "/spot/order_book", params, signer=None)
+        snap = codec.decode_spot_order_book(json.dumps(body))
+        bids = dict(snap.bids)
+        asks = dict(snap.asks)
+        local_id = snap.id
+        applied = 0
+        for _ in range(40):
+            upd = codec.decode_ws_frame(json.dumps(await _next_update(ws, "spot.order_book_update")))
+            assert isinstance(upd, codec.GateOrderBookUpdate)
+            if upd.last_id <= local_id:
+                continue
+            assert upd.first_id is not None and upd.first_id <= local_id + 1, "gap"
+            for side, levels in ((bids, upd.bids), (asks, upd.asks)):
+                for p, q in levels:
+                    if q == 0:
+                        side.pop(p, None)
+                    else:
+                        side[p] = q
+            local_id = upd.last_id
+            applied += 1
+            if applied >= 5:
+                break
+        assert applied >= 5
+        # freeze the market, let the last push out, then compare with the server's book
+        server.market.paused = True
+        await asyncio.sleep(0.3)
+        while True:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), 0.3)
+            except TimeoutError:
+                break
+            upd = codec.decode_ws_frame(msg.data)
+            assert isinstance(upd, codec.GateOrderBookUpdate) and upd.first_id == local_id + 1
+            for side, levels in ((bids, upd.bids), (asks, upd.asks)):
+                for p, q in levels:
+                    if q == 0:
+                        side.pop(p, None)
+                    else:
+                        side[p] = q
+            local_id = upd.last_id
+        book = server.market.books[SPOT_KEY]
+        assert local_id == book.update_id
+        top_bids, top_asks = book.top(20)
+        assert sorted(bids.items(), reverse=True)[:20] == [(book.price(t), q) for t, q in top_bids]
+        assert sorted(asks.items())[:20] == [(book.price(t), q) for t, q in top_asks]
+
+
+async def test_gate_ws_drop_depth_makes_a_gap_and_full_push_resets(server, http):
+    url = server.ws_base_url + "/v4/ws/usdt"
+    async with http.ws_connect(url) as ws:
+        await ws.send_str(
+            codec.encode_ws_request(
+                "futures.order_book_update",
+                "subscribe",
+                ["BTC_USDT", "20ms", "20"],
+                time_s=int(time.time()),
+            ).decode()
+        )
+        assert isinstance(codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws))), codec.GateWsAck)
+        prev = codec.decode_ws_frame(json.dumps(await _next_update(ws, "futures.order_book_update")))
+        server.faults.drop_depth("gateio-futures")
+        nxt = codec.decode_ws_frame(json.dumps(await _next_update(ws, "futures.order_book_update")))
+        assert isinstance(prev, codec.GateOrderBookUpdate) and isinstance(nxt, codec.GateOrderBookUpdate)
+        assert nxt.first_id is not None and nxt.first_id > prev.last_id + 1  # the dropped push left a gap
+        assert server.gate.push_full("gateio-futures") == 1
+        for _ in range(100):
+            upd = codec.decode_ws_frame(json.dumps(await _next_update(ws, "futures.order_book_update")))
+            if isinstance(upd, codec.GateOrderBookUpdate) and upd.full:
+                assert len(upd.bids) == 20 and upd.depth == 20
+                break
+        else:
+            raise AssertionError("no full push")
+        # duplicate subscription: error code 2
+        await ws.send_str(
+            codec.encode_ws_request(
+                "futures.order_book_update",
+                "subscribe",
+                ["BTC_USDT", "20ms", "20"],
+                time_s=int(time.time()),
+            ).decode()
+        )
+        for _ in range(100):
+            frame = codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws)))
+            if isinstance(frame, codec.GateWsError):
+                assert frame.code == 2
+                break
+
+
+async def test_gate_ws_private_channels_need_auth(server, http):
+    url = server.ws_base_url + "/v4/ws/usdt"
+    async with http.ws_connect(url, headers={"X-Gate-Size-Decimal": "1"}) as ws:
+        now = int(time.time())
+        wrong = GateSigner(ApiCredentials(KEY, "wrong-secret"))
+        await ws.send_str(
+            codec.encode_ws_request(
+                "futures.orders",
+                "subscribe",
+                [str(UID), "BTC_USDT"],
+                time_s=now,
+                signer=wrong,
+            ).decode()
+        )
+        err = codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws)))
+        assert isinstance(err, codec.GateWsError) and err.code == 4
+        for channel, payload in (
+            ("futures.orders", [str(UID), "BTC_USDT"]),
+            ("futures.usertrades", [str(UID), "BTC_USDT"]),
+            ("futures.positions", [str(UID), "!all"]),
+        ):
+            await ws.send_str(
+                codec.encode_ws_request(channel, "subscribe", payload, time_s=now, signer=SIGNER).decode()
+            )
+            assert isinstance(
+                codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws))),
+                codec.GateWsAck,
+            )
+        await ws.send_str(codec.encode_ws_ping("futures", time_s=now).decode())
+        assert isinstance(codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws))), codec.GatePong)
+        status, _body, _ = await gate(
+            http,
+            server,
+            "POST",
+            "/futures/usdt/orders",
+            body={
+                "contract": "BTC_USDT",
+                "size": -4,
+                "price": "0",
+                "tif": "ioc",
+                "text": "t-ws1",
+            },
+        )
+        assert status == 201
+        seen: dict[str, Any] = {}
+        for _ in range(200):
+            frame = codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws)))
+            if isinstance(frame, codec.GateOrdersUpdate):
+                seen.setdefault("orders", []).extend(frame.orders)
+            elif isinstance(frame, codec.GateUserTradesUpdate):
+                seen.setdefault("fills", []).extend(frame.trades)
+            elif isinstance(frame, codec.GatePositionsUpdate):
+                seen["position"] = frame.positions[-1]
+            if (
+                "orders" in seen
+                and "fills" in seen
+                and "position" in seen
+                and any(o.status == "finished" for o in seen["orders"])
+            ):
+                break
+        fills = seen["fills"]
+        assert all(f.text == "t-ws1" for f in fills) and sum(f.size for f in fills) == -4
+        assert seen["position"].size == -4
+        assert any(o.to_update().client_order_id == "ws1" for o in seen["orders"])
+
+
+async def test_gate_faults_and_rate_limits(server, http):
+    server.faults.http_error("gateio-spot", 503)
+    status, body, _ = await gate(http, server, "GET", "/spot/accounts")
+    assert status == 503 and "label" in body
+    status, _, _ = await gate(http, server, "GET", "/spot/accounts")
+    assert status == 200
+    server.faults.reject_order("gateio-spot", label="INVALID_PARAM_VALUE")
+    low = server.market.books[SPOT_KEY].price_str(server.market.books[SPOT_KEY].best()[0][0] - 20_000)
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.0001",
+        "price": low,
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert (status, body["label"]) == (400, "INVALID_PARAM_VALUE")
+    # spot order placement: 10 requests/s per user and market
+    statuses = []
+    for _ in range(25):
+        status, body, headers = await gate(http, server, "POST", "/spot/orders", body=order)
+        statuses.append(status)
+        if status == 429:
+            assert body["label"] == "TOO_MANY_REQUESTS" and headers["X-Gate-RateLimit-Limit"] == "10"
+    assert 429 in statuses and 201 in statuses
+    server.rate_limiter.enabled = False
+    status, _, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201
+
+
+async def test_gate_partial_fill_and_lost_ack(server, http):
+    book = server.market.books[SPOT_KEY]
+    high = book.price_str(book.best()[1][0] + 2_000)
+    server.faults.partial_fill("gateio-spot", 0.5)
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.004",
+        "price": high,
+        "time_in_force": "ioc",
+    }
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201 and body["finish_as"] == "ioc" and float(body["filled_amount"]) == pytest.approx(0.002)
+    server.faults.lose_ack("gateio-spot")
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "sell",
+        "amount": "0.001",
+        "price": book.price_str(book.best()[0][0] - 2_000),
+        "time_in_force": "ioc",
+        "text": "t-lost",
+    }
+    with pytest.raises(aiohttp.ClientError):
+        await gate(http, server, "POST", "/spot/orders", body=order)
+    status, body, _ = await gate(http, server, "GET", "/spot/orders/t-lost", [("currency_pair", "BTC_USDT")])
+    assert status == 200 and body["finish_as"] == "filled"  # executed although the ack was lost
+    server.faults.delay_ack("gateio-spot", 0.3)
+    order["text"] = "t-slow"
+    t0 = time.monotonic()
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201 and time.monotonic() - t0 >= 0.3
+
+
+async def test_gate_ws_close_and_stall_faults(server, http):
+    async with http.ws_connect(server.ws_base_url + "/ws/v4/") as ws:
+        await ws.send_str(
+            codec.encode_ws_request("spot.book_ticker", "subscribe", ["BTC_USDT"], time_s=int(time.time())).decode()
+        )
+        await _ws_recv_json(ws)
+        await _next_update(ws, "spot.book_ticker")
+        server.faults.stall_stream("gateio-spot", 0.6)
+        await asyncio.sleep(0.05)
+        # drain what was already written, then nothing arrives during the stall
+        t0 = time.monotonic()
+        got_late = False
+        while time.monotonic() - t0 < 2.0:
+            try:
+                await asyncio.wait_for(ws.receive(), 0.3)
+            except TimeoutError:
+                continue
+            if time.monotonic() - t0 >= 0.5:
+                got_late = True
+                break
+        assert got_late
+        assert server.faults.close_sockets("gateio-spot") == 1
+        for _ in range(1000):
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
+                break
+        assert ws.closed or msg.type != aiohttp.WSMsgType.TEXT
