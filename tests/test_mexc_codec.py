@@ -472,13 +472,21 @@ def test_depth_hot_path_never_raises(data: bytes) -> None:
 @pytest.fixture(scope="module")
 def pb2(mexc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     protoc = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools not installed (optional cross-check)")
+    # The .proto files are compiled under a package prefix of ours: protobuf's process-wide
+    # descriptor pool is keyed by file name, and ccxt registers the same file names for its own
+    # MEXC classes, so bare names would clash with ccxt in the same test process.
     out = tmp_path_factory.mktemp("mexc_pb2")
-    src = mexc_dir / "proto"
-    args = ["protoc", f"-I{src}", f"--python_out={out}", *[str(p) for p in sorted(src.glob("*.proto"))]]
-    assert protoc.main(args) == 0
+    pkg = "cexarb_protoc_check"
+    (out / "src" / pkg).mkdir(parents=True)
+    for proto_file in sorted((mexc_dir / "proto").glob("*.proto")):
+        text = re.sub(r'import "([^"/]+\.proto)";', rf'import "{pkg}/\1";', proto_file.read_text())
+        text = text.replace('syntax = "proto3";', f'syntax = "proto3";\npackage {pkg};', 1)  # own symbols
+        (out / "src" / pkg / proto_file.name).write_text(text)
+    files = [str(p) for p in sorted((out / "src" / pkg).glob("*.proto"))]
+    assert protoc.main(["protoc", f"-I{out / 'src'}", f"--python_out={out}", *files]) == 0
     sys.path.insert(0, str(out))
     try:
-        return importlib.import_module("PushDataV3ApiWrapper_pb2")
+        return importlib.import_module(f"{pkg}.PushDataV3ApiWrapper_pb2")
     finally:
         sys.path.remove(str(out))
 

@@ -78,7 +78,7 @@ async def _exercise(ex: Any, symbol: str, amount: float, balance_params: dict[st
     assert await w(ex.fetch_open_orders(symbol), 10) == []
     nonces = []
     for _ in range(3):
-        watched = await w(ex.watch_order_book(symbol), 15)
+        watched = await w(ex.watch_order_book(symbol), 40)
         assert watched["bids"][0][0] < watched["asks"][0][0]
         nonces.append(watched["nonce"])
     assert nonces == sorted(nonces)
