@@ -1,9 +1,13 @@
 //! L2 price-level order book keyed by integer ticks, with Binance depth-stream sequencing.
 //!
 //! # Storage
-//! Each side is a sorted `Vec<(ticks, qty)>` with the **best level at the end**: bids ascending by
-//! ticks, asks descending. Most depth changes touch the top of the book, so inserts and removals
-//! shift only the few elements behind the insertion point; lookups are binary searches.
+//! Each side is a blocked sorted list (a small B+tree, see `Ladder`): the levels in price order
+//! are cut into blocks of at most 64 `(ticks, qty)` rows, each a sorted `Vec` with its best level
+//! last, and a `BTreeMap` indexes the blocks by their worst price. A level change is a search of
+//! that index (skipped when the change falls in the block of the previous change, as the sorted
+//! rows of one depth message mostly do), a binary search in one block and a shift of at most 64
+//! rows: O(log n), never a shift of the whole side (a change 4,000 levels deep in a
+//! `Vec`-per-side book moves 64 KB). The best level is read in O(1) from a cached block.
 //! Ticks are `round(price / tick_size)`, computed once at the edge.
 //!
 //! # Sequencing
@@ -18,6 +22,9 @@
 //!   `pu == last u`. Anything else is a sequence gap: the book is invalid until the next snapshot.
 //!
 //! Level quantities are absolute; a quantity of 0 deletes the level.
+
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use thiserror::Error;
 
@@ -225,10 +232,10 @@ pub struct OrderBook {
     /// `10^decimals`, `None` if the step is not a short decimal (then `ticks * tick_size`).
     price_scale: Option<f64>,
     tick_decimals: u32,
-    /// Bids ascending by ticks: best (highest) last.
-    bids: Vec<(i64, f64)>,
-    /// Asks descending by ticks: best (lowest) last.
-    asks: Vec<(i64, f64)>,
+    /// Bid levels (best = highest ticks).
+    bids: Ladder,
+    /// Ask levels (best = lowest ticks).
+    asks: Ladder,
     last_update_id: Option<u64>,
     /// A snapshot has been applied and no gap/cross happened since.
     valid: bool,
@@ -271,8 +278,8 @@ impl OrderBook {
             tick_units,
             price_scale,
             tick_decimals,
-            bids: Vec::with_capacity(1024),
-            asks: Vec::with_capacity(1024),
+            bids: Ladder::new(BookSide::Bid),
+            asks: Ladder::new(BookSide::Ask),
             last_update_id: None,
             valid: false,
             awaiting_first: false,
@@ -366,7 +373,7 @@ impl OrderBook {
             return Err(BookError::BadPrice { field, price });
         }
         let exact = price / self.tick_size;
-        let rounded = exact.round();
+        let rounded = round_positive(exact);
         if (exact - rounded).abs() > GRID_TOLERANCE.max(rounded * 1e-12) || rounded < 1.0 {
             return Err(BookError::OffGrid { field, price, tick_size: self.tick_size });
         }
@@ -446,11 +453,10 @@ impl OrderBook {
         self.convert_levels("asks", asks, &mut new_asks)?;
         sort_snapshot_side(&mut new_bids);
         sort_snapshot_side(&mut new_asks);
-        new_asks.reverse(); // asks descending: best (lowest) last
 
         let before = self.bbo_key();
-        self.bids = new_bids;
-        self.asks = new_asks;
+        self.bids.replace_with_sorted(&new_bids);
+        self.asks.replace_with_sorted(&new_asks);
         self.last_update_id = Some(update_id);
         self.awaiting_first = true;
         self.version += 1;
@@ -524,10 +530,10 @@ impl OrderBook {
 
         let before = self.bbo_key();
         for &(ticks, qty) in scratch_bids.iter() {
-            set_level(&mut self.bids, ticks, qty, false);
+            self.bids.set(ticks, qty);
         }
         for &(ticks, qty) in scratch_asks.iter() {
-            set_level(&mut self.asks, ticks, qty, true);
+            self.asks.set(ticks, qty);
         }
         self.last_update_id = Some(last);
         self.awaiting_first = false;
@@ -602,7 +608,7 @@ impl OrderBook {
 
     /// Marks the book crossed/invalid when best bid >= best ask.
     fn check_crossed(&mut self) -> ApplyOutcome {
-        if let (Some(&(bid, _)), Some(&(ask, _))) = (self.bids.last(), self.asks.last()) {
+        if let (Some((bid, _)), Some((ask, _))) = (self.bids.best(), self.asks.best()) {
             if bid >= ask {
                 self.crossed = true;
                 self.valid = false;
@@ -636,28 +642,28 @@ impl OrderBook {
     #[inline]
     fn bbo_key(&self) -> BboKey {
         (
-            self.bids.last().map(|&(t, q)| (t, q.to_bits())),
-            self.asks.last().map(|&(t, q)| (t, q.to_bits())),
+            self.bids.best().map(|(t, q)| (t, q.to_bits())),
+            self.asks.best().map(|(t, q)| (t, q.to_bits())),
         )
     }
 
     /// Best bid `(price, qty)`.
     #[inline]
     pub fn best_bid(&self) -> Option<(f64, f64)> {
-        self.bids.last().map(|&(t, q)| (self.ticks_to_price(t), q))
+        self.bids.best().map(|(t, q)| (self.ticks_to_price(t), q))
     }
     /// Best ask `(price, qty)`.
     #[inline]
     pub fn best_ask(&self) -> Option<(f64, f64)> {
-        self.asks.last().map(|&(t, q)| (self.ticks_to_price(t), q))
+        self.asks.best().map(|(t, q)| (self.ticks_to_price(t), q))
     }
     #[inline]
     pub fn best_bid_ticks(&self) -> Option<i64> {
-        self.bids.last().map(|&(t, _)| t)
+        self.bids.best().map(|(t, _)| t)
     }
     #[inline]
     pub fn best_ask_ticks(&self) -> Option<i64> {
-        self.asks.last().map(|&(t, _)| t)
+        self.asks.best().map(|(t, _)| t)
     }
 
     /// `(best bid + best ask) / 2`; `None` if a side is empty.
@@ -681,7 +687,7 @@ impl OrderBook {
             BookSide::Bid => &self.bids,
             BookSide::Ask => &self.asks,
         };
-        rows.iter().rev().map(|&(t, q)| (self.ticks_to_price(t), q))
+        rows.iter().map(|(t, q)| (self.ticks_to_price(t), q))
     }
 
     /// Levels of one side as `(ticks, qty)`, best first.
@@ -690,7 +696,7 @@ impl OrderBook {
             BookSide::Bid => &self.bids,
             BookSide::Ask => &self.asks,
         };
-        rows.iter().rev().copied()
+        rows.iter()
     }
 
     /// Up to `n` levels of each side, best first.
@@ -724,7 +730,7 @@ impl OrderBook {
         let mut filled = 0.0;
         let mut levels = 0usize;
         let mut worst = None;
-        for &(ticks, level_qty) in rows.iter().rev() {
+        for (ticks, level_qty) in rows.iter() {
             if remaining <= tolerance {
                 break;
             }
@@ -737,7 +743,7 @@ impl OrderBook {
             worst = Some(price);
         }
         let avg_price = if filled > 0.0 { Some(notional / filled) } else { None };
-        let best = rows.last().map(|&(t, _)| self.ticks_to_price(t));
+        let best = rows.best().map(|(t, _)| self.ticks_to_price(t));
         let slippage_bps = match (avg_price, best) {
             (Some(avg), Some(best)) => Some(match side {
                 Side::Buy => (avg - best) / best * 1e4,
@@ -770,18 +776,16 @@ impl OrderBook {
                 let max_ticks = (limit + GRID_TOLERANCE).floor();
                 self.asks
                     .iter()
-                    .rev()
-                    .take_while(|&&(t, _)| (t as f64) <= max_ticks)
-                    .map(|&(_, q)| q)
+                    .take_while(|&(t, _)| (t as f64) <= max_ticks)
+                    .map(|(_, q)| q)
                     .sum()
             }
             Side::Sell => {
                 let min_ticks = (limit - GRID_TOLERANCE).ceil();
                 self.bids
                     .iter()
-                    .rev()
-                    .take_while(|&&(t, _)| (t as f64) >= min_ticks)
-                    .map(|&(_, q)| q)
+                    .take_while(|&(t, _)| (t as f64) >= min_ticks)
+                    .map(|(_, q)| q)
                     .sum()
             }
         };
@@ -798,14 +802,25 @@ impl OrderBook {
 
     /// Quantity resting at `ticks` on `side` (0.0 when there is no level).
     pub fn qty_at_ticks(&self, side: BookSide, ticks: i64) -> f64 {
-        let (rows, descending) = match side {
-            BookSide::Bid => (&self.bids, false),
-            BookSide::Ask => (&self.asks, true),
+        let rows = match side {
+            BookSide::Bid => &self.bids,
+            BookSide::Ask => &self.asks,
         };
-        match search(rows, ticks, descending) {
-            Ok(i) => rows.get(i).map_or(0.0, |&(_, q)| q),
-            Err(_) => 0.0,
-        }
+        rows.get(ticks).unwrap_or(0.0)
+    }
+}
+
+/// Exactly `x.round()` (half away from zero), with a branch-free fast path for `0.5 <= x < 2^52`
+/// (the ticks of any real price): `f64::round` is a libm call on baseline x86-64 (no SSE4.1
+/// `roundsd`), and this runs once per level row.
+#[inline]
+fn round_positive(x: f64) -> f64 {
+    if (0.5..4_503_599_627_370_496.0).contains(&x) {
+        // `x + 0.5` is exact, or rounded without crossing an integer, for 0.5 <= x < 2^52
+        // (below 0.5 it is not: 0.49999999999999994 + 0.5 == 1.0); `as i64` is then floor
+        ((x + 0.5) as i64) as f64
+    } else {
+        x.round()
     }
 }
 
@@ -823,32 +838,326 @@ fn sort_snapshot_side(rows: &mut Vec<(i64, f64)>) {
     rows.retain(|&(_, q)| q > 0.0);
 }
 
-/// Binary search of `ticks` in a side sorted ascending (`descending == false`) or descending.
-#[inline]
-fn search(rows: &[(i64, f64)], ticks: i64, descending: bool) -> Result<usize, usize> {
-    if descending {
-        rows.binary_search_by(|&(t, _)| ticks.cmp(&t))
-    } else {
-        rows.binary_search_by(|&(t, _)| t.cmp(&ticks))
+/// A block is split in two when it grows past this many levels (64 rows = 1 KiB).
+const BLOCK_MAX: usize = 64;
+/// A block that shrinks below this many levels is merged into a neighbour.
+const BLOCK_MIN: usize = 16;
+/// Levels per block when a snapshot is loaded (room to grow before the first split).
+const BLOCK_FILL: usize = 48;
+
+/// One side of the book, keyed by `key = sign * ticks` (`sign` is -1 for bids, +1 for asks) so
+/// that a lower key is a better level on both sides.
+///
+/// A blocked sorted list (a B+tree whose inner nodes are a `BTreeMap`): the levels in key order
+/// are cut into blocks of at most [`BLOCK_MAX`] rows, each a small `Vec` sorted worst first
+/// (descending by key, best **last**, like the former one-`Vec` side); a block that shrinks
+/// below [`BLOCK_MIN`] is merged into a neighbour. `index` maps each block's worst (maximum) key
+/// to its slot in `blocks`; the block of a key is the one with the lowest maximum `>= key` (the
+/// worst block takes any worse key).
+///
+/// Cost of a level change: one `index` search, skipped when the key falls in the block of the
+/// previous change (`finger`; the rows of one depth message are sorted, so consecutive rows
+/// mostly share a block), one binary search in a block and a shift of at most [`BLOCK_MAX`] rows.
+/// When a block's maximum changes, or it splits, merges or empties, `index` gets O(log n)
+/// updates. The best level is the last row of block `best_slot`: O(1).
+#[derive(Clone)]
+struct Ladder {
+    /// -1 for bids (best = highest ticks), +1 for asks (best = lowest ticks).
+    sign: i64,
+    /// Block slots; a live block is non-empty and listed in `index`, a free one empty.
+    blocks: Vec<Vec<(i64, f64)>>,
+    /// Free slots of `blocks`.
+    free: Vec<usize>,
+    /// Worst (maximum) key of each live block -> its slot; ascending = best block first.
+    index: BTreeMap<i64, usize>,
+    /// Slot of the best block (the first of `index`).
+    best_slot: Option<usize>,
+    /// Number of levels.
+    len: usize,
+    /// Block of the last change; cleared whenever `index` changes.
+    finger: Option<Finger>,
+}
+
+/// A block and its maximum key (`None` for the worst block: it takes any worse key).
+#[derive(Clone, Copy, Debug)]
+struct Finger {
+    slot: usize,
+    hi: Option<i64>,
+}
+
+impl Ladder {
+    fn new(side: BookSide) -> Self {
+        let sign = match side {
+            BookSide::Bid => -1,
+            BookSide::Ask => 1,
+        };
+        Self {
+            sign,
+            blocks: Vec::new(),
+            free: Vec::new(),
+            index: BTreeMap::new(),
+            best_slot: None,
+            len: 0,
+            finger: None,
+        }
+    }
+
+    /// Storage key of `ticks` (and back: the map is its own inverse). Wrapping: a key of
+    /// `i64::MIN` (only from a query with `ticks == i64::MIN`) never matches a stored level.
+    #[inline]
+    fn key(&self, ticks: i64) -> i64 {
+        ticks.wrapping_mul(self.sign)
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Best level as `(ticks, qty)`.
+    #[inline]
+    fn best(&self) -> Option<(i64, f64)> {
+        let block = self.blocks.get(self.best_slot?)?;
+        block.last().map(|&(k, q)| (self.key(k), q))
+    }
+
+    /// The block that holds `key` or would take it: the one with the lowest maximum `>= key`,
+    /// else (`key` worse than every level) the worst block. `None` when the side is empty.
+    fn locate(&self, key: i64) -> Option<Finger> {
+        match self.index.range(key..).next() {
+            Some((&max, &slot)) => Some(Finger { slot, hi: Some(max) }),
+            None => self.index.last_key_value().map(|(_, &slot)| Finger { slot, hi: None }),
+        }
+    }
+
+    /// Whether `key` belongs to the finger's block: `key <= hi` and `key` not below the block's
+    /// best level (unless it is the best block). A key in the gap below a block's best level
+    /// may still belong to it; the caller then searches `index`.
+    #[inline]
+    fn holds(&self, finger: Finger, key: i64) -> bool {
+        finger.hi.map_or(true, |hi| key <= hi)
+            && (self.best_slot == Some(finger.slot)
+                || self.blocks.get(finger.slot).and_then(|b| b.last()).is_some_and(|&(min, _)| min <= key))
+    }
+
+    /// Quantity at `ticks`, `None` when there is no level.
+    fn get(&self, ticks: i64) -> Option<f64> {
+        let key = self.key(ticks);
+        let block = self.blocks.get(self.locate(key)?.slot)?;
+        let i = block.binary_search_by(|&(k, _)| key.cmp(&k)).ok()?;
+        block.get(i).map(|&(_, q)| q)
+    }
+
+    /// Levels as `(ticks, qty)`, best first.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
+        let sign = self.sign;
+        self.index
+            .values()
+            .flat_map(move |&slot| self.blocks.get(slot).map_or(&[][..], |b| b.as_slice()).iter().rev())
+            .map(move |&(k, q)| (k.wrapping_mul(sign), q))
+    }
+
+    /// Sets the absolute qty at `ticks` (0 deletes; deleting an absent level is a no-op).
+    #[inline]
+    fn set(&mut self, ticks: i64, qty: f64) {
+        let key = self.key(ticks);
+        let finger = match self.finger {
+            Some(f) if self.holds(f, key) => f,
+            _ => match self.locate(key) {
+                Some(f) => {
+                    self.finger = Some(f);
+                    f
+                }
+                None => {
+                    if qty != 0.0 {
+                        let mut block = Vec::with_capacity(BLOCK_MAX + 1);
+                        block.push((key, qty));
+                        self.push_block(block);
+                        self.len = 1;
+                        self.after_index_change();
+                    }
+                    return;
+                }
+            },
+        };
+        let Some(block) = self.blocks.get_mut(finger.slot) else {
+            debug_assert!(false, "finger to a missing block");
+            self.finger = None;
+            return;
+        };
+        let Some(&(old_max, _)) = block.first() else {
+            debug_assert!(false, "empty live block");
+            self.finger = None;
+            return;
+        };
+        match block.binary_search_by(|&(k, _)| key.cmp(&k)) {
+            Ok(i) => {
+                if qty != 0.0 {
+                    if let Some(row) = block.get_mut(i) {
+                        row.1 = qty;
+                    }
+                    return;
+                }
+                if i < block.len() {
+                    block.remove(i);
+                    self.len = self.len.saturating_sub(1);
+                    if i == 0 || block.len() < BLOCK_MIN {
+                        self.repair(finger.slot, old_max);
+                    }
+                }
+            }
+            Err(i) => {
+                if qty != 0.0 && i <= block.len() {
+                    block.insert(i, (key, qty));
+                    self.len += 1;
+                    if i == 0 || block.len() > BLOCK_MAX {
+                        self.repair(finger.slot, old_max);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a new non-empty block (sorted descending) and indexes it by its first key.
+    fn push_block(&mut self, rows: Vec<(i64, f64)>) -> usize {
+        let max = rows.first().map(|&(k, _)| k);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(block) = self.blocks.get_mut(slot) {
+                    *block = rows;
+                }
+                slot
+            }
+            None => {
+                self.blocks.push(rows);
+                self.blocks.len() - 1
+            }
+        };
+        if let Some(max) = max {
+            self.index.insert(max, slot);
+        }
+        slot
+    }
+
+    /// Drops the block at `slot` (indexed by `max`), keeping its allocation for reuse.
+    fn free_block(&mut self, slot: usize, max: i64) {
+        self.index.remove(&max);
+        if let Some(block) = self.blocks.get_mut(slot) {
+            block.clear();
+            self.free.push(slot);
+        }
+    }
+
+    /// Restores the invariants after the block at `slot` (indexed by `old_max`) lost or gained its
+    /// first (worst) row or went out of [`BLOCK_MIN`]..=[`BLOCK_MAX`] rows: frees it when empty,
+    /// re-keys it, splits or merges it.
+    #[cold]
+    fn repair(&mut self, slot: usize, old_max: i64) {
+        let Some(block) = self.blocks.get_mut(slot) else { return };
+        let new_max = block.first().map(|&(k, _)| k);
+        let len = block.len();
+        match new_max {
+            None => self.free_block(slot, old_max),
+            Some(new_max) => {
+                if new_max != old_max {
+                    self.index.remove(&old_max);
+                    self.index.insert(new_max, slot);
+                }
+                if len > BLOCK_MAX {
+                    self.split(slot);
+                } else if len < BLOCK_MIN {
+                    self.merge(slot, new_max);
+                }
+            }
+        }
+        self.after_index_change();
+    }
+
+    /// Moves the better half of the block at `slot` to a new block.
+    fn split(&mut self, slot: usize) {
+        let Some(block) = self.blocks.get_mut(slot) else { return };
+        let mut better = Vec::with_capacity(BLOCK_MAX + 1);
+        better.extend_from_slice(block.get(block.len() / 2..).unwrap_or(&[]));
+        block.truncate(block.len() / 2);
+        self.push_block(better);
+    }
+
+    /// Merges the short block at `slot` (max key `max`) with its worse neighbour (or, for the
+    /// worst block, its better neighbour); splits the result again if it is too long.
+    fn merge(&mut self, slot: usize, max: i64) {
+        let worse = self.index.range((Excluded(max), Unbounded)).next().map(|(&k, &s)| (k, s));
+        let (keep, gone, gone_max) = match worse {
+            Some((_, worse_slot)) => (worse_slot, slot, max),
+            None => match self.index.range(..max).next_back() {
+                Some((&better_max, &better_slot)) => (slot, better_slot, better_max),
+                None => return, // the only block
+            },
+        };
+        // `keep` is the worse block: it keeps its max and takes `gone`'s rows at its end
+        let rows = match self.blocks.get_mut(gone) {
+            Some(block) => std::mem::take(block),
+            None => return,
+        };
+        if let Some(block) = self.blocks.get_mut(keep) {
+            block.extend_from_slice(&rows);
+        }
+        if let Some(block) = self.blocks.get_mut(gone) {
+            *block = rows; // keep the allocation
+        }
+        self.free_block(gone, gone_max);
+        if self.blocks.get(keep).is_some_and(|b| b.len() > BLOCK_MAX) {
+            self.split(keep);
+        }
+    }
+
+    /// After `index` changed: drop the finger, find the best block.
+    fn after_index_change(&mut self) {
+        self.finger = None;
+        self.best_slot = self.index.first_key_value().map(|(_, &slot)| slot);
+    }
+
+    /// Replaces all levels with `rows`: ascending by ticks, unique, qty > 0.
+    fn replace_with_sorted(&mut self, rows: &[(i64, f64)]) {
+        let sign = self.sign;
+        let mut keyed: Vec<(i64, f64)> = rows.iter().map(|&(t, q)| (t.wrapping_mul(sign), q)).collect();
+        if sign > 0 {
+            keyed.reverse(); // descending by key: worst first
+        }
+        self.blocks.clear();
+        self.free.clear();
+        self.index.clear();
+        self.len = keyed.len();
+        // blocks of BLOCK_FILL from the best end, so the best block is the full one
+        let mut end = keyed.len();
+        while end > 0 {
+            let start = end.saturating_sub(BLOCK_FILL);
+            let mut block = Vec::with_capacity(BLOCK_MAX + 1);
+            block.extend_from_slice(keyed.get(start..end).unwrap_or(&[]));
+            self.push_block(block);
+            end = start;
+        }
+        self.after_index_change();
     }
 }
 
-/// Sets the absolute qty at `ticks` (0 deletes; deleting an absent level is a no-op).
-#[inline]
-fn set_level(rows: &mut Vec<(i64, f64)>, ticks: i64, qty: f64, descending: bool) {
-    match search(rows, ticks, descending) {
-        Ok(i) => {
-            if qty == 0.0 {
-                rows.remove(i);
-            } else if let Some(row) = rows.get_mut(i) {
-                row.1 = qty;
-            }
-        }
-        Err(i) => {
-            if qty != 0.0 {
-                rows.insert(i, (ticks, qty));
-            }
-        }
+/// Same levels, same order (what the former `Vec` storage compared).
+impl PartialEq for Ladder {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+/// Rows in the former storage order, best last (bids ascending, asks descending by ticks).
+impl PartialEq<Vec<(i64, f64)>> for Ladder {
+    fn eq(&self, other: &Vec<(i64, f64)>) -> bool {
+        self.len() == other.len() && self.iter().rev().eq(other.iter().copied())
+    }
+}
+
+/// Printed as the list of `(ticks, qty)`, best last (as the former `Vec` storage).
+impl std::fmt::Debug for Ladder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().rev()).finish()
     }
 }
 
@@ -1198,6 +1507,268 @@ mod tests {
         assert_eq!(b.best_bid(), Some((1.0, 2.0)));
         assert!(L2Delta::new(vec![(1.0, -2.0)], vec![], 11, 12, None, false).is_err());
         assert!(L2Delta::new(vec![], vec![(f64::NAN, 2.0)], 11, 12, None, false).is_err());
+    }
+
+    impl Ladder {
+        /// Checks the structural invariants of the blocked list (tests only).
+        fn check_invariants(&self) {
+            let mut seen = vec![false; self.blocks.len()];
+            let mut total = 0;
+            let mut previous_max: Option<i64> = None;
+            for (&max, &slot) in &self.index {
+                let block = &self.blocks[slot];
+                assert!(!seen[slot], "slot {slot} indexed twice");
+                seen[slot] = true;
+                assert!(!block.is_empty() && block.len() <= BLOCK_MAX, "block size {}", block.len());
+                assert_eq!(block[0].0, max, "index key is the block's worst key");
+                assert!(block.windows(2).all(|w| w[0].0 > w[1].0), "block sorted descending");
+                assert!(block.iter().all(|&(_, q)| q > 0.0 && q.is_finite()));
+                if let Some(previous) = previous_max {
+                    // the better block's worst key is better than this block's best key
+                    assert!(previous < block[block.len() - 1].0, "blocks ordered");
+                }
+                previous_max = Some(max);
+                total += block.len();
+            }
+            assert_eq!(total, self.len, "len");
+            for &slot in &self.free {
+                assert!(!seen[slot] && self.blocks[slot].is_empty(), "free slot {slot}");
+                seen[slot] = true;
+            }
+            assert!(seen.iter().all(|&s| s), "every slot live or free");
+            assert_eq!(self.best_slot, self.index.values().next().copied(), "best block");
+        }
+    }
+
+    /// Reference side: ticks -> qty.
+    type ModelSide = std::collections::BTreeMap<i64, f64>;
+
+    fn model_apply(side: &mut ModelSide, rows: &[(f64, f64)]) {
+        for &(price, qty) in rows {
+            let ticks = price as i64;
+            if qty == 0.0 {
+                side.remove(&ticks);
+            } else {
+                side.insert(ticks, qty);
+            }
+        }
+    }
+
+    /// The book (tick size 1) equals the model: sizes, best levels, every level in order, point
+    /// queries, depth, qty_within and executable_price.
+    fn assert_matches_model(b: &OrderBook, bids: &ModelSide, asks: &ModelSide, probe: &[i64]) {
+        b.bids.check_invariants();
+        b.asks.check_invariants();
+        let model_bids: Vec<(i64, f64)> = bids.iter().rev().map(|(&t, &q)| (t, q)).collect();
+        let model_asks: Vec<(i64, f64)> = asks.iter().map(|(&t, &q)| (t, q)).collect();
+        assert_eq!(b.n_bids(), model_bids.len());
+        assert_eq!(b.n_asks(), model_asks.len());
+        assert_eq!(b.best_bid_ticks(), model_bids.first().map(|l| l.0));
+        assert_eq!(b.best_ask_ticks(), model_asks.first().map(|l| l.0));
+        assert_eq!(b.best_bid(), model_bids.first().map(|&(t, q)| (t as f64, q)));
+        assert_eq!(b.best_ask(), model_asks.first().map(|&(t, q)| (t as f64, q)));
+        assert_eq!(b.levels_ticks(BookSide::Bid).collect::<Vec<_>>(), model_bids);
+        assert_eq!(b.levels_ticks(BookSide::Ask).collect::<Vec<_>>(), model_asks);
+        let depth = b.depth(7);
+        let first = |rows: &[(i64, f64)]| rows.iter().take(7).map(|&(t, q)| (t as f64, q)).collect::<Vec<_>>();
+        assert_eq!(depth.bids, first(&model_bids));
+        assert_eq!(depth.asks, first(&model_asks));
+        for &t in probe {
+            assert_eq!(b.qty_at_ticks(BookSide::Bid, t), bids.get(&t).copied().unwrap_or(0.0), "bid qty at {t}");
+            assert_eq!(b.qty_at_ticks(BookSide::Ask, t), asks.get(&t).copied().unwrap_or(0.0), "ask qty at {t}");
+            let within_buy: f64 = model_asks.iter().take_while(|l| l.0 <= t).map(|l| l.1).sum();
+            let within_sell: f64 = model_bids.iter().take_while(|l| l.0 >= t).map(|l| l.1).sum();
+            assert_eq!(b.qty_within(Side::Buy, t as f64).unwrap(), within_buy);
+            assert_eq!(b.qty_within(Side::Sell, t as f64).unwrap(), within_sell);
+        }
+        for (side, rows) in [(Side::Buy, &model_asks), (Side::Sell, &model_bids)] {
+            let qty = 250.0;
+            let e = b.executable_price(side, qty).unwrap();
+            let (mut remaining, mut filled, mut notional, mut levels, mut worst) = (qty, 0.0, 0.0, 0, None);
+            for &(t, q) in rows.iter() {
+                if remaining <= qty * 1e-12 {
+                    break;
+                }
+                let take = q.min(remaining);
+                notional += t as f64 * take;
+                filled += take;
+                remaining -= take;
+                levels += 1;
+                worst = Some(t as f64);
+            }
+            assert_eq!((e.filled_qty, e.notional, e.levels, e.worst_price), (filled, notional, levels, worst));
+        }
+    }
+
+    /// Many random updates (uniform, near the best, long sorted sweeps like Binance's big
+    /// messages, wiping the best levels, growing past the worst level, re-snapshots, emptying a
+    /// side) against a `BTreeMap` model, with the blocks' invariants checked after every update.
+    #[test]
+    fn blocked_ladder_matches_model() {
+        const MID: i64 = 10_000; // bids in 1..=MID, asks in MID+1..=2*MID: never crossed
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut b = OrderBook::new(1.0, 1.0).unwrap();
+        let mut bids = ModelSide::new();
+        let mut asks = ModelSide::new();
+        let mut u = 0u64;
+        for round in 0..4000u64 {
+            // (is_bid, ticks, qty) rows of this message
+            let mut rows: Vec<(bool, i64, f64)> = Vec::new();
+            let qty = |r: u64, zero_one_in: u64| {
+                if r % zero_one_in == 0 {
+                    0.0
+                } else {
+                    (1 + r % 97) as f64 * 0.5
+                }
+            };
+            let is_snapshot = round % 1000 == 0;
+            if is_snapshot {
+                // dense near the middle, sparse far away; repeated prices (last wins) and zero rows
+                for _ in 0..(500 + next() % 3000) {
+                    let depth = if next() % 4 == 0 { next() % 9000 } else { next() % 1500 } as i64;
+                    let is_bid = next() % 2 == 0;
+                    let t = if is_bid { MID - depth } else { MID + 1 + depth };
+                    rows.push((is_bid, t, qty(next(), 10)));
+                }
+            } else {
+                match next() % 10 {
+                    0..=3 => {
+                        // uniform
+                        for _ in 0..(next() % 60) {
+                            let is_bid = next() % 2 == 0;
+                            let depth = (next() % MID as u64) as i64;
+                            let t = if is_bid { MID - depth } else { MID + 1 + depth };
+                            rows.push((is_bid, t, qty(next(), 3)));
+                        }
+                    }
+                    4..=5 => {
+                        // near the best
+                        for _ in 0..(next() % 40) {
+                            let is_bid = next() % 2 == 0;
+                            let (best, lo, hi) = if is_bid {
+                                (b.best_bid_ticks().unwrap_or(MID), 1, MID)
+                            } else {
+                                (b.best_ask_ticks().unwrap_or(MID + 1), MID + 1, 2 * MID)
+                            };
+                            let t = (best + (next() % 41) as i64 - 20).clamp(lo, hi);
+                            rows.push((is_bid, t, qty(next(), 3)));
+                        }
+                    }
+                    6..=7 => {
+                        // a sorted sweep over a range, ascending or descending, dense or sparse
+                        let is_bid = next() % 2 == 0;
+                        let start = (next() % (MID as u64 - 600)) as i64;
+                        let len = 50 + (next() % 500) as i64;
+                        let stride = 1 + (next() % 3) as i64;
+                        let zero_one_in = 2 + next() % 4;
+                        let mut ticks: Vec<i64> = (0..len).step_by(stride as usize).map(|d| start + d).collect();
+                        if next() % 2 == 0 {
+                            ticks.reverse();
+                        }
+                        for d in ticks {
+                            let t = if is_bid { MID - d } else { MID + 1 + d };
+                            rows.push((is_bid, t, qty(next(), zero_one_in)));
+                        }
+                    }
+                    8 => {
+                        // wipe the best levels of one side
+                        let is_bid = next() % 2 == 0;
+                        let levels: Vec<i64> = b.levels_ticks(if is_bid { BookSide::Bid } else { BookSide::Ask })
+                            .take((next() % 300) as usize)
+                            .map(|l| l.0)
+                            .collect();
+                        rows.extend(levels.into_iter().map(|t| (is_bid, t, 0.0)));
+                    }
+                    _ => {
+                        // grow past the worst level (ascending away from the best)
+                        let is_bid = next() % 2 == 0;
+                        let worst = if is_bid {
+                            bids.keys().next().copied().unwrap_or(MID)
+                        } else {
+                            asks.keys().next_back().copied().unwrap_or(MID + 1)
+                        };
+                        for i in 1..(next() % 80) as i64 {
+                            let t = if is_bid { (worst - i).max(1) } else { (worst + i).min(2 * MID) };
+                            rows.push((is_bid, t, qty(next(), 5)));
+                        }
+                    }
+                }
+            }
+            let bid_rows: Vec<(f64, f64)> = rows.iter().filter(|r| r.0).map(|r| (r.1 as f64, r.2)).collect();
+            let ask_rows: Vec<(f64, f64)> = rows.iter().filter(|r| !r.0).map(|r| (r.1 as f64, r.2)).collect();
+            u += 1;
+            if is_snapshot {
+                assert_eq!(b.apply_snapshot(&bid_rows, &ask_rows, u).unwrap(), ApplyOutcome::Applied);
+                bids.clear();
+                asks.clear();
+            } else {
+                assert_eq!(b.apply_update(&bid_rows, &ask_rows, u, u, None).unwrap(), ApplyOutcome::Applied);
+            }
+            model_apply(&mut bids, &bid_rows);
+            model_apply(&mut asks, &ask_rows);
+            let probe: Vec<i64> = (0..4).map(|_| (next() % (2 * MID as u64 + 2)) as i64).collect();
+            assert_matches_model(&b, &bids, &asks, &probe);
+        }
+
+        // empty one side completely, then refill it
+        let all_bids: Vec<(f64, f64)> = bids.keys().map(|&t| (t as f64, 0.0)).collect();
+        u += 1;
+        assert_eq!(b.apply_update(&all_bids, &[], u, u, None).unwrap(), ApplyOutcome::Applied);
+        bids.clear();
+        assert_matches_model(&b, &bids, &asks, &[1, MID]);
+        assert_eq!(b.best_bid(), None);
+        let refill: Vec<(f64, f64)> = (1..=300).map(|t| ((MID - 2 * t) as f64, t as f64)).collect();
+        u += 1;
+        assert_eq!(b.apply_update(&refill, &[], u, u, None).unwrap(), ApplyOutcome::Applied);
+        model_apply(&mut bids, &refill);
+        assert_matches_model(&b, &bids, &asks, &[MID - 2, MID - 3, MID - 600]);
+    }
+
+    #[test]
+    fn qty_at_ticks_extremes() {
+        let b = book();
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            assert_eq!(b.qty_at_ticks(BookSide::Bid, t), 0.0);
+            assert_eq!(b.qty_at_ticks(BookSide::Ask, t), 0.0);
+        }
+        let empty = OrderBook::new(0.01, 1.0).unwrap();
+        assert_eq!(empty.qty_at_ticks(BookSide::Bid, 1), 0.0);
+        assert_eq!(empty.levels(BookSide::Ask).count(), 0);
+        assert_eq!(empty.best_ask(), None);
+    }
+
+    #[test]
+    fn round_positive_is_f64_round() {
+        let two52 = 4_503_599_627_370_496.0f64;
+        let mut values = vec![
+            0.0, -0.0, 0.5, 1.5, 2.5, 0.49999999999999994, 0.5000000000000001, 1.0 - f64::EPSILON,
+            two52 - 0.5, two52 - 1.5, two52, two52 + 1.0, 2.0 * two52 + 2.0, 9.2e18, 1e300,
+            f64::MIN_POSITIVE, 5e-324, f64::INFINITY, f64::NEG_INFINITY, -0.5, -1.5, -2.4, -1e20,
+            6_183_763.000_000_1, 6_183_762.999_999_9, 618_002.5,
+        ];
+        let mut state = 7u64;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = (state >> 11) as f64 / (1u64 << 53) as f64;
+            values.push(x * 1e7);
+            values.push(x * 10.0);
+            values.push(x * two52);
+            // ties and their neighbours, at every magnitude
+            let tie = (state % (1u64 << (1 + state % 52))) as f64 + 0.5;
+            values.extend([tie, f64::from_bits(tie.to_bits() - 1), f64::from_bits(tie.to_bits() + 1)]);
+        }
+        for x in values {
+            assert_eq!(round_positive(x).to_bits(), x.round().to_bits(), "{x:e}");
+        }
+        assert!(round_positive(f64::NAN).is_nan());
     }
 
     /// Random updates against a BTreeMap model: same levels, sorted order kept.
