@@ -67,17 +67,16 @@ def test_p4_demo_replay(benchmark, recording) -> None:
 def test_p4_baseline_books_only(benchmark, recording) -> None:
     bt = Backtest(recording, _strategy())
     start, end = bt._window()
-    T, K, S, R = bt._merged_events(end)
+    _, srcs, rows = bt._book_events(end)  # the same messages in the same merged order
     deltas = [recording.streams[k].book.deltas for k in (SPOT, PERP)]
-    msgs = [deltas[s][r] for k, s, r in zip(K, S, R) if k == 0]
-    srcs = [s for k, s in zip(K, S) if k == 0]
+    msgs = [deltas[s][r] for s, r in zip(srcs, rows, strict=True)]
     insts = [recording.streams[k].instrument for k in (SPOT, PERP)]
 
     def setup():
         return ([_core.OrderBook(i.tick_size, i.lot_size) for i in insts],), {}
 
     def run(books) -> None:
-        for src, d in zip(srcs, msgs):
+        for src, d in zip(srcs, msgs, strict=True):
             b = books[src]
             b.apply_delta(d)
             b.best_bid()

@@ -17,6 +17,7 @@ inside the replayed window; the report says it was assumed.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import logging
@@ -132,6 +133,13 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     def messages(self) -> int:
         return self.book_messages + self.trade_messages
 
+    def __repr__(self) -> str:
+        # brief: asyncio formats a finished task's result with repr() (e.g. when asyncio.run
+        # restores its SIGINT handler), and the full series would cost milliseconds
+        s = self.strategy
+        return (f"BacktestResult({s.strategy_type} {s.final_state}, {self.messages} messages, "
+                f"{len(self.orders)} orders, {len(self.fills)} fills, net {s.net_pnl:.4f})")
+
 
 class Backtest:
     """Runs one strategy over a :class:`~cexarb.replay.Recording`.
@@ -197,30 +205,36 @@ class Backtest:
             raise ValueError(f"instruments {self.keys} do not overlap in time in {self.recording.name!r}")
         return start, end
 
-    def _merged_events(self, end: int) -> tuple[list[int], list[int], list[int], list[int]]:
-        ts_parts, kind_parts, src_parts, row_parts = [], [], [], []
+    def _book_events(self, end: int) -> tuple[list[int], list[int], list[int]]:
+        """Depth messages of the strategy's instruments up to ``end``, merged by ``local_ns``
+        (ties: stream order, then row): parallel lists (ts_ns, stream index, row)."""
+        ts_parts, src_parts, row_parts = [], [], []
         for i, key in enumerate(self.keys):
-            data = self.recording.streams[key]
-            bts = np.asarray(data.book.local_ns, dtype=np.int64)
+            bts = np.asarray(self.recording.streams[key].book.local_ns, dtype=np.int64)
             n = int(np.searchsorted(bts, end, side="right"))
             ts_parts.append(bts[:n])
-            kind_parts.append(np.zeros(n, np.int8))
             src_parts.append(np.full(n, i, np.int16))
             row_parts.append(np.arange(n, dtype=np.int64))
-            if data.trades is not None and len(data.trades.local_ns):
-                tts = np.asarray(data.trades.local_ns, dtype=np.int64)
-                lo = int(np.searchsorted(tts, int(bts[0]), side="left"))
-                hi = int(np.searchsorted(tts, end, side="right"))
-                ts_parts.append(tts[lo:hi])
-                kind_parts.append(np.ones(hi - lo, np.int8))
-                src_parts.append(np.full(hi - lo, i, np.int16))
-                row_parts.append(np.arange(lo, hi, dtype=np.int64))
         ts = np.concatenate(ts_parts)
-        kind = np.concatenate(kind_parts)
         src = np.concatenate(src_parts)
         row = np.concatenate(row_parts)
-        order = np.lexsort((row, src, kind, ts))
-        return ts[order].tolist(), kind[order].tolist(), src[order].tolist(), row[order].tolist()
+        order = np.lexsort((row, src, ts))
+        return ts[order].tolist(), src[order].tolist(), row[order].tolist()
+
+    def _trade_windows(self, end: int) -> list[tuple[list[int], int, int]]:
+        """Per stream: (trade local_ns list, first row, end row) of the trades from the stream's
+        first depth message up to ``end`` inclusive."""
+        out: list[tuple[list[int], int, int]] = []
+        for key in self.keys:
+            data = self.recording.streams[key]
+            if data.trades is None or not len(data.trades.local_ns):
+                out.append(([], 0, 0))
+                continue
+            tts = np.asarray(data.trades.local_ns, dtype=np.int64)
+            lo = int(np.searchsorted(tts, int(data.book.local_ns[0]), side="left"))
+            hi = int(np.searchsorted(tts, end, side="right"))
+            out.append((tts.tolist(), lo, hi))
+        return out
 
     def _schedule_funding(self, start: int, end: int) -> None:
         cfg = self.config
@@ -263,82 +277,121 @@ class Backtest:
                 await self._drain()
         clock.advance(ts)
 
+    async def _advance_to(self, ts: int) -> None:
+        """Bring the replay to just before the depth message at ``ts``: clock callbacks due at or
+        before ``ts`` and recorded trades before ``ts``, merged in time order (a callback before a
+        trade at the same time), as the fill model needs them.
+
+        A trade matters only to an instrument with resting orders: trades of the others are
+        skipped (their cursors jump). When an order starts resting at time t, the trades before t
+        of its instrument are skipped, as they traded before it arrived.
+        """
+        clock, queue, cur = self.clock, self.clock.queue, self._trade_cursor
+        windows, resting = self._trade_win, self._resting
+        while True:
+            t_next, i_next = ts, -1
+            for i, live in enumerate(resting):
+                if live:
+                    tts, _, hi = windows[i]
+                    c = bisect.bisect_left(tts, clock.now_ns(), cur[i], hi)
+                    cur[i] = c
+                    if c < hi and tts[c] < t_next:
+                        t_next, i_next = tts[c], i
+            if queue and queue[0][0] <= ts and (i_next < 0 or queue[0][0] <= t_next):
+                if clock.run_next(ts) and self._pending:
+                    await self._drain()
+                continue
+            if i_next < 0:
+                break
+            c = cur[i_next]
+            cur[i_next] = c + 1
+            clock.advance(t_next)
+            tr = self._trade_cols[i_next]
+            self._sim_venues[i_next].on_trade(self.keys[i_next], tr[0][c], tr[1][c], tr[2][c], t_next)
+            if self._pending:
+                await self._drain()
+        clock.advance(ts)
+
     # ------------------------------------------------------------------ run
     async def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         """Replay the whole window; returns the result (also when the strategy ends in ERROR)."""
         wall0 = time.perf_counter()
         cfg = self.config
         start, end = self._window()
-        T, K, S, R = self._merged_events(end)
-        n = len(T)
+        T, S, R = self._book_events(end)
+        n_book = len(T)
         keys = self.keys
         books = [self.books[k] for k in keys]
         streams = [self.recording.streams[k] for k in keys]
         deltas = [s.book.deltas for s in streams]
-        trades = [s.trades for s in streams]
-        tr_price = [t.price.tolist() if t is not None else [] for t in trades]
-        tr_qty = [t.qty.tolist() if t is not None else [] for t in trades]
-        tr_buy = [t.taker_is_buy.tolist() if t is not None else [] for t in trades]
-        venues = [self.private[self.instruments[k].venue] for k in keys]
-        resting = [v.resting_view(k) for v, k in zip(venues, keys)]
+        self._trade_win = self._trade_windows(end)
+        self._trade_cursor = [lo for _, lo, _ in self._trade_win]
+        n_trades = sum(hi - lo for _, lo, hi in self._trade_win)
+        self._trade_cols = [
+            (s.trades.price.tolist(), s.trades.qty.tolist(), s.trades.taker_is_buy.tolist())
+            if s.trades is not None else ([], [], [])
+            for s in streams
+        ]
+        venues = self._sim_venues = [self.private[self.instruments[k].venue] for k in keys]
+        resting = self._resting = [v.resting_view(k) for v, k in zip(venues, keys, strict=True)]
         watched = set(self.strategy.watched_instruments()) or set(keys)
         is_watched = [k in watched for k in keys]
         clock, queue = self.clock, self.clock.queue
         strategy, pending = self.strategy, self._pending
         APPLIED, CROSSED = _core.APPLIED, _core.CROSSED
 
-        # report series
         sample_ns = int(cfg.sample_interval_ms * 1e6)
         next_sample = start
         series: dict[str, list[float]] = {"ts_ns": [], "net_pnl": []}
         for k in keys:
             series[f"mid:{k}"] = []
             series[f"position:{k}"] = []
+        self._series = series
+        self._sample_legs = [
+            (k, self.books[k], self.instruments[k], series[f"mid:{k}"], series[f"position:{k}"]) for k in keys
+        ]
         gaps = 0
         started = False
         eod_ns = max(start, end - int(cfg.end_of_data_lead_s * 1e9))
         end_of_data = EndOfData(ts_ns=eod_ns)
         clock.schedule(eod_ns, lambda: pending.append(end_of_data))
         self._schedule_funding(start, end)
-        n_book = sum(1 for k in K if k == 0)
         handle = strategy.handle
         book_watch = strategy.book_watch
         TOP, PRICE = int(BookWatch.TOP), int(BookWatch.PRICE)
         n_gap_codes = (_core.GAP, CROSSED)
 
-        for j, (ts, kind, src, row) in enumerate(zip(T, K, S, R)):
-            if queue and queue[0][0] <= ts:
-                await self._run_until(ts)
-            if kind == 0:
-                clock.advance(ts)
-                book = books[src]
-                status = book.apply_delta(deltas[src][row])
-                if status != APPLIED:
-                    if status in n_gap_codes:
-                        gaps += 1
-                        log.error("book %s: %s", keys[src], book.invalid_reason)
-                    continue
-                if resting[src]:
-                    venues[src].on_book(keys[src], ts)
-                if ts < start:
-                    continue
-                if not started:
-                    started = True
-                    await strategy.begin()
-                if book.bbo_changed and is_watched[src]:
-                    watch = book_watch()
-                    if watch == TOP or (watch == PRICE and book.bbo_price_changed):
-                        await handle(BookUpdate(instrument_key=keys[src], ts_ns=ts, price_changed=book.bbo_price_changed))
-                if ts >= next_sample:
-                    next_sample = ts + sample_ns
-                    self._sample(series, ts, keys)
-            elif resting[src]:
-                clock.advance(ts)
-                venues[src].on_trade(keys[src], tr_price[src][row], tr_qty[src][row], tr_buy[src][row], ts)
+        for j, (ts, src, row) in enumerate(zip(T, S, R, strict=True)):
+            if (queue and queue[0][0] <= ts) or any(resting):
+                await self._advance_to(ts)
+            else:  # nothing rests and nothing is due: the trades before ts concern no one (the
+                clock.advance(ts)  # trade cursors catch up lazily in _advance_to)
+            book = books[src]
+            status = book.apply_delta(deltas[src][row])
+            if status != APPLIED:
+                if status in n_gap_codes:
+                    gaps += 1
+                    log.error("book %s: %s", keys[src], book.invalid_reason)
+                continue
+            if resting[src]:
+                venues[src].on_book(keys[src], ts)
+            if ts < start:
+                continue
+            if not started:
+                started = True
+                await strategy.begin()
+            if book.bbo_changed and is_watched[src]:
+                watch = book_watch()
+                if watch == TOP or (watch == PRICE and book.bbo_price_changed):
+                    await handle(BookUpdate(instrument_key=keys[src], ts_ns=ts, price_changed=book.bbo_price_changed))
+            if ts >= next_sample:
+                next_sample = ts + sample_ns
+                self._sample(ts)
             if pending:
                 await self._drain()
-            if progress is not None and (j & 4095) == 0:
-                progress(j, n)
+            if progress is not None and (j & 1023) == 0:
+                progress(j, n_book)
+        await self._advance_to(end + 1)  # trades after the last depth message, up to the end
 
         # after the last message: let in-flight orders finish against the final books
         for _ in range(10_000):
@@ -353,8 +406,8 @@ class Backtest:
             await strategy.handle(EndOfData(ts_ns=clock.now_ns(), reason="replay finished"))
             await self._drain()
         if progress is not None:
-            progress(n, n)
-        self._sample(series, clock.now_ns(), keys)
+            progress(n_book, n_book)
+        self._sample(clock.now_ns())
         wall = time.perf_counter() - wall0
         result = strategy.result()
         return BacktestResult(
@@ -362,10 +415,10 @@ class Backtest:
             instruments=list(self.instruments.values()),
             window_ns=(start, end),
             book_messages=n_book,
-            trade_messages=n - n_book,
+            trade_messages=n_trades,
             book_gaps=gaps,
             wall_time_s=wall,
-            events_per_s=n / wall if wall > 0 else 0.0,
+            events_per_s=(n_book + n_trades) / wall if wall > 0 else 0.0,
             orders=list(self.orders.orders.values()),
             fills=list(self.orders.fills),
             transitions=list(strategy.transition_log),
@@ -399,16 +452,30 @@ class Backtest:
             price = mid
         return (total, total * price) if price is not None else (0.0, 0.0)
 
-    def _sample(self, series: dict[str, list[float]], ts: int, keys: list[str]) -> None:
+    def _sample(self, ts: int) -> None:
+        """Append one point to the report series: mids, positions, net PnL; track max delta."""
+        series = self._series
         series["ts_ns"].append(float(ts))
-        for k in keys:
-            mid = self.books[k].mid()
-            series[f"mid:{k}"].append(mid if mid is not None else math.nan)
-            pos = self.orders.positions.get(k)
-            series[f"position:{k}"].append(pos.qty if pos is not None else 0.0)
-        realized, unrealized, fees, funding = self.orders.pnl_components(self.ctx)
-        series["net_pnl"].append(realized + unrealized - fees + funding)
-        self._track_delta()
+        positions = self.orders.positions
+        pnl = delta = 0.0
+        price = math.nan
+        for key, book, inst, mids, qtys in self._sample_legs:
+            mid = book.mid()
+            mids.append(math.nan if mid is None else mid)
+            pos = positions.get(key)
+            if pos is None:
+                qtys.append(0.0)
+                continue
+            qty = pos.qty
+            qtys.append(qty)
+            pnl += pos.realized_pnl - pos.fees + pos.funding
+            if qty and mid is not None:
+                pnl += inst.unrealized_pnl(qty, pos.avg_price, mid)
+                delta += inst.base_qty(qty, mid)
+                price = mid
+        series["net_pnl"].append(pnl)
+        if delta:
+            self._max_delta = (max(self._max_delta[0], abs(delta)), max(self._max_delta[1], abs(delta * price)))
 
 
 async def run_backtest(

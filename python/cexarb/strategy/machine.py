@@ -225,7 +225,7 @@ class StrategyMachine(Generic[P]):
         TRANSITIONS: ``{state: (allowed next states, ...)}``, declared once.
         INITIAL, COMPLETED, ERROR: the entry, success and failure states.
         BOOK_WATCH: optional ``{state: BookWatch}``; states not named wake on any top-of-book
-            change (``BookWatch.TOP``).
+            change (``BookWatch.TOP``); COMPLETED and ERROR never do.
     and implement one ``async def on_<state name lower>(self, event)`` per non-terminal state.
 
     Raises:
@@ -254,7 +254,10 @@ class StrategyMachine(Generic[P]):
         self._table = _core.TransitionTable(names, sorted(allowed), int(self.INITIAL))
         self._names = tuple(names)
         self._terminal = frozenset((int(self.COMPLETED), int(self.ERROR)))
-        self._watch = tuple(int(self.BOOK_WATCH.get(s, BookWatch.TOP)) for s in sorted(self.State, key=int))
+        self._watch = tuple(
+            int(BookWatch.NONE) if int(s) in self._terminal else int(self.BOOK_WATCH.get(s, BookWatch.TOP))
+            for s in sorted(self.State, key=int)
+        )
         self._handlers: dict[int, Callable[[Any], Awaitable[None]]] = {}
         for state in self.State:
             handler = getattr(self, f"on_{state.name.lower()}", None)
