@@ -1,0 +1,255 @@
+"""Gate.io USDT futures connector end to end against the loopback simulator (127.0.0.1, port 0):
+contracts, book sync, funding, orders by client id, partial fills, positions, balances, and
+recovery from a dropped depth update and from a socket close. Every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from cexarb.model import (
+    BookTicker,
+    Fill,
+    InstrumentKind,
+    OrderStatus,
+    Side,
+    TimeInForce,
+)
+from cexarb.venues.base import (
+    BookUpdate,
+    OrderRequest,
+    OrderUpdate,
+    PrivateVenue,
+    PublicVenue,
+)
+from cexarb.venues.gateio.futures import GateUsdtFutures
+from cexarb.venues.secrets import ApiCredentials
+from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.ws import Backoff
+from test_connector_gateio_spot import assert_book_matches_server, wait_for
+
+KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
+FUT_KEY = "gateio-futures:BTC_USDT"
+
+
+@pytest.fixture
+async def server(binance_dir):
+    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
+    await asyncio.wait_for(srv.start(), 30)
+    try:
+        yield srv
+    finally:
+        await asyncio.wait_for(srv.stop(), 30)
+
+
+@pytest.fixture
+async def venue(server):
+    # no uid in the credentials: the connector reads it from /account/detail
+    conn = GateUsdtFutures(
+        ApiCredentials(KEY, SECRET),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/v4/ws/usdt",
+        symbols=["BTC_USDT"],
+        backoff=Backoff(initial_s=0.05, max_s=0.3),
+        seed=1,
+    )
+    await asyncio.wait_for(conn.__aenter__(), 15)
+    try:
+        yield conn
+    finally:
+        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
+
+
+def taker(inst, server, side: Side, contracts: int, cid: str, **kw) -> OrderRequest:
+    bid, ask = server.market.books[FUT_KEY].best()
+    ticks = ask[0] + 2_000 if side is Side.BUY else bid[0] - 2_000
+    return OrderRequest.create(
+        inst,
+        side,
+        float(contracts),
+        price_ticks=ticks,
+        time_in_force=TimeInForce.IOC,
+        client_order_id=cid,
+        **kw,
+    )
+
+
+async def test_gate_futures_market_data_funding_and_book_sync(server, venue):
+    assert isinstance(venue, PublicVenue) and isinstance(venue, PrivateVenue)
+    inst = venue.instruments()[FUT_KEY]
+    assert inst.kind is InstrumentKind.PERP
+    assert (inst.tick_size, inst.lot_size, inst.contract_size) == (0.1, 1.0, 0.0001)
+    rate, next_ns = venue.funding(FUT_KEY)
+    assert rate == pytest.approx(0.0001) and next_ns > time.time_ns()
+    events: list[object] = []
+    venue.subscribe_market(events.append)
+    await venue.wait_synced(FUT_KEY, 10)
+    await wait_for(
+        lambda: (
+            any(isinstance(e, BookUpdate) for e in events)
+            and any(isinstance(e, BookTicker) for e in events)
+        ),
+        5,
+        "book updates and tickers",
+    )
+    await venue.refresh_funding()
+    assert any(
+        type(e).__name__ == "FundingEvent" and e.instrument_key == FUT_KEY
+        for e in events
+    )
+    await assert_book_matches_server(venue, server, FUT_KEY)
+
+
+async def test_gate_futures_dropped_depth_update_resyncs(server, venue):
+    await venue.wait_synced(FUT_KEY, 10)
+    before = venue.book_manager.resync_count("BTC_USDT")
+    server.faults.drop_depth("gateio-futures")
+    await wait_for(
+        lambda: venue.book_manager.resync_count("BTC_USDT") > before, 5, "a resync"
+    )
+    await venue.wait_synced(FUT_KEY, 10)
+    await assert_book_matches_server(venue, server, FUT_KEY)
+
+
+async def test_gate_futures_orders_positions_balances(server, venue):
+    inst = venue.instruments()[FUT_KEY]
+    events: list[object] = []
+    venue.subscribe(events.append)
+    start = await asyncio.wait_for(venue.balances(), 5)
+    assert start["USDT"].free == 100_000.0
+    assert all(
+        p.qty == 0 for p in (await asyncio.wait_for(venue.positions(), 5)).values()
+    )
+
+    order = await asyncio.wait_for(
+        venue.place_order(taker(inst, server, Side.BUY, 10, "open1")), 5
+    )
+    assert order.status is OrderStatus.FILLED and order.filled_qty == 10
+    pos = await asyncio.wait_for(venue.positions(), 5)
+    assert pos[FUT_KEY].qty == 10 and pos[FUT_KEY].avg_price > 0
+    bal = await asyncio.wait_for(venue.balances(), 5)
+    assert bal["USDT"].locked > 0 and bal["USDT"].free < 100_000.0
+
+    # partial fill of an IOC: half the contracts, the rest cancelled
+    server.faults.partial_fill("gateio-futures", 0.5)
+    order = await asyncio.wait_for(
+        venue.place_order(taker(inst, server, Side.BUY, 4, "part1")), 5
+    )
+    assert order.status is OrderStatus.CANCELED and order.filled_qty == 2
+    await wait_for(
+        lambda: (
+            sum(
+                e.qty
+                for e in events
+                if isinstance(e, Fill) and e.client_order_id == "part1"
+            )
+            == 2
+            and any(
+                isinstance(e, OrderUpdate)
+                and e.client_order_id == "part1"
+                and e.status.is_terminal
+                for e in events
+            )
+        ),
+        5,
+        "fills and final order update on the stream",
+    )
+    got = await asyncio.wait_for(venue.get_order(FUT_KEY, "part1"), 5)
+    assert (
+        got is not None
+        and got.filled_qty == 2
+        and got.status is OrderStatus.CANCELED
+        and got.side is Side.BUY
+    )
+    assert (await asyncio.wait_for(venue.positions(), 5))[FUT_KEY].qty == 12
+    await wait_for(
+        lambda: (
+            venue.cached_positions().get(FUT_KEY) is not None
+            and venue.cached_positions()[FUT_KEY].qty == 12
+        ),
+        5,
+        "position push",
+    )
+
+    # a resting order: queried, listed, cancelled by client id
+    bid = server.market.books[FUT_KEY].best()[0]
+    rest = OrderRequest.create(
+        inst, Side.BUY, 3.0, price_ticks=bid[0] - 10_000, client_order_id="rest1"
+    )
+    order = await asyncio.wait_for(venue.place_order(rest), 5)
+    assert order.status is OrderStatus.NEW
+    got = await asyncio.wait_for(venue.get_order(FUT_KEY, "rest1"), 5)
+    assert (
+        got is not None
+        and got.status is OrderStatus.NEW
+        and got.qty == 3
+        and got.price == rest.price
+    )
+    assert [
+        o.client_order_id for o in await asyncio.wait_for(venue.open_orders(FUT_KEY), 5)
+    ] == ["rest1"]
+    assert await asyncio.wait_for(venue.cancel_order(FUT_KEY, "rest1"), 5) is True
+    assert await asyncio.wait_for(venue.cancel_order(FUT_KEY, "rest1"), 5) is False
+    got = await asyncio.wait_for(venue.get_order(FUT_KEY, "rest1"), 5)
+    assert got is not None and got.status is OrderStatus.CANCELED
+    assert await asyncio.wait_for(venue.get_order(FUT_KEY, "nosuch"), 5) is None
+
+    # cancel-all
+    for i in range(2):
+        req = OrderRequest.create(inst, Side.BUY, 1.0, price_ticks=bid[0] - 10_000 - i)
+        assert (
+            await asyncio.wait_for(venue.place_order(req), 5)
+        ).status is OrderStatus.NEW
+    assert await asyncio.wait_for(venue.cancel_all(), 5) == 2
+    assert await asyncio.wait_for(venue.open_orders(), 5) == []
+
+    # reduce-only: the wrong direction is rejected, closing works
+    wrong = taker(inst, server, Side.BUY, 1, "ro-bad", reduce_only=True)
+    assert (
+        await asyncio.wait_for(venue.place_order(wrong), 5)
+    ).status is OrderStatus.REJECTED
+    close = taker(inst, server, Side.SELL, 12, "close1", reduce_only=True)
+    assert (
+        await asyncio.wait_for(venue.place_order(close), 5)
+    ).status is OrderStatus.FILLED
+    assert (await asyncio.wait_for(venue.positions(), 5))[FUT_KEY].qty == 0
+    fills = await asyncio.wait_for(venue.fills(FUT_KEY), 5)
+    assert sum(f.qty * f.side.sign for f in fills) == 0
+
+
+async def test_gate_futures_socket_close_no_lost_or_duplicated_fills(server, venue):
+    inst = venue.instruments()[FUT_KEY]
+    fills: list[Fill] = []
+    venue.subscribe(lambda e: fills.append(e) if isinstance(e, Fill) else None)
+    await venue.wait_synced(FUT_KEY, 10)
+
+    async def take(cid: str) -> None:
+        order = await asyncio.wait_for(
+            venue.place_order(taker(inst, server, Side.BUY, 1, cid)), 5
+        )
+        assert order.status is OrderStatus.FILLED
+
+    await take("before")
+    await wait_for(
+        lambda: any(f.client_order_id == "before" for f in fills), 5, "first fill"
+    )
+    resyncs = venue.book_manager.resync_count("BTC_USDT")
+    assert server.faults.close_sockets("gateio-futures") >= 2
+    await take("during")
+    await wait_for(lambda: venue.private_reconnects >= 1, 5, "private reconnect")
+    await take("after")
+    expected = {f.fill_id for f in await asyncio.wait_for(venue.fills(FUT_KEY), 5)}
+    await wait_for(
+        lambda: {f.fill_id for f in fills} >= expected, 5, "every fill delivered"
+    )
+    ids = [f.fill_id for f in fills]
+    assert len(ids) == len(set(ids)), "a fill was delivered twice"
+    assert set(ids) == expected
+    for cid in ("before", "during", "after"):
+        assert sum(f.qty for f in fills if f.client_order_id == cid) == 1
+    await wait_for(
+        lambda: venue.book_manager.resync_count("BTC_USDT") > resyncs, 5, "book resync"
+    )
+    await venue.wait_synced(FUT_KEY, 10)
+    await assert_book_matches_server(venue, server, FUT_KEY)

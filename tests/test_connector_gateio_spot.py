@@ -1,0 +1,283 @@
+"""Gate.io spot connector end to end against the loopback simulator (127.0.0.1, port 0): market
+data and book sync, orders by client id, partial fills, balances, and recovery from a dropped
+depth update and from a socket close. Every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from cexarb.model import BookTicker, Fill, OrderStatus, Side, TimeInForce
+from cexarb.venues.base import (
+    BookUpdate,
+    OrderRequest,
+    OrderUpdate,
+    PrivateVenue,
+    PublicVenue,
+)
+from cexarb.venues.gateio.spot import GateSpot
+from cexarb.venues.secrets import ApiCredentials
+from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.ws import Backoff
+
+KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
+SPOT_KEY = "gateio-spot:BTC_USDT"
+
+
+@pytest.fixture
+async def server(binance_dir):
+    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
+    await asyncio.wait_for(srv.start(), 30)
+    try:
+        yield srv
+    finally:
+        await asyncio.wait_for(srv.stop(), 30)
+
+
+@pytest.fixture
+async def venue(server):
+    conn = GateSpot(
+        ApiCredentials(KEY, SECRET, uid=str(UID)),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws/v4/",
+        symbols=["BTC_USDT"],
+        backoff=Backoff(initial_s=0.05, max_s=0.3),
+        seed=1,
+    )
+    await asyncio.wait_for(conn.__aenter__(), 15)
+    try:
+        yield conn
+    finally:
+        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
+
+
+async def wait_for(
+    cond: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def assert_book_matches_server(venue, server, key: str, n: int = 20) -> None:
+    """Freeze the simulated market, let the last pushes arrive, compare the top ``n`` levels."""
+    server.market.paused = True
+    try:
+        vb = server.market.books[key]
+        local = venue.book(key)
+
+        def same() -> bool:
+            if not local.is_valid or local.last_update_id != vb.update_id:
+                return False
+            bids, asks = local.depth(n)
+            sb, sa = vb.top(n)
+            return [(float(p), float(q)) for p, q in bids] == [
+                (vb.price(t), q) for t, q in sb
+            ] and [(float(p), float(q)) for p, q in asks] == [
+                (vb.price(t), q) for t, q in sa
+            ]
+
+        await wait_for(same, 5.0, "local book == server book")
+    finally:
+        server.market.paused = False
+
+
+async def test_gate_spot_market_data_and_book_sync(server, venue):
+    assert isinstance(venue, PublicVenue) and isinstance(venue, PrivateVenue)
+    inst = venue.instruments()[SPOT_KEY]
+    assert (inst.symbol, inst.tick_size, inst.lot_size) == ("BTC_USDT", 0.1, 1e-6)
+    events: list[object] = []
+    venue.subscribe_market(events.append)
+    await venue.wait_synced(SPOT_KEY, 10)
+    await wait_for(
+        lambda: (
+            any(isinstance(e, BookUpdate) for e in events)
+            and any(isinstance(e, BookTicker) for e in events)
+        ),
+        5,
+        "book updates and tickers",
+    )
+    assert all(
+        e.instrument_key == SPOT_KEY
+        for e in events
+        if isinstance(e, (BookUpdate, BookTicker))
+    )
+    await assert_book_matches_server(venue, server, SPOT_KEY)
+    stats = venue.book_manager.stats("BTC_USDT")
+    assert stats.synced and stats.snapshots >= 1 and stats.resync_count == 0
+
+
+async def test_gate_spot_dropped_depth_update_resyncs(server, venue):
+    await venue.wait_synced(SPOT_KEY, 10)
+    before = venue.book_manager.resync_count("BTC_USDT")
+    server.faults.drop_depth("gateio-spot")
+    await wait_for(
+        lambda: venue.book_manager.resync_count("BTC_USDT") > before, 5, "a resync"
+    )
+    await venue.wait_synced(SPOT_KEY, 10)
+    await assert_book_matches_server(venue, server, SPOT_KEY)
+
+
+async def test_gate_spot_orders_partial_fill_cancel_query(server, venue):
+    inst = venue.instruments()[SPOT_KEY]
+    events: list[object] = []
+    venue.subscribe(events.append)
+    book = server.market.books[SPOT_KEY]
+    bid, ask = book.best()
+    start = await asyncio.wait_for(venue.balances(), 5)
+    assert start["USDT"].free == 100_000.0 and start["BTC"].free == 1.0
+
+    # a resting order, queried and cancelled by its client id
+    rest = OrderRequest.create(
+        inst, Side.BUY, 0.001, price_ticks=bid[0] - 20_000, client_order_id="rest1"
+    )
+    order = await asyncio.wait_for(venue.place_order(rest), 5)
+    assert order.status is OrderStatus.NEW and order.venue_order_id
+    got = await asyncio.wait_for(venue.get_order(SPOT_KEY, "rest1"), 5)
+    assert (
+        got is not None
+        and got.status is OrderStatus.NEW
+        and got.price == rest.price
+        and got.qty == 0.001
+    )
+    assert [
+        o.client_order_id
+        for o in await asyncio.wait_for(venue.open_orders(SPOT_KEY), 5)
+    ] == ["rest1"]
+    bal = await asyncio.wait_for(venue.balances(), 5)
+    assert bal["USDT"].locked > 0
+    assert await asyncio.wait_for(venue.cancel_order(SPOT_KEY, "rest1"), 5) is True
+    assert await asyncio.wait_for(venue.cancel_order(SPOT_KEY, "rest1"), 5) is False
+    got = await asyncio.wait_for(venue.get_order(SPOT_KEY, "rest1"), 5)
+    assert got is not None and got.status is OrderStatus.CANCELED
+    assert await asyncio.wait_for(venue.get_order(SPOT_KEY, "nosuch"), 5) is None
+
+    # partial fill: half the liquidity, the IOC remainder cancelled
+    server.faults.partial_fill("gateio-spot", 0.5)
+    ioc = OrderRequest.create(
+        inst,
+        Side.BUY,
+        0.004,
+        price_ticks=ask[0] + 2_000,
+        time_in_force=TimeInForce.IOC,
+        client_order_id="part1",
+    )
+    order = await asyncio.wait_for(venue.place_order(ioc), 5)
+    assert order.status is OrderStatus.CANCELED and order.filled_qty == pytest.approx(
+        0.002
+    )
+    await wait_for(
+        lambda: (
+            sum(
+                e.qty
+                for e in events
+                if isinstance(e, Fill) and e.client_order_id == "part1"
+            )
+            == pytest.approx(0.002)
+            and any(
+                isinstance(e, OrderUpdate)
+                and e.client_order_id == "part1"
+                and e.status.is_terminal
+                for e in events
+            )
+        ),
+        5,
+        "fills and final order update on the stream",
+    )
+    got = await asyncio.wait_for(venue.get_order(SPOT_KEY, "part1"), 5)
+    assert (
+        got is not None
+        and got.filled_qty == pytest.approx(0.002)
+        and got.status is OrderStatus.CANCELED
+    )
+    fills = await asyncio.wait_for(venue.fills(SPOT_KEY), 5)
+    assert sum(f.qty for f in fills if f.client_order_id == "part1") == pytest.approx(
+        0.002
+    )
+    bal = await asyncio.wait_for(venue.balances(), 5)
+    assert bal["BTC"].free == pytest.approx(1.002)
+
+    # cancel-all; a client order id is assigned when none is given
+    for i in range(2):
+        req = OrderRequest.create(
+            inst, Side.SELL, 0.001, price_ticks=ask[0] + 20_000 + i
+        )
+        placed = await asyncio.wait_for(venue.place_order(req), 5)
+        assert placed.client_order_id and placed.status is OrderStatus.NEW
+    assert await asyncio.wait_for(venue.cancel_all(SPOT_KEY), 5) == 2
+    assert await asyncio.wait_for(venue.open_orders(), 5) == []
+
+    # a venue rejection comes back as a REJECTED order, not an exception
+    huge = OrderRequest.create(
+        inst, Side.BUY, 100.0, price_ticks=bid[0] - 20_000, client_order_id="huge"
+    )
+    order = await asyncio.wait_for(venue.place_order(huge), 5)
+    assert (
+        order.status is OrderStatus.REJECTED
+        and order.reject_reason == "BALANCE_NOT_ENOUGH"
+    )
+
+
+async def test_gate_spot_socket_close_no_lost_or_duplicated_fills(server, venue):
+    inst = venue.instruments()[SPOT_KEY]
+    fills: list[Fill] = []
+    venue.subscribe(lambda e: fills.append(e) if isinstance(e, Fill) else None)
+    await venue.wait_synced(SPOT_KEY, 10)
+
+    async def take(cid: str) -> None:
+        ask = server.market.books[SPOT_KEY].best()[1]
+        req = OrderRequest.create(
+            inst,
+            Side.BUY,
+            0.001,
+            price_ticks=ask[0] + 2_000,
+            time_in_force=TimeInForce.IOC,
+            client_order_id=cid,
+        )
+        order = await asyncio.wait_for(venue.place_order(req), 5)
+        assert order.status is OrderStatus.FILLED
+
+    await take("before")
+    await wait_for(
+        lambda: any(f.client_order_id == "before" for f in fills), 5, "first fill"
+    )
+    resyncs = venue.book_manager.resync_count("BTC_USDT")
+    assert server.faults.close_sockets("gateio-spot") >= 2  # market and private sockets
+    await take("during")  # executed while the private stream is down or reconnecting
+    await wait_for(lambda: venue.private_reconnects >= 1, 5, "private reconnect")
+    await take("after")
+    server_fills = await asyncio.wait_for(venue.fills(SPOT_KEY), 5)
+    expected = {f.fill_id for f in server_fills}
+    await wait_for(
+        lambda: {f.fill_id for f in fills} >= expected, 5, "every fill delivered"
+    )
+    ids = [f.fill_id for f in fills]
+    assert len(ids) == len(set(ids)), "a fill was delivered twice"
+    assert set(ids) == expected
+    for cid in ("before", "during", "after"):
+        assert sum(f.qty for f in fills if f.client_order_id == cid) == pytest.approx(
+            0.001
+        )
+    # the market stream came back too: that book resynchronised and matches the server
+    await wait_for(
+        lambda: venue.book_manager.resync_count("BTC_USDT") > resyncs, 5, "book resync"
+    )
+    await venue.wait_synced(SPOT_KEY, 10)
+    await assert_book_matches_server(venue, server, SPOT_KEY)
+
+
+async def test_gate_spot_malformed_frame_is_logged_not_fatal(server, venue, caplog):
+    from cexarb.venues.ws import WsFrame
+
+    await venue.wait_synced(SPOT_KEY, 10)
+    venue._on_market_event(WsFrame("{not json", time.time_ns(), 0))
+    venue._on_private_event(
+        WsFrame('{"channel":"spot.orders","event":"update","result":[{"id":1}]}', 0, 0)
+    )
+    assert venue.decode_errors >= 1
+    assert "malformed" in caplog.text
+    await venue.wait_synced(SPOT_KEY, 5)
