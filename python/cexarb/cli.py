@@ -3,6 +3,8 @@
 ``cexarb demo`` replays the bundled real Binance BTC spot + USDⓈ-M perp recording through the
 default strategy (SPOT_FUTURES_HEDGING) and writes ``report.html`` and ``summary.json``.
 ``cexarb backtest`` is the same engine with every option open (``--param name=value``).
+``cexarb run CONFIG --paper`` runs strategies on venue market data with simulated fills;
+``cexarb sim-server`` serves MEXC / Gate.io on loopback.
 """
 
 from __future__ import annotations
@@ -163,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ack-latency-ms", type=float, default=1.0, help="ack/fill report latency (default 1 ms)")
         p.add_argument("--md-latency-ms", type=float, default=0.0, help="extra market-data latency (default 0)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("run", help="run strategies from a TOML config (--paper: simulated fills on live or loopback "
+                               "market data; see `cexarb run --help`)", add_help=False)
     sub.add_parser("sim-server", help="serve MEXC spot, Gate.io spot and Gate.io USDT futures on loopback "
                                       "(see `cexarb sim-server --help`)", add_help=False)
     return parser
@@ -174,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cexarb.sim_server_cli import main as sim_server_main
 
         return sim_server_main(argv[1:])
+    if argv[:1] == ["run"]:  # its own parser (engine from a TOML config; --paper)
+        from cexarb.run_cli import main as run_main
+
+        return run_main(argv[1:])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.command in ("demo", "backtest"):

@@ -1,0 +1,282 @@
+"""Run configuration for ``cexarb run CONFIG [--paper]``: a TOML file decoded by msgspec.
+
+Errors name the offending field (``venues.gateio-spot.rest_url: Expected `str`, got `int```,
+``strategies[0].params.position_size_usdt: ...``); unknown fields are errors, so a typo never
+passes silently.
+
+Example (paper trading spot/futures hedging on Gate.io against a local ``cexarb sim-server``)::
+
+    mode = "paper"                # "paper" (fills from the in-process simulated venue) or "live"
+    duration_s = 0                # stop after this long (0 = until SIGINT / SIGTERM)
+
+    [venues.gateio-spot]          # the table name is the venue: gateio-spot, gateio-futures, mexc-spot
+    rest_url = "http://127.0.0.1:8080"
+    ws_url = "ws://127.0.0.1:8080/ws/v4/"
+    symbols = ["BTC_USDT"]
+    credentials = "env:GATE_KEY,GATE_SECRET"   # optional; only live trading uses keys
+
+    [venues.gateio-futures]
+    rest_url = "http://127.0.0.1:8080"
+    ws_url = "ws://127.0.0.1:8080/v4/ws/usdt"
+    symbols = ["BTC_USDT"]
+
+    [paper]                       # the simulated venue that fills paper orders
+    leverage = 10.0
+    latency = { order_entry_ns = 1000000, ack_ns = 1000000 }
+    balances = { gateio-spot = { USDT = 10000.0, BTC = 0.0 }, gateio-futures = { USDT = 10000.0 } }
+
+    [risk]                        # cexarb.risk.RiskLimits
+    max_order_notional = 5000.0
+
+    [[strategies]]
+    type = "spot_futures_hedging"
+    [strategies.params]           # the strategy's Params (validated by the strategy registry)
+    strategy_id = "sfh-gate"
+    spot_instrument = "gateio-spot:BTC_USDT"
+    futures_instrument = "gateio-futures:BTC_USDT"
+    position_size_usdt = 200.0
+
+Credentials: ``credentials`` is a spec for :meth:`cexarb.venues.secrets.ApiCredentials.load`
+(``env:KEY_VAR,SECRET_VAR[,UID_VAR]`` or ``file:PATH[#SECTION]``). Environment overrides win over
+the file: ``CEXARB_<VENUE>_API_KEY`` and ``CEXARB_<VENUE>_API_SECRET`` (and optionally
+``CEXARB_<VENUE>_UID``), ``<VENUE>`` being the venue name upper-cased with ``-`` as ``_``
+(``CEXARB_GATEIO_SPOT_API_KEY``). Keys are never logged or printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from cexarb.risk import RiskLimits
+from cexarb.strategy import registry
+from cexarb.strategy.machine import StrategyMachine
+from cexarb.venues.secrets import ApiCredentials, CredentialsError
+from cexarb.venues.sim.venue import SimLatency
+
+__all__ = [
+    "VENUE_KINDS",
+    "ConfigError",
+    "PaperConfig",
+    "RunConfig",
+    "StrategyConfig",
+    "VenueConfig",
+    "env_credentials",
+    "load_config",
+    "parse_config",
+]
+
+#: venue names a config may use (the connectors' ``name``)
+VENUE_KINDS = ("gateio-spot", "gateio-futures", "mexc-spot")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``field`` is the dotted path of the offending field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One venue's connection.
+
+    Attributes:
+        rest_url: REST base URL (the venue's, or the simulator's ``http://127.0.0.1:PORT``).
+        ws_url: WebSocket URL (empty: the connector's default production URL).
+        symbols: venue symbols to load and stream (``BTC_USDT``); empty: those the strategies use.
+        credentials: ``env:...`` / ``file:...`` spec for live trading (see the module docstring).
+        stall_timeout_s: reconnect a WebSocket silent this long.
+    """
+
+    rest_url: str = ""
+    ws_url: str = ""
+    symbols: list[str] = []
+    credentials: str = ""
+    stall_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (self.stall_timeout_s > 0):
+            raise ValueError(f"stall_timeout_s must be > 0, got {self.stall_timeout_s!r}")
+
+
+class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The in-process simulated venue that fills paper orders (one paper account per strategy).
+
+    Attributes:
+        latency: order-entry / ack latency of the simulated venue (ns).
+        balances: starting balances ``{venue: {asset: amount}}`` of each strategy's paper account;
+            venues not named get ``default_quote_balance`` of quote (and nothing of base).
+        default_quote_balance: see ``balances``.
+        leverage: derivatives margin = notional / leverage.
+    """
+
+    latency: SimLatency = SimLatency()
+    balances: dict[str, dict[str, float]] = {}
+    default_quote_balance: float = 10_000.0
+    leverage: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.leverage > 0 and self.leverage < float("inf")):
+            raise ValueError(f"leverage must be finite and > 0, got {self.leverage!r}")
+
+
+class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One strategy: its registry type and its parameters (validated by :func:`registry.create`)."""
+
+    type: str
+    params: dict[str, Any] = {}
+
+
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole file; see the module docstring for an example.
+
+    Attributes:
+        mode: ``"paper"`` or ``"live"``; live needs ``--paper`` absent and keys for every venue.
+        duration_s: stop after this long, seconds (0 = until a signal or every strategy ended).
+        sync_timeout_s: how long to wait for every watched book to be in sync before starting.
+        close_timeout_s: on stop, how long strategies get to close their positions.
+    """
+
+    venues: dict[str, VenueConfig]
+    strategies: list[StrategyConfig]
+    mode: Literal["paper", "live"] = "paper"
+    duration_s: float = 0.0
+    sync_timeout_s: float = 20.0
+    close_timeout_s: float = 15.0
+    paper: PaperConfig = PaperConfig()
+    risk: RiskLimits = RiskLimits()
+
+    def __post_init__(self) -> None:
+        for name in ("duration_s",):
+            if not (getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("sync_timeout_s", "close_timeout_s"):
+            if not (getattr(self, name) > 0):
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def build_strategies(self) -> list[StrategyMachine[Any]]:
+        """Create every strategy through the registry.
+
+        Raises:
+            ConfigError: naming ``strategies[i].type`` or ``strategies[i].params.<field>``.
+        """
+        out: list[StrategyMachine[Any]] = []
+        seen: set[str] = set()
+        for i, sc in enumerate(self.strategies):
+            try:
+                strategy = registry.create(sc.type, **sc.params)
+            except registry.StrategyParamError as exc:
+                field = f"strategies[{i}].params.{exc.field}" if exc.field else f"strategies[{i}].params"
+                raise ConfigError(str(exc), field) from None
+            except ValueError as exc:
+                raise ConfigError(str(exc), f"strategies[{i}].type") from None
+            if strategy.strategy_id in seen:
+                raise ConfigError(f"duplicate strategy_id {strategy.strategy_id!r}", f"strategies[{i}].params.strategy_id")
+            seen.add(strategy.strategy_id)
+            out.append(strategy)
+        return out
+
+
+def _field_of(message: str) -> tuple[str, str | None]:
+    """Split msgspec's ``... - at `$.a.b[0]``` into (message, ``a.b[0]``)."""
+    marker = " - at `$"
+    if marker in message:
+        text, _, rest = message.partition(marker)
+        path = rest.rstrip("`").lstrip(".")
+        return text, path or None
+    return message, None
+
+
+def parse_config(data: Mapping[str, Any] | str | bytes, *, source: str = "<config>") -> RunConfig:
+    """Decode a config from a TOML text or an already-parsed mapping.
+
+    Raises:
+        ConfigError: TOML syntax, a wrong type, a missing or unknown field (message names it),
+            an unknown venue name, or a strategy instrument on a venue not configured.
+    """
+    if isinstance(data, (str, bytes)):
+        text = data.decode() if isinstance(data, bytes) else data
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    venues = data.get("venues")
+    if isinstance(venues, Mapping):  # decode each venue table first: errors then name the venue
+        for name, table in venues.items():
+            try:
+                msgspec.convert(table, VenueConfig, strict=True)
+            except msgspec.ValidationError as exc:
+                text, field = _field_of(str(exc))
+                raise ConfigError(f"{text} ({source})", f"venues.{name}" + (f".{field}" if field else "")) from None
+    try:
+        cfg = msgspec.convert(dict(data), RunConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        text, field = _field_of(str(exc))
+        if field is None:
+            for marker in ("missing required field `", "unknown field `"):
+                if marker in text:
+                    field = text.split(marker, 1)[1].split("`", 1)[0]
+        raise ConfigError(f"{text} ({source})", field) from None
+    for name in cfg.venues:
+        if name not in VENUE_KINDS:
+            raise ConfigError(f"unknown venue {name!r}; known: {', '.join(VENUE_KINDS)}", f"venues.{name}")
+    for name in cfg.paper.balances:
+        if name not in cfg.venues:
+            raise ConfigError(f"balances for venue {name!r} not in [venues]", f"paper.balances.{name}")
+    if not cfg.strategies:
+        raise ConfigError("at least one [[strategies]] entry is needed", "strategies")
+    for i, strategy in enumerate(cfg.build_strategies()):
+        for key in strategy.watched_instruments():
+            venue, _, symbol = key.partition(":")
+            if venue not in cfg.venues:
+                raise ConfigError(f"instrument {key!r} is on venue {venue!r}, which is not in [venues]",
+                                  f"strategies[{i}].params")
+            symbols = cfg.venues[venue].symbols
+            if symbols and symbol not in symbols:
+                raise ConfigError(f"instrument {key!r}: symbol {symbol!r} not in venues.{venue}.symbols",
+                                  f"strategies[{i}].params")
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and decode a TOML config file (ConfigError names the file and the field)."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {str(p)!r}: {exc.strerror}") from None
+    return parse_config(text, source=str(p))
+
+
+def _env_prefix(venue: str) -> str:
+    return "CEXARB_" + venue.upper().replace("-", "_")
+
+
+def env_credentials(venue: str, cfg: VenueConfig, environ: Mapping[str, str] | None = None) -> ApiCredentials | None:
+    """The venue's credentials: ``CEXARB_<VENUE>_API_KEY/_API_SECRET[/_UID]`` if both set, else the
+    config's ``credentials`` spec, else None.
+
+    Raises:
+        ConfigError: only one of the two variables is set, or the spec cannot be loaded (the
+            message names the source, never a value).
+    """
+    env = os.environ if environ is None else environ
+    prefix = _env_prefix(venue)
+    key, secret = env.get(f"{prefix}_API_KEY", ""), env.get(f"{prefix}_API_SECRET", "")
+    if key and secret:
+        return ApiCredentials(key, secret, uid=env.get(f"{prefix}_UID") or None, source=f"env:{prefix}_API_KEY")
+    if key or secret:
+        raise ConfigError(f"set both {prefix}_API_KEY and {prefix}_API_SECRET (only one is set)",
+                          f"venues.{venue}.credentials")
+    if not cfg.credentials:
+        return None
+    try:
+        return ApiCredentials.load(cfg.credentials, environ=env)
+    except CredentialsError as exc:
+        raise ConfigError(str(exc), f"venues.{venue}.credentials") from None

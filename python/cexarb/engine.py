@@ -1,0 +1,447 @@
+"""Paper (and, later, live) engine: strategies on live market data, event-driven, under a TaskGroup.
+
+:class:`Engine` builds the configured venues' connectors (market data only in paper mode: no
+credentials, so nothing can reach the venue), waits until every watched book is in sync, and runs
+each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, with wall time:
+
+* a :class:`~cexarb.clock.LiveClock` (simulated-venue arrivals, acks and strategy timers are
+  ``loop.call_later`` callbacks on the running loop);
+* per strategy, a paper account: one :class:`~cexarb.venues.sim.venue.SimVenue` per venue trading
+  against the connector's maintained Rust book (read only), an :class:`OrderManager` with the
+  configured :class:`RiskPolicy`, and a :class:`StrategyContext` whose public venues are the
+  connectors. Private events therefore reach only the strategy that owns the account.
+* delivery: market events are routed to the strategies that watch the instrument; book updates
+  are coalesced per instrument (latest wins, ``price_changed`` OR-ed) so a slow strategy never
+  builds a backlog; private events and timers are queued in order and delivered before book
+  updates. A strategy is woken only by what it watches (its state's :class:`BookWatch`).
+* resting paper orders are matched by ``SimVenue.on_book`` after each book change and
+  ``SimVenue.on_trade`` for each public trade of their instrument.
+* funding rates of perps come from the futures connector (``funding(key)``) and its
+  :class:`FundingEvent` pushes; paper funding *settlements* are not simulated.
+
+Stop: SIGINT/SIGTERM (when :meth:`Engine.run` installs handlers), ``duration_s``, :meth:`stop`,
+or every strategy finished. On stop each running strategy gets ``EndOfData(reason="engine
+stopping")`` and up to ``close_timeout_s`` to close out; then every paper account cancels all
+its open orders, the connectors close, and :meth:`run` returns an :class:`EngineResult`.
+
+Live trading is refused here (:class:`LiveTradingRefused`): it is out of scope for this engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from cexarb.clock import LiveClock
+from cexarb.config import RunConfig
+from cexarb.execution import OrderManager
+from cexarb.model import (
+    Fill,
+    FundingEvent,
+    Instrument,
+    InstrumentKind,
+    Order,
+    Side,
+    Trade,
+)
+from cexarb.risk import RiskPolicy
+from cexarb.strategy.machine import (
+    BookWatch,
+    EndOfData,
+    StrategyContext,
+    StrategyError,
+    StrategyMachine,
+    StrategyResult,
+)
+from cexarb.venues.base import BookUpdate, MarketEvent
+from cexarb.venues.sim.venue import SimVenue
+
+__all__ = ["Engine", "EngineResult", "LiveTradingRefused", "StrategyRun", "build_connector"]
+
+log = logging.getLogger(__name__)
+
+
+class LiveTradingRefused(RuntimeError):
+    """Live trading was asked for; this engine only paper-trades."""
+
+
+def build_connector(venue: str, cfg: Any, symbols: list[str], credentials: Any = None) -> Any:
+    """The connector object for a configured venue (not started)."""
+    from cexarb.venues.ws import Backoff
+
+    kwargs: dict[str, Any] = {
+        "symbols": symbols,
+        "backoff": Backoff(initial_s=0.1, max_s=5.0),
+        "stall_timeout_s": cfg.stall_timeout_s,
+    }
+    if cfg.rest_url:
+        kwargs["rest_url"] = cfg.rest_url
+    if cfg.ws_url:
+        kwargs["ws_url"] = cfg.ws_url
+    if venue == "gateio-spot":
+        from cexarb.venues.gateio.spot import GateSpot
+
+        return GateSpot(credentials, **kwargs)
+    if venue == "gateio-futures":
+        from cexarb.venues.gateio.futures import GateUsdtFutures
+
+        return GateUsdtFutures(credentials, **kwargs)
+    if venue == "mexc-spot":
+        from cexarb.venues.mexc.spot import MexcSpot
+
+        return MexcSpot(credentials, **kwargs)
+    raise ValueError(f"unknown venue {venue!r}")
+
+
+class StrategyRun(msgspec.Struct, kw_only=True):
+    """One strategy's outcome."""
+
+    result: StrategyResult
+    orders: list[Order]
+    fills: list[Fill]
+    transitions: list[tuple[int, str, str, str]]
+    positions: dict[str, float]  # strategy-side position per instrument (instrument units)
+    open_orders_at_stop: int  # orders still open when cancel-all ran
+    error: str | None = None
+
+
+class EngineResult(msgspec.Struct, kw_only=True):
+    """What :meth:`Engine.run` returns."""
+
+    mode: str
+    stop_reason: str
+    wall_time_s: float
+    strategies: dict[str, StrategyRun]
+    book_updates: int
+    trades: int
+    pending_tasks: int  # tasks the engine started that were still alive at the end (0 = clean)
+
+
+class _Runner:
+    """One strategy, its paper account and its inbox."""
+
+    def __init__(self, strategy: StrategyMachine[Any], ctx: StrategyContext, sims: dict[str, SimVenue]) -> None:
+        self.strategy = strategy
+        self.ctx = ctx
+        self.sims = sims
+        self.private: collections.deque[Any] = collections.deque()
+        self.books: dict[str, BookUpdate] = {}
+        self.wake = asyncio.Event()
+        self.watched = frozenset(strategy.watched_instruments())
+        self.error: str | None = None
+        self.open_at_stop = 0
+
+    def push_private(self, event: Any) -> None:
+        self.private.append(event)
+        self.wake.set()
+
+    def push_book(self, event: BookUpdate) -> None:
+        prev = self.books.get(event.instrument_key)
+        if prev is not None and prev.price_changed and not event.price_changed:
+            event = msgspec.structs.replace(event, price_changed=True)
+        self.books[event.instrument_key] = event
+        self.wake.set()
+
+    async def drain(self) -> None:
+        """Deliver everything queued: private events and timers first, then coalesced books."""
+        strategy = self.strategy
+        for _ in range(100_000):  # bounded: events produced while draining are picked up next pass
+            if self.private:
+                await strategy.handle(self.private.popleft())
+                continue
+            if not self.books:
+                return
+            key = next(iter(self.books))
+            update = self.books.pop(key)
+            watch = strategy.book_watch()
+            if watch == BookWatch.TOP or (watch == BookWatch.PRICE and update.price_changed):
+                await strategy.handle(update)
+
+
+class Engine:
+    """Runs the configured strategies on live market data with paper fills.
+
+    Args:
+        config: the decoded run configuration.
+        paper: True for paper trading (the only mode this engine runs).
+        connectors: pre-built connectors by venue name (tests); default: built from ``config``.
+    """
+
+    def __init__(self, config: RunConfig, *, paper: bool = True, connectors: dict[str, Any] | None = None) -> None:
+        if not paper:
+            raise LiveTradingRefused(
+                "live trading is not supported by this engine; run with --paper (fills from the simulated venue)"
+            )
+        self.config = config
+        self.paper = paper
+        self.strategies = config.build_strategies()
+        self.clock = LiveClock()
+        self._given_connectors = connectors
+        self.connectors: dict[str, Any] = {}
+        self.runners: list[_Runner] = []
+        self._by_key: dict[str, list[_Runner]] = collections.defaultdict(list)
+        self._sims_by_key: dict[str, list[SimVenue]] = collections.defaultdict(list)
+        self._stop = asyncio.Event()
+        self.stop_reason = ""
+        self.book_updates = 0
+        self.trades = 0
+        self.funding_rates: dict[str, float] = {}
+        self._contexts: list[StrategyContext] = []
+
+    # ------------------------------------------------------------------ control
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the engine to stop (safe from signal handlers and callbacks)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            log.info("engine stopping: %s", reason)
+            self._stop.set()
+
+    # ------------------------------------------------------------------ setup
+    def _symbols(self) -> dict[str, list[str]]:
+        wanted: dict[str, list[str]] = {v: list(c.symbols) for v, c in self.config.venues.items()}
+        for s in self.strategies:
+            for key in s.watched_instruments():
+                venue, _, symbol = key.partition(":")
+                if symbol not in wanted[venue]:
+                    wanted[venue].append(symbol)
+        return wanted
+
+    async def _start_connectors(self, stack: contextlib.AsyncExitStack) -> None:
+        if self._given_connectors is not None:
+            self.connectors = dict(self._given_connectors)
+            return
+        symbols = self._symbols()
+        for venue, vcfg in self.config.venues.items():
+            if not symbols[venue]:
+                continue
+            conn = build_connector(venue, vcfg, symbols[venue], credentials=None)  # paper: market data only
+            try:
+                await asyncio.wait_for(conn.start(), self.config.sync_timeout_s)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.aclose(), 10)
+                raise
+            stack.push_async_callback(self._close_connector, venue, conn)
+            self.connectors[venue] = conn
+
+    @staticmethod
+    async def _close_connector(venue: str, conn: Any) -> None:
+        try:
+            await asyncio.wait_for(conn.aclose(), 15)
+        except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
+            log.error("venue=%s close failed: %s", venue, exc)
+
+    async def _wait_synced(self) -> None:
+        keys = {k for s in self.strategies for k in s.watched_instruments()}
+        deadline = time.monotonic() + self.config.sync_timeout_s
+        for key in sorted(keys):
+            conn = self.connectors[key.partition(":")[0]]
+            remaining = max(0.1, deadline - time.monotonic())
+            if hasattr(conn, "wait_synced"):
+                await conn.wait_synced(key, remaining)
+            else:
+                while not conn.book(key).is_valid:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"book {key} not in sync after {self.config.sync_timeout_s} s")
+                    await asyncio.sleep(0.05)
+
+    def _build_runners(self) -> None:
+        cfg = self.config.paper
+        session = f"{os.getpid():x}{time.time_ns() // 1_000_000 % 0xFFFFFF:x}"
+        instruments: dict[str, Instrument] = {}
+        for conn in self.connectors.values():
+            instruments.update(conn.instruments())
+        for conn in self.connectors.values():
+            for key, inst in conn.instruments().items():
+                if inst.kind is not InstrumentKind.SPOT and hasattr(conn, "funding"):
+                    with contextlib.suppress(KeyError):
+                        self.funding_rates[key] = conn.funding(key)[0]
+        for strategy in self.strategies:
+            sims: dict[str, SimVenue] = {}
+            for venue, conn in self.connectors.items():
+                insts = conn.instruments()
+                balances = dict(cfg.balances.get(venue, {}))
+                if venue not in cfg.balances:
+                    for inst in insts.values():
+                        balances.setdefault(inst.quote, cfg.default_quote_balance)
+                sims[venue] = SimVenue(
+                    venue, self.clock, insts, {k: conn.book(k) for k in insts},  # type: ignore[arg-type]
+                    latency=cfg.latency, balances=balances, leverage=cfg.leverage,
+                )
+            books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
+            orders = OrderManager(
+                self.clock, sims, lambda key, b=books: b[key], RiskPolicy(self.config.risk),  # type: ignore[misc]
+                client_order_id_prefix=f"{strategy.strategy_id}-{session}",
+            )
+            ctx = StrategyContext(
+                clock=self.clock, public=self.connectors, private=sims, orders=orders,
+                funding_rates=self.funding_rates,
+            )
+            ctx.funding_rates = self.funding_rates  # shared: rate pushes reach every strategy
+            runner = _Runner(strategy, ctx, sims)
+            orders.add_listener(runner.push_private)
+            ctx._timer_sink = runner.push_private
+            strategy.bind(ctx)
+            self.runners.append(runner)
+            for key in runner.watched:
+                self._by_key[key].append(runner)
+            for key, inst in instruments.items():
+                self._sims_by_key[key].append(sims[inst.venue])
+
+    # ------------------------------------------------------------------ market routing
+    def _on_market(self, event: MarketEvent) -> None:
+        if isinstance(event, BookUpdate):
+            self.book_updates += 1
+            key = event.instrument_key
+            for sim in self._sims_by_key.get(key, ()):
+                if sim.resting_view(key):
+                    sim.on_book(key, event.ts_ns)
+            for runner in self._by_key.get(key, ()):
+                runner.push_book(event)
+        elif isinstance(event, Trade):
+            self.trades += 1
+            key = event.instrument_key
+            for sim in self._sims_by_key.get(key, ()):
+                if sim.resting_view(key):
+                    sim.on_trade(key, event.price, event.qty, event.taker_side is Side.BUY, event.ts_ns)
+        elif isinstance(event, FundingEvent):
+            self.funding_rates[event.instrument_key] = event.rate
+
+    # ------------------------------------------------------------------ strategy tasks
+    async def _run_strategy(self, runner: _Runner) -> None:
+        strategy = runner.strategy
+        try:
+            await strategy.begin()
+            while not strategy.is_finished and not self._stop.is_set():
+                await runner.drain()
+                if strategy.is_finished or self._stop.is_set():
+                    break
+                runner.wake.clear()
+                if runner.private or runner.books:
+                    continue
+                waiter = asyncio.ensure_future(runner.wake.wait())
+                stopper = asyncio.ensure_future(self._stop.wait())
+                try:
+                    await asyncio.wait((waiter, stopper), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for f in (waiter, stopper):
+                        f.cancel()
+                    await asyncio.gather(waiter, stopper, return_exceptions=True)
+            await self._close_out(runner)
+        except StrategyError as exc:
+            runner.error = str(exc)
+            log.error("strategy %s failed: %s", strategy.strategy_id, exc)
+        finally:
+            await self._cancel_all(runner)
+            if all(r.strategy.is_finished for r in self.runners):
+                self.stop(self.stop_reason or "all strategies finished")
+
+    async def _close_out(self, runner: _Runner) -> None:
+        """Give a strategy that is still running EndOfData and up to close_timeout_s to finish."""
+        strategy = runner.strategy
+        if strategy.is_finished:
+            return
+        await strategy.handle(EndOfData(ts_ns=self.clock.now_ns(), reason=f"engine stopping: {self.stop_reason}"))
+        deadline = time.monotonic() + self.config.close_timeout_s
+        while not strategy.is_finished and time.monotonic() < deadline:
+            await runner.drain()
+            if strategy.is_finished:
+                break
+            runner.wake.clear()
+            if runner.private or runner.books:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.wake.wait(), min(0.5, max(0.01, deadline - time.monotonic())))
+        if not strategy.is_finished:
+            log.error("strategy %s did not finish within close_timeout_s=%s", strategy.strategy_id,
+                      self.config.close_timeout_s)
+
+    async def _cancel_all(self, runner: _Runner) -> None:
+        """Cancel every open paper order of the strategy and let the cancels arrive (bounded)."""
+        runner.open_at_stop = runner.ctx.orders.n_open_orders
+        for sim in runner.sims.values():
+            await sim.cancel_all()
+        lat = self.config.paper.latency
+        deadline = time.monotonic() + 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
+        while runner.ctx.orders.n_open_orders and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for name in list(runner.ctx._timers):
+            runner.ctx.cancel_timer(name)
+
+    async def _timekeeper(self) -> None:
+        duration = self.config.duration_s
+        if duration > 0:
+            try:
+                await asyncio.wait_for(self._stop.wait(), duration)
+            except TimeoutError:
+                self.stop(f"duration {duration:g} s elapsed")
+
+    # ------------------------------------------------------------------ run
+    async def run(self, *, install_signal_handlers: bool = True) -> EngineResult:
+        """Run until stopped; returns per-strategy results. Connectors are closed on return."""
+        wall0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, self.stop, f"signal {sig.name}")
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._start_connectors(stack)
+                await self._wait_synced()
+                self._build_runners()
+                for conn in self.connectors.values():
+                    conn.subscribe_market(self._on_market)
+                log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
+                async with asyncio.TaskGroup() as tg:
+                    tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
+                    for runner in self.runners:
+                        tasks.append(tg.create_task(self._run_strategy(runner), name=f"strategy-{runner.strategy.strategy_id}"))
+                self._detach_market()
+                runs = {r.strategy.strategy_id: self._strategy_run(r) for r in self.runners}
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        pending = sum(1 for t in tasks if not t.done())
+        return EngineResult(
+            mode="paper",
+            stop_reason=self.stop_reason or "all strategies finished",
+            wall_time_s=time.perf_counter() - wall0,
+            strategies=runs,
+            book_updates=self.book_updates,
+            trades=self.trades,
+            pending_tasks=pending,
+        )
+
+    def _detach_market(self) -> None:
+        for conn in self.connectors.values():
+            handlers: list[Callable[..., Any]] | None = getattr(conn, "_market_handlers", None)
+            if handlers is not None and self._on_market in handlers:
+                handlers.remove(self._on_market)
+
+    @staticmethod
+    def _strategy_run(runner: _Runner) -> StrategyRun:
+        om = runner.ctx.orders
+        return StrategyRun(
+            result=runner.strategy.result(),
+            orders=list(om.orders.values()),
+            fills=list(om.fills),
+            transitions=list(runner.strategy.transition_log),
+            positions={k: p.qty for k, p in om.positions.items()},
+            open_orders_at_stop=runner.open_at_stop,
+            error=runner.error or runner.strategy.error,
+        )

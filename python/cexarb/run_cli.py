@@ -1,0 +1,100 @@
+"""``cexarb run CONFIG [--paper] [--duration S]``: run strategies on live market data.
+
+With ``--paper`` (or ``mode = "paper"`` in the config) market data comes from the configured
+venues (a local ``cexarb sim-server`` in tests) and fills from the in-process simulated venue;
+no order ever reaches a venue. Without ``--paper`` the command refuses unless the config says
+``mode = "live"`` and every venue has keys -- and even then live trading is out of scope of this
+engine, so it exits with a clear message (exit code 2). Stop with Ctrl-C / SIGTERM or
+``--duration``; open paper orders are cancelled and strategies get EndOfData to close out.
+
+Exit codes: 0 ok, 1 a strategy ended in ERROR or the engine failed, 2 bad usage / config / refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cexarb run", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", help="TOML run configuration (see cexarb.config for the format)")
+    p.add_argument("--paper", action="store_true", help="paper trading: fills from the simulated venue")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: the config's duration_s; 0 = until Ctrl-C)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return p
+
+
+def _print_result(result: object) -> None:
+    from cexarb.engine import EngineResult
+
+    assert isinstance(result, EngineResult)
+    print(f"stopped: {result.stop_reason} after {result.wall_time_s:.1f} s "
+          f"({result.book_updates} book updates, {result.trades} trades)")
+    for sid, run in result.strategies.items():
+        r = run.result
+        print(f"  {sid}: {r.strategy_type} {r.final_state}; orders {r.orders_executed}, fills {r.fills}, "
+              f"net PnL {r.net_pnl:.4f} USDT" + (f"; error: {run.error}" if run.error else ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import msgspec
+
+    from cexarb.config import ConfigError, env_credentials, load_config
+    from cexarb.engine import Engine
+
+    try:
+        cfg = load_config(args.config)
+        if args.duration is not None:
+            if args.duration < 0:
+                raise ConfigError(f"--duration must be >= 0, got {args.duration}")
+            cfg = msgspec.structs.replace(cfg, duration_s=float(args.duration))
+        paper = args.paper or cfg.mode == "paper"
+        if not paper:
+            if cfg.mode != "live":
+                raise ConfigError("not --paper and the config is not mode = \"live\"", "mode")
+            missing = [v for v, vc in cfg.venues.items() if env_credentials(v, vc) is None]
+            if missing:
+                print(f"cexarb run: refusing live trading: no API keys for {', '.join(missing)} "
+                      "(set venues.<venue>.credentials or CEXARB_<VENUE>_API_KEY / _API_SECRET); "
+                      "use --paper for paper trading", file=sys.stderr)
+                return 2
+            print("cexarb run: live trading against real venues is not supported yet; "
+                  "use --paper (market data from the venues, fills from the simulated venue)", file=sys.stderr)
+            return 2
+    except ConfigError as exc:
+        print(f"cexarb run: config error: {exc}", file=sys.stderr)
+        return 2
+
+    async def _go() -> object:
+        return await Engine(cfg, paper=True).run()
+
+    try:
+        result = asyncio.run(_go())
+    except KeyboardInterrupt:
+        print("cexarb run: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # connection failures, sync timeouts: one clear line
+        log.debug("engine failed", exc_info=True)
+        print(f"cexarb run: engine failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _print_result(result)
+    from cexarb.engine import EngineResult
+
+    assert isinstance(result, EngineResult)
+    return 1 if any(run.result.final_state == "ERROR" for run in result.strategies.values()) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Paper trading end to end: ``Engine`` (and ``cexarb run CONFIG --paper``'s ``main``) runs
+SPOT_FUTURES_HEDGING on market data streamed by the loopback simulator (Gate spot + Gate USDT
+futures WebSockets), with fills from the in-process simulated venue. The server must receive no
+orders. Every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from cexarb.config import ConfigError, load_config, parse_config
+from cexarb.engine import Engine, LiveTradingRefused
+from cexarb.model import OrderStatus
+from cexarb.run_cli import main as run_main
+from cexarb.venues.sim.server import AccountSpec, SimServer
+
+SPOT = "gateio-spot:BTC_USDT"
+PERP = "gateio-futures:BTC_USDT"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_text(server: SimServer, duration_s: float) -> str:
+    base, ws = server.base_url, server.ws_base_url
+    return f"""
+mode = "paper"
+duration_s = {duration_s}
+sync_timeout_s = 20.0
+close_timeout_s = 8.0
+
+[venues.gateio-spot]
+rest_url = "{base}"
+ws_url = "{ws}/ws/v4/"
+symbols = ["BTC_USDT"]
+
+[venues.gateio-futures]
+rest_url = "{base}"
+ws_url = "{ws}/v4/ws/usdt"
+symbols = ["BTC_USDT"]
+
+[paper]
+leverage = 10.0
+latency = {{ order_entry_ns = 1000000, ack_ns = 1000000 }}
+balances = {{ gateio-spot = {{ USDT = 10000.0 }}, gateio-futures = {{ USDT = 10000.0 }} }}
+
+[[strategies]]
+type = "spot_futures_hedging"
+[strategies.params]
+strategy_id = "sfh-paper"
+spot_instrument = "{SPOT}"
+futures_instrument = "{PERP}"
+position_size_usdt = 300.0
+target_funding_rate = 0.01
+min_basis_bps = -200.0
+max_entry_slippage_bps = 50.0
+stop_loss_pct = 0.5
+profit_target_pct = 0.5
+basis_stop_bps = 1000.0
+max_hedge_ratio_drift = 0.2
+"""
+
+
+@pytest.fixture
+async def server(binance_dir):
+    srv = SimServer(binance_dir, [AccountSpec(api_key="k", api_secret="s")], speed=4.0)
+    await asyncio.wait_for(srv.start(), 30)
+    try:
+        yield srv
+    finally:
+        await asyncio.wait_for(srv.stop(), 30)
+
+
+def server_orders(server: SimServer) -> int:
+    return sum(v.n_orders for acc in server.accounts for v in acc.venues.values()) + sum(
+        len(o) for acc in server.accounts for o in acc.orders.values()
+    )
+
+
+async def test_paper_engine_opens_hedge_and_shuts_down_cleanly(server, tmp_path):
+    path = tmp_path / "paper.toml"
+    path.write_text(config_text(server, duration_s=10.0))
+    cfg = load_config(path)
+    engine = Engine(cfg, paper=True)
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    t0 = time.monotonic()
+    result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
+    elapsed = time.monotonic() - t0
+    assert 9.0 <= elapsed < 50, elapsed
+    assert result.stop_reason.startswith("duration"), result.stop_reason
+    assert result.pending_tasks == 0
+    await asyncio.sleep(0)
+    leftover = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    assert not leftover, leftover
+    assert result.book_updates > 0
+
+    run = result.strategies["sfh-paper"]
+    states = [to for _, _, to, _ in run.transitions]
+    # hedged: the spot leg filled, then the futures hedge, then monitoring
+    assert states[:3] == ["OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS"], states
+    # the engine's stop delivered EndOfData: it closed both legs and completed
+    assert "CLOSING_POSITIONS" in states and run.result.final_state == "COMPLETED", (states, run.error)
+    assert run.error is None
+    spot_fills = [f for f in run.fills if f.instrument_key == SPOT]
+    perp_fills = [f for f in run.fills if f.instrument_key == PERP]
+    assert spot_fills and perp_fills
+    # both legs hedged at entry: spot bought, perp sold, notionals within the drift bound
+    spot_buy = sum(f.qty for f in spot_fills if f.side.value == "buy")
+    perp_sell = sum(f.qty for f in perp_fills if f.side.value == "sell")
+    assert spot_buy > 0 and perp_sell > 0
+    inst_perp = engine.connectors["gateio-futures"].instruments()[PERP]
+    inst_spot = engine.connectors["gateio-spot"].instruments()[SPOT]
+    px = spot_fills[0].price
+    ratio = inst_perp.base_qty(perp_sell, px) / inst_spot.base_qty(spot_buy, px)
+    assert abs(ratio - 1.0) < 0.2, ratio
+    # closed flat; no order left open
+    assert all(abs(q) < 1e-9 for q in run.positions.values()), run.positions
+    assert all(o.status.is_terminal for o in run.orders)
+    assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
+    # fills came from the in-process simulated venue: the server saw no order
+    assert server_orders(server) == 0
+
+
+async def test_run_cli_paper_main(server, tmp_path, capsys):
+    path = tmp_path / "paper.toml"
+    path.write_text(config_text(server, duration_s=30.0))
+    code = await asyncio.wait_for(asyncio.to_thread(run_main, [str(path), "--paper", "--duration", "6"]), 60)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "sfh-paper: spot_futures_hedging" in out and "duration 6 s elapsed" in out
+    assert server_orders(server) == 0
+
+
+def test_live_is_refused(tmp_path, capsys, monkeypatch):
+    text = config_text_static("live")
+    path = tmp_path / "live.toml"
+    path.write_text(text)
+    venues = ("GATEIO_SPOT", "GATEIO_FUTURES")
+    for v in venues:
+        for var in (f"CEXARB_{v}_API_KEY", f"CEXARB_{v}_API_SECRET"):
+            monkeypatch.delenv(var, raising=False)
+    assert run_main([str(path)]) == 2
+    assert "refusing live trading" in capsys.readouterr().err
+    for v in venues:
+        monkeypatch.setenv(f"CEXARB_{v}_API_KEY", "key-x")
+        monkeypatch.setenv(f"CEXARB_{v}_API_SECRET", "secret-x")
+    assert run_main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not supported" in err and "key-x" not in err and "secret-x" not in err
+    with pytest.raises(LiveTradingRefused):
+        Engine(parse_config(text), paper=False)
+
+
+def config_text_static(mode: str) -> str:
+    return f"""
+mode = "{mode}"
+[venues.gateio-spot]
+rest_url = "http://127.0.0.1:1"
+[venues.gateio-futures]
+rest_url = "http://127.0.0.1:1"
+[[strategies]]
+type = "spot_futures_hedging"
+params = {{ spot_instrument = "{SPOT}", futures_instrument = "{PERP}" }}
+"""
+
+
+def test_config_errors_name_the_field():
+    good = config_text_static("paper")
+    assert parse_config(good).mode == "paper"
+    cases = {
+        good.replace('rest_url = "http://127.0.0.1:1"', "rest_url = 1", 1): "venues.gateio-spot.rest_url",
+        "bogus = 1\n" + good: "bogus",
+        good.replace("gateio-spot]", "binance-x]", 1): "venues.binance-x",
+        good.replace("params = {", 'params = { position_size_usdt = "x",'): "strategies[0].params.position_size_usdt",
+        good.replace('mode = "paper"', 'mode = "demo"'): "mode",
+    }
+    for text, field in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(text)
+        assert info.value.field == field, (field, str(info.value))
+
+
+def test_example_config_parses():
+    cfg = load_config(REPO / "examples" / "paper_gate_sfh.toml")
+    assert set(cfg.venues) == {"gateio-spot", "gateio-futures"}
+    assert [s.strategy_id for s in cfg.build_strategies()] == ["sfh-gate"]
