@@ -17,25 +17,24 @@ and a :class:`~cexarb.venues.base.PrivateVenue`, built from the shared venue mac
   quantities are the request's exact wire strings (:func:`codec.spot_order_body`).
 * Keys come in an :class:`~cexarb.venues.secrets.ApiCredentials` and are never logged.
 
-The futures connector (:mod:`cexarb.venues.gateio.futures`) reuses :class:`GateConnectorBase`.
+The venue-neutral machinery (lifecycle, books, handler delivery, fill de-duplication, backfill) is
+:class:`~cexarb.venues.connector.ConnectorBase`; :class:`GateConnectorBase` adds what Gate spot and
+USDT futures share (signed WS subscriptions, Gate frames, the Gate order path), and the futures
+connector (:mod:`cexarb.venues.gateio.futures`) reuses it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import itertools
 import logging
-import os
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import aiohttp
 import msgspec
 
-from cexarb._core import OrderBook
 from cexarb.model import (
     Balance,
     Fill,
@@ -43,26 +42,20 @@ from cexarb.model import (
     Order,
     OrderStatus,
     OrderType,
-    Position,
     Side,
 )
-from cexarb.venues.base import (
-    BookUpdate,
-    MarketEvent,
-    OrderRequest,
-    OrderUpdate,
-    PrivateEvent,
-)
+from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import GATE_RULE, BookManager, BookSnapshot, DepthUpdate
+from cexarb.venues.connector import (
+    TIMEOUT_S,
+    ConnectorBase,
+    new_client_order_id,
+    now_ns,
+)
 from cexarb.venues.gateio import codec
 from cexarb.venues.gateio.signing import GateSigner
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import (
-    GATE_SPOT_LIMITS,
-    EndpointClass,
-    RateLimiter,
-    VenueLimits,
-)
+from cexarb.venues.ratelimit import GATE_SPOT_LIMITS, EndpointClass
 from cexarb.venues.rest import (
     GateAuth,
     OrderNotFoundError,
@@ -89,25 +82,11 @@ __all__ = ["GateConnectorBase", "GateSpot"]
 log = logging.getLogger(__name__)
 
 _API = "/api/v4"
-_TIMEOUT_S = 10.0
-_MAX_SEEN_FILLS = 100_000
 
 
-def _new_client_order_id() -> str:
-    # 20 chars of [0-9a-f]: fits Gate's 28-char text and MEXC's newClientOrderId
-    return "cx" + os.urandom(9).hex()
-
-
-def _now_ns() -> int:
-    return time.time_ns()
-
-
-class GateConnectorBase:
+class GateConnectorBase(ConnectorBase):
     """What Gate spot and USDT futures share; subclasses fill in paths and codecs."""
 
-    name: ClassVar[str]
-    market: ClassVar[str]  # "spot" / "futures"
-    limits: ClassVar[VenueLimits]
     depth_channel: ClassVar[str]
     rest_headers: ClassVar[dict[str, str]] = {}
 
@@ -123,56 +102,21 @@ class GateConnectorBase:
         stall_timeout_s: float = 30.0,
         seed: int | None = None,
     ) -> None:
-        self._credentials = credentials
-        self.rest_url = rest_url.rstrip("/")
-        self.ws_url = ws_url
-        self._symbols_wanted = list(symbols) if symbols is not None else None
-        self.depth_interval = depth_interval
-        self._backoff = backoff or Backoff(initial_s=0.2, max_s=5.0)
-        self._stall_timeout_s = stall_timeout_s
-        self._seed = seed
+        super().__init__(
+            credentials,
+            rest_url=rest_url,
+            ws_url=ws_url,
+            symbols=symbols,
+            depth_interval=depth_interval,
+            backoff=backoff,
+            stall_timeout_s=stall_timeout_s,
+            seed=seed,
+        )
         self._signer = GateSigner(credentials) if credentials is not None else None
-        self._limiter = RateLimiter(self.limits)
-        self._rest: RestClient | None = None
-        self._order_entry: OrderEntryClient | None = None
-        self._books: BookManager | None = None
-        self._ws_market: WsClient | None = None
-        self._ws_private: WsClient | None = None
-        self._instruments: dict[str, Instrument] = {}  # by key
-        self._by_symbol: dict[str, Instrument] = {}
-        self._market_handlers: list[Callable[[MarketEvent], None]] = []
-        self._private_handlers: list[Callable[[PrivateEvent], None]] = []
-        self._orders: dict[str, Order] = {}  # by client order id
-        self._seen_fills: set[str] = set()
-        self._seen_order: deque[str] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._started_s = 0.0
         self._private_conn_gen = 0
-        self._private_reconnected = False
         self._ids = itertools.count(1)
-        # counters (tests, metrics)
-        self.decode_errors = 0
-        self.backfilled_fills = 0
-        self.duplicate_fills = 0
-        self.private_reconnects = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         self._started_s = time.time()
@@ -188,7 +132,7 @@ class GateConnectorBase:
             error_mapper=gate_error,
             limiter=self._limiter,
             timeout=aiohttp.ClientTimeout(
-                total=_TIMEOUT_S, sock_connect=3.0, sock_read=8.0
+                total=TIMEOUT_S, sock_connect=3.0, sock_read=8.0
             ),
             headers=self.rest_headers,
             seed=self._seed,
@@ -237,7 +181,7 @@ class GateConnectorBase:
                 auth=auth,
                 error_mapper=gate_error,
                 limiter=self._limiter,
-                request_timeout_s=_TIMEOUT_S,
+                request_timeout_s=TIMEOUT_S,
                 headers=self.rest_headers,
             )
             await self._order_entry.connect()
@@ -258,29 +202,6 @@ class GateConnectorBase:
                     key, self._private_sub(channel, payload)
                 )
             self._ws_private.start()
-
-    async def aclose(self) -> None:
-        """Stop the WebSockets, background tasks, book fetches and HTTP clients (bounded waits)."""
-        await self.aclose_ws_and_tasks()
-        await self.aclose_clients()
-
-    async def aclose_ws_and_tasks(self) -> None:
-        for ws in (self._ws_private, self._ws_market):
-            if ws is not None:
-                await ws.stop(timeout_s=5.0)
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
-        if self._books is not None:
-            await self._books.aclose()
-
-    async def aclose_clients(self) -> None:
-        if self._order_entry is not None:
-            await self._order_entry.aclose()
-        if self._rest is not None:
-            await self._rest.aclose()
 
     # ---- subscriptions ------------------------------------------------------------------------------
 
@@ -318,98 +239,41 @@ class GateConnectorBase:
         )
 
     # subclass hooks
-    async def _load_instruments(self) -> None:
-        raise NotImplementedError
-
-    async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:
-        raise NotImplementedError
-
+    # Gate hooks
     async def _prepare_private(self) -> None:
         """Anything the private channels need first (futures: the user id)."""
 
+    @abc.abstractmethod
     def _private_channels(self) -> list[tuple[str, str, list[str]]]:
-        raise NotImplementedError
+        """``(subscription key, channel, payload)`` of each signed private subscription."""
+        ...
 
+    @abc.abstractmethod
     def _order_body(self, request: OrderRequest) -> bytes:
-        raise NotImplementedError
+        """The JSON body of ``POST`` :meth:`_order_path` (ValueError: not expressible)."""
+        ...
 
+    @abc.abstractmethod
     def _order_path(self) -> str:
-        raise NotImplementedError
+        """The orders endpoint (``.../orders``)."""
+        ...
 
+    @abc.abstractmethod
     def _symbol_param(self) -> str:
-        raise NotImplementedError
+        """The query parameter naming the instrument (``currency_pair`` / ``contract``)."""
+        ...
 
+    @abc.abstractmethod
     def _decode_order(self, data: bytes) -> Any:
-        raise NotImplementedError
+        """One order record (with ``to_update``) from a response body."""
+        ...
 
+    @abc.abstractmethod
     def _decode_orders(self, data: bytes) -> list[Any]:
-        raise NotImplementedError
+        """A list of order records (with ``to_update``) from a response body."""
+        ...
 
-    def _order_from_venue(self, venue_order: Any) -> Order | None:
-        raise NotImplementedError
-
-    async def _fetch_fills(self, symbol: str, limit: int = 100) -> list[Fill]:
-        raise NotImplementedError
-
-    # ---- PublicVenue --------------------------------------------------------------------------------
-
-    def instruments(self) -> dict[str, Instrument]:
-        return dict(self._instruments)
-
-    def book(self, instrument_key: str) -> OrderBook:
-        return self._manager.book(self._instrument(instrument_key).symbol)
-
-    def subscribe_market(self, handler: Callable[[MarketEvent], None]) -> None:
-        self._market_handlers.append(handler)
-
-    @property
-    def book_manager(self) -> BookManager:
-        return self._manager
-
-    async def wait_synced(self, instrument_key: str, timeout_s: float = 10.0) -> None:
-        """Wait until the book of ``instrument_key`` is in sync (TimeoutError otherwise)."""
-        await self._manager.wait_synced(
-            self._instrument(instrument_key).symbol, timeout_s
-        )
-
-    @property
-    def _manager(self) -> BookManager:
-        if self._books is None:
-            raise RuntimeError(
-                f"{self.name} connector is not started: use 'async with'"
-            )
-        return self._books
-
-    def _instrument(self, instrument_key: str) -> Instrument:
-        inst = self._instruments.get(instrument_key) or self._by_symbol.get(
-            instrument_key
-        )
-        if inst is None:
-            raise KeyError(f"{self.name}: unknown instrument {instrument_key!r}")
-        return inst
-
-    def _emit_market(self, event: MarketEvent) -> None:
-        for handler in self._market_handlers:
-            try:
-                handler(event)
-            except Exception:
-                log.exception(
-                    "venue=%s market handler failed on %s",
-                    self.name,
-                    type(event).__name__,
-                )
-
-    def _on_book(self, symbol: str, book: OrderBook) -> None:
-        inst = self._by_symbol.get(symbol)
-        if inst is None or not self._market_handlers:
-            return
-        self._emit_market(
-            BookUpdate(
-                instrument_key=inst.key,
-                ts_ns=_now_ns(),
-                price_changed=book.bbo_price_changed,
-            )
-        )
+    # ---- streams ------------------------------------------------------------------------------------
 
     def _on_market_event(self, event: WsEvent) -> None:
         books = self._manager
@@ -447,47 +311,6 @@ class GateConnectorBase:
                 msg.channel,
                 msg.code,
             )
-
-    # ---- private stream -----------------------------------------------------------------------------
-
-    def subscribe(self, handler: Callable[[PrivateEvent], None]) -> None:
-        self._private_handlers.append(handler)
-
-    def _emit_private(self, event: PrivateEvent) -> None:
-        for handler in self._private_handlers:
-            try:
-                handler(event)
-            except Exception:
-                log.exception(
-                    "venue=%s private handler failed on %s",
-                    self.name,
-                    type(event).__name__,
-                )
-
-    def _deliver_fill(self, fill: Fill) -> bool:
-        """Deliver ``fill`` once (by venue trade id); False if already delivered."""
-        fid = fill.fill_id or f"{fill.venue_order_id}:{fill.ts_ns}:{fill.qty}"
-        if fid in self._seen_fills:
-            self.duplicate_fills += 1
-            return False
-        self._seen_fills.add(fid)
-        self._seen_order.append(fid)
-        if len(self._seen_order) > _MAX_SEEN_FILLS:
-            self._seen_fills.discard(self._seen_order.popleft())
-        self._emit_private(fill)
-        return True
-
-    def _apply_update(self, update: OrderUpdate) -> None:
-        order = self._orders.get(update.client_order_id)
-        if order is not None:
-            order.venue_order_id = update.venue_order_id or order.venue_order_id
-            if update.filled_qty >= order.filled_qty:
-                order.status = update.status
-                order.filled_qty = update.filled_qty
-                order.avg_fill_price = update.avg_fill_price
-                order.updated_ns = update.ts_ns
-                if update.status is OrderStatus.REJECTED:
-                    order.reject_reason = update.reason
 
     def _on_private_event(self, event: WsEvent) -> None:
         if isinstance(event, WsConnected):
@@ -553,70 +376,14 @@ class GateConnectorBase:
     def _on_other_private(self, msg: Any) -> None:
         """Subclass hook for e.g. positions pushes."""
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _backfill(self) -> None:
-        """After a reconnect: deliver the fills the stream missed (REST), re-query tracked orders."""
-        try:
-            for inst in self._instruments.values():
-                fills = await self._fetch_fills(inst.symbol, limit=1000)
-                for fill in sorted(fills, key=lambda f: f.ts_ns):
-                    if fill.ts_ns < self._started_s * 1e9 - 5e9:
-                        continue
-                    if self._deliver_fill(fill):
-                        self.backfilled_fills += 1
-            for cid, order in list(self._orders.items()):
-                if not order.is_open:
-                    continue
-                fresh = await self.get_order(order.instrument.key, cid)
-                if fresh is not None and (
-                    fresh.status != order.status or fresh.filled_qty != order.filled_qty
-                ):
-                    self._emit_private(
-                        OrderUpdate(
-                            client_order_id=cid,
-                            venue_order_id=fresh.venue_order_id or "",
-                            instrument_key=order.instrument.key,
-                            status=fresh.status,
-                            filled_qty=fresh.filled_qty,
-                            avg_fill_price=fresh.avg_fill_price,
-                            ts_ns=fresh.updated_ns or _now_ns(),
-                            reason=fresh.reject_reason,
-                        )
-                    )
-        except VenueError as exc:
-            log.warning(
-                "venue=%s backfill after reconnect failed: %s",
-                self.name,
-                type(exc).__name__,
-            )
-            self._private_reconnected = True
-
     # ---- PrivateVenue -------------------------------------------------------------------------------
-
-    @property
-    def _oe(self) -> OrderEntryClient:
-        if self._order_entry is None:
-            raise RuntimeError(f"{self.name}: no credentials / not started")
-        return self._order_entry
-
-    @property
-    def _http(self) -> RestClient:
-        if self._rest is None:
-            raise RuntimeError(
-                f"{self.name} connector is not started: use 'async with'"
-            )
-        return self._rest
 
     async def place_order(self, request: OrderRequest) -> Order:
         if not request.client_order_id:
             request = msgspec.structs.replace(
-                request, client_order_id=_new_client_order_id()
+                request, client_order_id=new_client_order_id()
             )
-        order = request.to_order(_now_ns())
+        order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order
         try:
             body = self._order_body(request)
@@ -643,7 +410,7 @@ class GateConnectorBase:
         except VenueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = exc.code or type(exc).__name__
-            order.updated_ns = _now_ns()
+            order.updated_ns = now_ns()
             return order
         venue_order = self._decode_order(resp.body)
         self._apply_update(venue_order.to_update(request.instrument.key))
@@ -703,21 +470,6 @@ class GateConnectorBase:
         if order is not None:
             self._apply_update(venue_order.to_update(inst.key))
         return order
-
-    async def fills(self, instrument_key: str | None = None) -> list[Fill]:
-        insts = (
-            [self._instrument(instrument_key)]
-            if instrument_key
-            else list(self._instruments.values())
-        )
-        out: list[Fill] = []
-        for inst in insts:
-            out.extend(await self._fetch_fills(inst.symbol, limit=1000))
-        out.sort(key=lambda f: f.ts_ns)
-        return out
-
-    async def positions(self) -> dict[str, Position]:
-        return {}
 
 
 class GateSpot(GateConnectorBase):

@@ -14,7 +14,7 @@
   before the next reconnect. ``private.orders`` -> :class:`OrderUpdate`, ``private.deals`` ->
   :class:`Fill`, de-duplicated by trade id; after a reconnect the missed fills are read from
   ``myTrades`` once the subscription is acknowledged again (shared logic of
-  :class:`~cexarb.venues.gateio.spot.GateConnectorBase`).
+  :class:`~cexarb.venues.connector.ConnectorBase`).
 * The ``POST /api/v3/order`` ack carries no status: :meth:`place_order` returns the order
   ``NEW`` (acked) and keeps updating that same object from the stream.
 """
@@ -33,11 +33,11 @@ import msgspec
 from cexarb.model import Balance, Fill, Order, OrderStatus, OrderType, Side
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import MEXC_RULE, BookManager, BookSnapshot, DepthUpdate
-from cexarb.venues.gateio.spot import (
-    _TIMEOUT_S,
-    GateConnectorBase,
-    _new_client_order_id,
-    _now_ns,
+from cexarb.venues.connector import (
+    TIMEOUT_S,
+    ConnectorBase,
+    new_client_order_id,
+    now_ns,
 )
 from cexarb.venues.mexc import codec, proto
 from cexarb.venues.mexc.signing import MexcSigner
@@ -76,7 +76,7 @@ _PRIVATE_CHANNELS = [
 LISTEN_KEY_KEEPALIVE_S = 30 * 60
 
 
-class MexcSpot(GateConnectorBase):
+class MexcSpot(ConnectorBase):
     """MEXC spot v3 connector (see the module docs).
 
     Args:
@@ -95,8 +95,8 @@ class MexcSpot(GateConnectorBase):
         self, credentials: ApiCredentials | None = None, **kwargs: Any
     ) -> None:
         kwargs.setdefault("ws_url", "wss://wbs-api.mexc.com/ws")
+        kwargs.setdefault("rest_url", "https://api.mexc.com")  # [MX-DOC] REST base URL
         super().__init__(credentials, **kwargs)
-        self._signer = None  # the Gate signer of the base is not used
         self._mexc_signer = MexcSigner(credentials) if credentials is not None else None
         self._listen_key: str | None = None
         self.listen_key_renewals = 0
@@ -114,7 +114,7 @@ class MexcSpot(GateConnectorBase):
             error_mapper=mexc_error,
             limiter=self._limiter,
             timeout=aiohttp.ClientTimeout(
-                total=_TIMEOUT_S, sock_connect=3.0, sock_read=8.0
+                total=TIMEOUT_S, sock_connect=3.0, sock_read=8.0
             ),
             seed=self._seed,
         )
@@ -160,7 +160,7 @@ class MexcSpot(GateConnectorBase):
                 auth=auth,
                 error_mapper=mexc_error,
                 limiter=self._limiter,
-                request_timeout_s=_TIMEOUT_S,
+                request_timeout_s=TIMEOUT_S,
                 keepalive_path=f"{_V}/ping",
             )
             await self._order_entry.connect()
@@ -410,9 +410,9 @@ class MexcSpot(GateConnectorBase):
     async def place_order(self, request: OrderRequest) -> Order:
         if not request.client_order_id:
             request = msgspec.structs.replace(
-                request, client_order_id=_new_client_order_id()
+                request, client_order_id=new_client_order_id()
             )
-        order = request.to_order(_now_ns())
+        order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order
         try:
             params = codec.order_params(request)
@@ -438,7 +438,7 @@ class MexcSpot(GateConnectorBase):
         except VenueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = exc.code or type(exc).__name__
-            order.updated_ns = _now_ns()
+            order.updated_ns = now_ns()
             return order
         ack = codec.decode_order_ack(resp.body)
         order.venue_order_id = ack.venue_order_id
@@ -446,7 +446,7 @@ class MexcSpot(GateConnectorBase):
             order.status is OrderStatus.PENDING_NEW
         ):  # the stream may already have moved it on
             order.status = OrderStatus.NEW
-            order.updated_ns = _now_ns()
+            order.updated_ns = now_ns()
         return order
 
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
