@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+import aiohttp
+
 from cexarb._core import OrderBook
 from cexarb.model import Balance, Fill, Instrument, Order, OrderStatus, Position
 from cexarb.venues.base import (
@@ -35,7 +37,7 @@ from cexarb.venues.base import (
     OrderUpdate,
     PrivateEvent,
 )
-from cexarb.venues.book_manager import BookManager, BookSnapshot
+from cexarb.venues.book_manager import BookManager, BookSnapshot, SequenceRule
 from cexarb.venues.order_entry import OrderEntryClient
 from cexarb.venues.ratelimit import RateLimiter, VenueLimits
 from cexarb.venues.rest import RestClient, VenueError
@@ -133,6 +135,36 @@ class ConnectorBase(abc.ABC):
     async def start(self) -> None:
         """Open the REST session, load instruments, start the market (and private) streams."""
         ...
+
+    async def _open_rest_and_books(
+        self,
+        *,
+        auth: Any,
+        error_mapper: Callable[..., Any],
+        rule: SequenceRule,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """First step of every ``start``: open the venue's one REST session (this connector's rate
+        limiter, explicit timeouts), load the instruments and create the book manager with the
+        venue's sequence rule and one book per instrument."""
+        self._started_s = time.time()
+        self._rest = RestClient(
+            self.name,
+            self.rest_url,
+            auth=auth,
+            error_mapper=error_mapper,
+            limiter=self._limiter,
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_S, sock_connect=3.0, sock_read=8.0),
+            headers=headers,
+            seed=self._seed,
+        )
+        await self._rest.__aenter__()
+        await self._load_instruments()
+        self._books = BookManager(
+            self.name, rule, self._fetch_snapshot, on_book=self._on_book, first_push_wait_s=2.0, seed=self._seed
+        )
+        for inst in self._instruments.values():
+            self._books.add_symbol(inst.symbol, inst.tick_size, inst.lot_size)
 
     async def aclose(self) -> None:
         """Stop the WebSockets, background tasks, book fetches and HTTP clients (bounded waits)."""

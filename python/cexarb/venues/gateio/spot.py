@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import aiohttp
 import msgspec
 
 from cexarb.model import (
@@ -45,7 +44,7 @@ from cexarb.model import (
     Side,
 )
 from cexarb.venues.base import OrderRequest
-from cexarb.venues.book_manager import GATE_RULE, BookManager, BookSnapshot, DepthUpdate
+from cexarb.venues.book_manager import GATE_RULE, BookSnapshot, DepthUpdate
 from cexarb.venues.connector import (
     TIMEOUT_S,
     ConnectorBase,
@@ -61,7 +60,6 @@ from cexarb.venues.rest import (
     OrderNotFoundError,
     OrderNotOpenError,
     OutcomeUnknownError,
-    RestClient,
     VenueError,
     gate_error,
 )
@@ -119,37 +117,9 @@ class GateConnectorBase(ConnectorBase):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._started_s = time.time()
-        auth = (
-            GateAuth(self._signer, extra_headers=self.rest_headers)
-            if self._signer is not None
-            else None
-        )
-        self._rest = RestClient(
-            self.name,
-            self.rest_url,
-            auth=auth,
-            error_mapper=gate_error,
-            limiter=self._limiter,
-            timeout=aiohttp.ClientTimeout(
-                total=TIMEOUT_S, sock_connect=3.0, sock_read=8.0
-            ),
-            headers=self.rest_headers,
-            seed=self._seed,
-        )
-        await self._rest.__aenter__()
-        await self._load_instruments()
-        self._books = BookManager(
-            self.name,
-            GATE_RULE,
-            self._fetch_snapshot,
-            on_book=self._on_book,
-            first_push_wait_s=2.0,
-            seed=self._seed,
-        )
-        for inst in self._instruments.values():
-            self._books.add_symbol(inst.symbol, inst.tick_size, inst.lot_size)
-        session = self._rest.session
+        auth = GateAuth(self._signer, extra_headers=self.rest_headers) if self._signer is not None else None
+        await self._open_rest_and_books(auth=auth, error_mapper=gate_error, rule=GATE_RULE, headers=self.rest_headers)
+        session = self._http.session
         self._ws_market = WsClient(
             f"{self.name} market",
             self.ws_url,

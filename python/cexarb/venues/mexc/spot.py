@@ -24,15 +24,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from cexarb.model import Balance, Fill, Order, OrderStatus, OrderType, Side
 from cexarb.venues.base import OrderRequest
-from cexarb.venues.book_manager import MEXC_RULE, BookManager, BookSnapshot, DepthUpdate
+from cexarb.venues.book_manager import MEXC_RULE, BookSnapshot, DepthUpdate
 from cexarb.venues.connector import (
     TIMEOUT_S,
     ConnectorBase,
@@ -42,13 +40,12 @@ from cexarb.venues.connector import (
 from cexarb.venues.mexc import codec, proto
 from cexarb.venues.mexc.signing import MexcSigner
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import MEXC_SPOT_LIMITS, EndpointClass, RateLimiter
+from cexarb.venues.ratelimit import MEXC_SPOT_LIMITS, EndpointClass
 from cexarb.venues.rest import (
     MexcAuth,
     OrderNotFoundError,
     OrderNotOpenError,
     OutcomeUnknownError,
-    RestClient,
     VenueError,
     mexc_error,
 )
@@ -104,39 +101,16 @@ class MexcSpot(ConnectorBase):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._started_s = time.time()
         auth = MexcAuth(self._mexc_signer) if self._mexc_signer is not None else None
-        self._limiter = RateLimiter(self.limits)
-        self._rest = RestClient(
-            self.name,
-            self.rest_url,
-            auth=auth,
-            error_mapper=mexc_error,
-            limiter=self._limiter,
-            timeout=aiohttp.ClientTimeout(
-                total=TIMEOUT_S, sock_connect=3.0, sock_read=8.0
-            ),
-            seed=self._seed,
-        )
-        await self._rest.__aenter__()
-        await self._load_instruments()
-        self._books = BookManager(
-            self.name,
-            MEXC_RULE,
-            self._fetch_snapshot,
-            on_book=self._on_book,
-            first_push_wait_s=2.0,
-            seed=self._seed,
-        )
+        await self._open_rest_and_books(auth=auth, error_mapper=mexc_error, rule=MEXC_RULE)
         channels: list[str] = []
         for inst in self._instruments.values():
-            self._books.add_symbol(inst.symbol, inst.tick_size, inst.lot_size)
             channels += [
                 codec.channel_aggre_depth(inst.symbol),
                 codec.channel_aggre_deals(inst.symbol),
                 codec.channel_aggre_book_ticker(inst.symbol),
             ]
-        session = self._rest.session
+        session = self._http.session
         self._ws_market = WsClient(
             f"{self.name} market",
             self.ws_url,

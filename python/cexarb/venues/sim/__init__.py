@@ -4,7 +4,13 @@
 positions and funding; :mod:`cexarb.venues.sim.matching` holds the I/O-free matching core.
 """
 
-from cexarb.venues.sim.matching import ConsumedLiquidity, Match, RestingOrder, RiskAverseQueue, iter_levels
+from cexarb.venues.sim.matching import (
+    ConsumedLiquidity,
+    Match,
+    RestingOrder,
+    RiskAverseQueue,
+    iter_levels,
+)
 from cexarb.venues.sim.venue import SimLatency, SimVenue
 
 __all__ = [
