@@ -432,25 +432,21 @@ class Backtest:
         )
 
     def _track_delta(self) -> None:
-        """Update the running max |net delta| (base units, and quote at mid); called after fills
-        and at every series sample (the quote value moves with price between fills)."""
-        d = self._delta_base()
-        if d is not None:
-            self._max_delta = (max(self._max_delta[0], abs(d[0])), max(self._max_delta[1], abs(d[1])))
+        """After a fill: update the running max |net delta| (base units, and quote at mid).
+        Samples update it too (:meth:`_sample`), as the quote value moves with price."""
+        delta = 0.0
+        price = math.nan
+        for key, book, inst, _, _ in self._sample_legs:
+            pos = self.orders.positions.get(key)
+            mid = book.mid()
+            if pos is not None and pos.qty and mid is not None:
+                delta += inst.base_qty(pos.qty, mid)
+                price = mid
+        self._note_delta(delta, price)
 
-    def _delta_base(self) -> tuple[float, float] | None:
-        """Net base-unit delta across the strategy's instruments, and its quote value at mid."""
-        total = 0.0
-        price = None
-        for key, pos in self.orders.positions.items():
-            if not pos.qty:
-                continue
-            mid = self.books[key].mid()
-            if mid is None:
-                return None
-            total += self.instruments[key].base_qty(pos.qty, mid)
-            price = mid
-        return (total, total * price) if price is not None else (0.0, 0.0)
+    def _note_delta(self, delta: float, price: float) -> None:
+        if delta:
+            self._max_delta = (max(self._max_delta[0], abs(delta)), max(self._max_delta[1], abs(delta * price)))
 
     def _sample(self, ts: int) -> None:
         """Append one point to the report series: mids, positions, net PnL; track max delta."""
@@ -474,8 +470,7 @@ class Backtest:
                 delta += inst.base_qty(qty, mid)
                 price = mid
         series["net_pnl"].append(pnl)
-        if delta:
-            self._max_delta = (max(self._max_delta[0], abs(delta)), max(self._max_delta[1], abs(delta * price)))
+        self._note_delta(delta, price)
 
 
 async def run_backtest(

@@ -403,6 +403,3 @@ class StrategyMachine(Generic[P]):
     def extra_result(self) -> dict[str, Any]:
         return {}
 
-
-def event_kind(event: object) -> EventKind:
-    return _EVENT_KIND.get(type(event), EventKind.ERROR)

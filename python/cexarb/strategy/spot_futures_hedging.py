@@ -204,16 +204,6 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         self.basis_bps = _core.basis_bps(perp_mid, spot_mid)
         return True
 
-    def current_hedge_ratio(self) -> float:
-        """Futures notional / spot notional at mids (0 when either leg is flat)."""
-        ratio = _core.hedge_ratio(
-            self._qty_base(self.spot_key), self.spot_price, self._qty_base(self.perp_key), self.futures_price
-        )
-        return ratio if ratio is not None else 0.0
-
-    def delta_base(self) -> float:
-        return _core.delta_base(self._qty_base(self.spot_key), self._qty_base(self.perp_key))
-
     def net_pnl(self) -> float:
         """Net PnL of the two legs at mids: realised + unrealised − fees + funding (quote)."""
         total = 0.0
