@@ -59,3 +59,12 @@ def test_wire_strings_round_trip_to_ticks_and_lots(ticks: int, lots: int) -> Non
     assert r.qty_lots == lots
     assert Decimal(r.wire_price) == Decimal(ticks) * Decimal("0.01")
     assert Decimal(r.wire_qty) == Decimal(lots) * Decimal("0.00001")
+
+
+def test_order_wire_is_one_call_for_both_strings_and_floats() -> None:
+    from cexarb import _core
+
+    assert _core.order_wire(1700, 0.00001, 6183763, 0.01) == ("0.01700", "61837.63", 0.017, 61837.63)
+    assert _core.order_wire(3, 1.0, None, 0.1) == ("3", None, 3.0, None)
+    with pytest.raises(ValueError, match="tick_size|step"):
+        _core.order_wire(1, 0.001, 5, float("nan"))

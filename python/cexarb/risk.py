@@ -67,23 +67,25 @@ class RiskPolicy:
         mid = book.mid()
         if mid is None:
             self._reject(f"book of {inst.key} has no mid")
-        price = request.price if request.price is not None else mid
-        notional = inst.notional(request.qty, price)
-        if lim.max_order_notional and notional > lim.max_order_notional:
-            self._reject(f"order notional {notional:.2f} > max_order_notional {lim.max_order_notional:.2f}")
+        price = request.price
+        if lim.max_order_notional:
+            notional = inst.notional(request.qty, mid if price is None else price)
+            if notional > lim.max_order_notional:
+                self._reject(f"order notional {notional:.2f} > max_order_notional {lim.max_order_notional:.2f}")
         if lim.max_position_notional:
             current = position.qty if position is not None else 0.0
             after = current + request.qty * request.side.sign
-            after_notional = inst.notional(after, mid)
-            if after_notional > lim.max_position_notional and abs(after) > abs(current):
-                self._reject(
-                    f"position notional after order {after_notional:.2f} > max_position_notional "
-                    f"{lim.max_position_notional:.2f}"
-                )
-        if lim.price_band_bps and request.price is not None:
-            through_bps = (request.price - mid) / mid * 1e4 * request.side.sign
+            if abs(after) > abs(current):
+                after_notional = inst.notional(after, mid)
+                if after_notional > lim.max_position_notional:
+                    self._reject(
+                        f"position notional after order {after_notional:.2f} > max_position_notional "
+                        f"{lim.max_position_notional:.2f}"
+                    )
+        if lim.price_band_bps and price is not None:
+            through_bps = (price - mid) / mid * 1e4 * request.side.sign
             if through_bps > lim.price_band_bps:
-                self._reject(f"limit price {request.price} is {through_bps:.1f} bps through mid > price_band_bps "
+                self._reject(f"limit price {price} is {through_bps:.1f} bps through mid > price_band_bps "
                              f"{lim.price_band_bps}")
         if lim.max_open_orders and open_orders >= lim.max_open_orders:
             self._reject(f"open orders {open_orders} >= max_open_orders {lim.max_open_orders}")

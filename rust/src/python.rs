@@ -649,6 +649,32 @@ fn ticks_to_decimal_str(ticks: i64, tick_size: f64) -> PyResult<String> {
     Ok(pricing::ticks_to_decimal_str(ticks, tick_size)?)
 }
 
+/// The wire strings and floats of an order, in one call: `(wire_qty, wire_price, qty, price)`.
+///
+/// `wire_qty = qty_lots * lot_size` and `wire_price = price_ticks * tick_size` as exact decimal
+/// strings (see `ticks_to_decimal_str`); `qty` / `price` are the floats nearest those decimals.
+/// `price_ticks=None` (a market order) gives `wire_price` and `price` None.
+#[pyfunction]
+#[pyo3(signature = (qty_lots, lot_size, price_ticks, tick_size))]
+fn order_wire(
+    qty_lots: i64,
+    lot_size: f64,
+    price_ticks: Option<i64>,
+    tick_size: f64,
+) -> PyResult<(String, Option<String>, f64, Option<f64>)> {
+    let wire_qty = pricing::ticks_to_decimal_str(qty_lots, lot_size)?;
+    let qty = wire_qty.parse::<f64>().map_err(|e| PyValueError::new_err(format!("qty {wire_qty:?}: {e}")))?;
+    let (wire_price, price) = match price_ticks {
+        Some(ticks) => {
+            let wire = pricing::ticks_to_decimal_str(ticks, tick_size)?;
+            let price = wire.parse::<f64>().map_err(|e| PyValueError::new_err(format!("price {wire:?}: {e}")))?;
+            (Some(wire), Some(price))
+        }
+        None => (None, None),
+    };
+    Ok((wire_qty, wire_price, qty, price))
+}
+
 /// Number of decimals of the shortest decimal representation of step.
 #[pyfunction]
 fn decimals_for_step(step: f64) -> PyResult<u32> {
@@ -872,6 +898,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(annualized_funding_rate, m)?)?;
     m.add_function(wrap_pyfunction!(expected_funding_pnl, m)?)?;
     m.add_function(wrap_pyfunction!(ticks_to_decimal_str, m)?)?;
+    m.add_function(wrap_pyfunction!(order_wire, m)?)?;
     m.add_function(wrap_pyfunction!(decimals_for_step, m)?)?;
 
     m.add_function(wrap_pyfunction!(hedge_ratio, m)?)?;

@@ -121,21 +121,16 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         lots = round(lots_f)
         if lots <= 0 or abs(lots_f - lots) > max(_GRID_TOL, lots_f * 1e-12):
             raise ValueError(f"order qty {qty!r} is not a multiple of lot_size {instrument.lot_size!r}")
-        wire_qty = _core.ticks_to_decimal_str(lots, instrument.lot_size)
         ticks: int | None
-        wire_price: str | None
-        fprice: float | None
         if price_ticks is not None:
             if price is not None:
                 raise ValueError(f"give price or price_ticks, not both (price {price!r}, price_ticks {price_ticks!r})")
             if price_ticks <= 0:
                 raise ValueError(f"order price_ticks must be > 0, got {price_ticks!r}")
             ticks = int(price_ticks)
-            wire_price = _core.ticks_to_decimal_str(ticks, instrument.tick_size)
-            fprice = float(wire_price)
             otype = OrderType.LIMIT if type is None else type
         elif price is None:
-            ticks = wire_price = fprice = None
+            ticks = None
             otype = OrderType.MARKET if type is None else type
             if otype is OrderType.LIMIT:
                 raise ValueError("order price is required for a limit order, got None")
@@ -146,9 +141,9 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             ticks = round(ticks_f)
             if abs(ticks_f - ticks) > max(_GRID_TOL, ticks_f * 1e-12):
                 raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
-            wire_price = _core.ticks_to_decimal_str(ticks, instrument.tick_size)
-            fprice = float(wire_price)
             otype = OrderType.LIMIT if type is None else type
+        # one boundary crossing: both exact decimal strings and the floats nearest them
+        wire_qty, wire_price, fqty, fprice = _core.order_wire(lots, instrument.lot_size, ticks, instrument.tick_size)
         return cls(
             instrument=instrument,
             side=side,
@@ -161,7 +156,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             tag=tag,
             wire_qty=wire_qty,
             wire_price=wire_price,
-            qty=float(wire_qty),
+            qty=fqty,
             price=fprice,
         )
 
