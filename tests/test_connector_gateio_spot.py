@@ -281,3 +281,25 @@ async def test_gate_spot_malformed_frame_is_logged_not_fatal(server, venue, capl
     assert venue.decode_errors >= 1
     assert "malformed" in caplog.text
     await venue.wait_synced(SPOT_KEY, 5)
+
+
+async def test_gate_spot_market_buy_goes_out_as_an_ioc_limit_for_the_exact_base_qty(server, venue):
+    """Gate spot market buys take quote to spend; ours buy an exact base qty via an IOC limit."""
+    from cexarb.model import OrderType
+
+    await venue.wait_synced(SPOT_KEY, 5)
+    inst = venue.instruments()[SPOT_KEY]
+    _, ask = server.market.books[SPOT_KEY].best()
+    market = OrderRequest.create(inst, Side.BUY, 0.003, type=OrderType.MARKET, client_order_id="mkt1")
+    wire = venue.market_buy_as_ioc_limit(market)
+    assert wire.type is OrderType.LIMIT and wire.time_in_force is TimeInForce.IOC and wire.wire_qty == market.wire_qty
+    assert wire.price_ticks is not None and wire.price_ticks >= ask[0]
+    order = await asyncio.wait_for(venue.place_order(market), 5)
+    assert order.type is OrderType.MARKET and order.status is OrderStatus.FILLED
+    assert order.filled_qty == pytest.approx(0.003, abs=1e-12)
+    seen = await asyncio.wait_for(venue.get_order(SPOT_KEY, "mkt1"), 5)
+    assert seen is not None and seen.price == wire.price and seen.filled_qty == pytest.approx(0.003, abs=1e-12)
+    # without a book to price it, a market buy is refused locally: nothing reaches the venue
+    unstarted = GateSpot(ApiCredentials("k", "s"), rest_url=server.base_url)
+    with pytest.raises(ValueError, match="needs its book"):
+        unstarted.market_buy_as_ioc_limit(market)
