@@ -184,3 +184,55 @@ def test_example_config_parses():
     cfg = load_config(REPO / "examples" / "paper_gate_sfh.toml")
     assert set(cfg.venues) == {"gateio-spot", "gateio-futures"}
     assert [s.strategy_id for s in cfg.build_strategies()] == ["sfh-gate"]
+
+
+async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, tmp_path):
+    """MEXC spot (protobuf WS market data) and Gate spot in one paper run: one forced arbitrage
+    cycle (threshold below the fees) buys on one venue and sells the same qty on the other."""
+    base, ws = server.base_url, server.ws_base_url
+    mexc, gate = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
+    path = tmp_path / "arb.toml"
+    path.write_text(f"""
+mode = "paper"
+duration_s = 20.0
+sync_timeout_s = 20.0
+close_timeout_s = 8.0
+
+[venues.mexc-spot]
+rest_url = "{base}"
+ws_url = "{ws}/ws"
+symbols = ["BTCUSDT"]
+
+[venues.gateio-spot]
+rest_url = "{base}"
+ws_url = "{ws}/ws/v4/"
+symbols = ["BTC_USDT"]
+
+[paper]
+latency = {{ order_entry_ns = 1000000, ack_ns = 1000000 }}
+balances = {{ mexc-spot = {{ USDT = 10000.0, BTC = 0.1 }}, gateio-spot = {{ USDT = 10000.0, BTC = 0.1 }} }}
+
+[[strategies]]
+type = "simple_arbitrage"
+[strategies.params]
+strategy_id = "arb-paper"
+instrument_a = "{mexc}"
+instrument_b = "{gate}"
+position_size_usdt = 200.0
+min_profit_threshold = -0.01
+max_cycles = 1
+""")
+    engine = Engine(load_config(path), paper=True)
+    result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
+    run = result.strategies["arb-paper"]
+    assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
+    assert run.result.additional_data["cycles"] == 1
+    assert result.stop_reason == "all strategies finished", result.stop_reason
+    buys = [f for f in run.fills if f.side.value == "buy"]
+    sells = [f for f in run.fills if f.side.value == "sell"]
+    assert buys and sells
+    assert {f.instrument_key for f in buys} != {f.instrument_key for f in sells}
+    assert sum(f.qty for f in buys) == pytest.approx(sum(f.qty for f in sells), abs=1e-9)
+    assert sum(run.positions.values()) == pytest.approx(0.0, abs=1e-9)  # long one venue, short the other
+    assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
+    assert server_orders(server) == 0
