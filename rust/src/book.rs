@@ -10,6 +10,16 @@
 //! `Vec`-per-side book moves 64 KB). The best level is read in O(1) from a cached block.
 //! Ticks are `round(price / tick_size)`, computed once at the edge.
 //!
+//! # Top first
+//! A depth message carries up to ~1,000 rows per side, most of them far from the top. When a
+//! side's rows come sorted (Binance sends them so, best first or worst first), only its
+//! [`TOP_ROWS`] best rows are stored at once; the deeper rows wait, validated and sorted, in a
+//! pending tail until [`OrderBook::flush`] (which a driver calls once the strategies have seen
+//! the message) or the next message. Every read sees the pending rows: the best level is exact
+//! from storage whenever it is better than the shallowest pending row, and deeper reads merge
+//! storage with the tail. So a strategy reacts after O(top rows) work instead of O(message),
+//! and nothing it reads can differ from the fully applied book.
+//!
 //! # Sequencing
 //! Binance, "How to manage a local order book correctly" (spot: Spot API docs, WebSocket Streams,
 //! "Diff. Depth Stream"; USDⓈ-M / COIN-M futures: "How to manage a local order book correctly"
@@ -528,13 +538,10 @@ impl OrderBook {
             return Ok(outcome);
         }
 
+        self.flush();
         let before = self.bbo_key();
-        for &(ticks, qty) in scratch_bids.iter() {
-            self.bids.set(ticks, qty);
-        }
-        for &(ticks, qty) in scratch_asks.iter() {
-            self.asks.set(ticks, qty);
-        }
+        self.bids.apply_top_first(scratch_bids);
+        self.asks.apply_top_first(scratch_asks);
         self.last_update_id = Some(last);
         self.awaiting_first = false;
         self.version += 1;
@@ -636,6 +643,19 @@ impl OrderBook {
                 delta.prev_update_id,
             )
         }
+    }
+
+    /// Stores the deeper rows of the last update that are still pending (see "Top first" in
+    /// the module docs); returns how many rows that was. Reads never need it (they see pending
+    /// rows); it moves the work out of the next message's path. Call it once the strategies
+    /// have reacted to a message.
+    pub fn flush(&mut self) -> usize {
+        self.bids.flush() + self.asks.flush()
+    }
+
+    /// Rows of the last update still pending (both sides).
+    pub fn pending_rows(&self) -> usize {
+        self.bids.pending.len() + self.asks.pending.len()
     }
 
     /// Best (bid, ask) as `(ticks, qty)` bit patterns for change detection.
@@ -876,6 +896,45 @@ struct Ladder {
     len: usize,
     /// Block of the last change; cleared whenever `index` changes.
     finger: Option<Finger>,
+    /// Rows of the last message not stored yet, as `(key, qty)`: ascending by key, unique keys,
+    /// every key worse than each row stored from that message (qty 0 deletes).
+    pending: Vec<(i64, f64)>,
+}
+
+/// A side's rows of one message beyond this many are candidates for the pending tail.
+const TOP_ROWS: usize = 16;
+/// Sides with fewer rows than this are stored at once.
+const LAZY_MIN_ROWS: usize = 64;
+
+/// Stored levels (ascending by key) merged with pending rows (ascending by key; a pending row
+/// replaces the stored level of its key, and qty 0 deletes it).
+struct Overlay<'a, I: Iterator<Item = (i64, f64)>> {
+    stored: std::iter::Peekable<I>,
+    pending: &'a [(i64, f64)],
+}
+
+impl<I: Iterator<Item = (i64, f64)>> Iterator for Overlay<'_, I> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        loop {
+            let Some((&(pending_key, pending_qty), rest)) = self.pending.split_first() else {
+                return self.stored.next();
+            };
+            match self.stored.peek() {
+                Some(&(stored_key, _)) if stored_key < pending_key => return self.stored.next(),
+                Some(&(stored_key, _)) if stored_key == pending_key => {
+                    self.stored.next();
+                }
+                _ => {}
+            }
+            self.pending = rest;
+            if pending_qty != 0.0 {
+                return Some((pending_key, pending_qty));
+            }
+        }
+    }
 }
 
 /// A block and its maximum key (`None` for the worst block: it takes any worse key).
@@ -899,7 +958,58 @@ impl Ladder {
             best_slot: None,
             len: 0,
             finger: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Applies one message's `(ticks, qty)` rows of this side (no rows may be pending): all of
+    /// them when they are few or not strictly sorted, else the [`TOP_ROWS`] best at once and the
+    /// rest into `pending`. Rows of a strictly sorted side have distinct prices, so the order of
+    /// storing them does not matter.
+    fn apply_top_first(&mut self, rows: &[(i64, f64)]) {
+        debug_assert!(self.pending.is_empty());
+        let sign = self.sign;
+        let n = rows.len();
+        if n >= LAZY_MIN_ROWS {
+            let key = |i: usize| rows.get(i).map_or(0, |&(t, _)| t.wrapping_mul(sign));
+            if (1..n).all(|i| key(i - 1) < key(i)) {
+                // best first
+                let (top, deep) = rows.split_at(TOP_ROWS);
+                for &(ticks, qty) in top {
+                    self.set(ticks, qty);
+                }
+                self.pending.extend(deep.iter().map(|&(t, q)| (t.wrapping_mul(sign), q)));
+                return;
+            }
+            if (1..n).all(|i| key(i - 1) > key(i)) {
+                // worst first
+                let (deep, top) = rows.split_at(n - TOP_ROWS);
+                for &(ticks, qty) in top {
+                    self.set(ticks, qty);
+                }
+                self.pending.extend(deep.iter().rev().map(|&(t, q)| (t.wrapping_mul(sign), q)));
+                return;
+            }
+        }
+        for &(ticks, qty) in rows {
+            self.set(ticks, qty);
+        }
+    }
+
+    /// Stores the pending rows; returns how many there were.
+    fn flush(&mut self) -> usize {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let sign = self.sign;
+        for &(key, qty) in &pending {
+            self.set(key.wrapping_mul(sign), qty);
+        }
+        let n = pending.len();
+        self.pending = pending;
+        self.pending.clear();
+        n
     }
 
     /// Storage key of `ticks` (and back: the map is its own inverse). Wrapping: a key of
@@ -909,16 +1019,26 @@ impl Ladder {
         ticks.wrapping_mul(self.sign)
     }
 
+    /// Number of levels (counting pending rows: O(levels) while any are pending).
     #[inline]
     fn len(&self) -> usize {
-        self.len
+        if self.pending.is_empty() {
+            self.len
+        } else {
+            self.iter().count()
+        }
     }
 
-    /// Best level as `(ticks, qty)`.
+    /// Best level as `(ticks, qty)`, pending rows included: O(1) when the stored best is better
+    /// than every pending row (always, unless the top rows deleted every stored level above them).
     #[inline]
     fn best(&self) -> Option<(i64, f64)> {
-        let block = self.blocks.get(self.best_slot?)?;
-        block.last().map(|&(k, q)| (self.key(k), q))
+        let stored = self.best_slot.and_then(|slot| self.blocks.get(slot)).and_then(|b| b.last()).copied();
+        match (stored, self.pending.first()) {
+            (stored, None) => stored.map(|(k, q)| (self.key(k), q)),
+            (Some((k, q)), Some(&(first_pending, _))) if k < first_pending => Some((self.key(k), q)),
+            _ => self.iter().next(),
+        }
     }
 
     /// The block that holds `key` or would take it: the one with the lowest maximum `>= key`,
@@ -943,18 +1063,24 @@ impl Ladder {
     /// Quantity at `ticks`, `None` when there is no level.
     fn get(&self, ticks: i64) -> Option<f64> {
         let key = self.key(ticks);
+        if let Ok(i) = self.pending.binary_search_by(|&(k, _)| k.cmp(&key)) {
+            return self.pending.get(i).map(|&(_, q)| q).filter(|&q| q != 0.0);
+        }
         let block = self.blocks.get(self.locate(key)?.slot)?;
         let i = block.binary_search_by(|&(k, _)| key.cmp(&k)).ok()?;
         block.get(i).map(|&(_, q)| q)
     }
 
-    /// Levels as `(ticks, qty)`, best first.
-    fn iter(&self) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
+    /// Levels as `(ticks, qty)`, best first, pending rows merged in.
+    fn iter(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
         let sign = self.sign;
-        self.index
+        let stored = self
+            .index
             .values()
             .flat_map(move |&slot| self.blocks.get(slot).map_or(&[][..], |b| b.as_slice()).iter().rev())
-            .map(move |&(k, q)| (k.wrapping_mul(sign), q))
+            .copied()
+            .peekable();
+        Overlay { stored, pending: &self.pending }.map(move |(k, q)| (k.wrapping_mul(sign), q))
     }
 
     /// Sets the absolute qty at `ticks` (0 deletes; deleting an absent level is a no-op).
@@ -1126,6 +1252,7 @@ impl Ladder {
         self.blocks.clear();
         self.free.clear();
         self.index.clear();
+        self.pending.clear();
         self.len = keyed.len();
         // blocks of BLOCK_FILL from the best end, so the best block is the full one
         let mut end = keyed.len();
@@ -1150,14 +1277,18 @@ impl PartialEq for Ladder {
 /// Rows in the former storage order, best last (bids ascending, asks descending by ticks).
 impl PartialEq<Vec<(i64, f64)>> for Ladder {
     fn eq(&self, other: &Vec<(i64, f64)>) -> bool {
-        self.len() == other.len() && self.iter().rev().eq(other.iter().copied())
+        let mut rows: Vec<(i64, f64)> = self.iter().collect();
+        rows.reverse();
+        rows == *other
     }
 }
 
 /// Printed as the list of `(ticks, qty)`, best last (as the former `Vec` storage).
 impl std::fmt::Debug for Ladder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter().rev()).finish()
+        let mut rows: Vec<(i64, f64)> = self.iter().collect();
+        rows.reverse();
+        f.debug_list().entries(rows).finish()
     }
 }
 
@@ -1617,6 +1748,7 @@ mod tests {
         let mut bids = ModelSide::new();
         let mut asks = ModelSide::new();
         let mut u = 0u64;
+        let mut with_pending = 0usize;
         for round in 0..4000u64 {
             // (is_bid, ticks, qty) rows of this message
             let mut rows: Vec<(bool, i64, f64)> = Vec::new();
@@ -1713,8 +1845,19 @@ mod tests {
             model_apply(&mut bids, &bid_rows);
             model_apply(&mut asks, &ask_rows);
             let probe: Vec<i64> = (0..4).map(|_| (next() % (2 * MID as u64 + 2)) as i64).collect();
+            // reads with the deep rows still pending, then (every other message) after a flush
+            if b.pending_rows() > 0 {
+                with_pending += 1;
+            }
             assert_matches_model(&b, &bids, &asks, &probe);
+            if round % 2 == 0 {
+                let pending = b.pending_rows();
+                assert_eq!(b.flush(), pending);
+                assert_eq!(b.pending_rows(), 0);
+                assert_matches_model(&b, &bids, &asks, &probe);
+            }
         }
+        assert!(with_pending > 300, "the top-first path ran on {with_pending} messages");
 
         // empty one side completely, then refill it
         let all_bids: Vec<(f64, f64)> = bids.keys().map(|&t| (t as f64, 0.0)).collect();

@@ -397,6 +397,20 @@ impl PyOrderBook {
         Ok(outcome.code())
     }
 
+    /// Stores the deep rows of the last update that are still pending; returns how many.
+    ///
+    /// Reads never need this (they see pending rows); a driver calls it after the strategies
+    /// reacted to a message so that the work stays off the next message's path.
+    fn flush(&mut self) -> usize {
+        self.inner.flush()
+    }
+
+    /// Rows of the last update not stored yet (both sides).
+    #[getter]
+    fn pending_rows(&self) -> usize {
+        self.inner.pending_rows()
+    }
+
     /// Applies a pre-built L2Delta (snapshot or update); returns the apply_update code.
     fn apply_delta(&mut self, delta: &Bound<'_, PyL2Delta>) -> PyResult<u8> {
         Ok(self.inner.apply_delta(&delta.get().inner)?.code())

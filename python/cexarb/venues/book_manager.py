@@ -650,12 +650,19 @@ class BookManager:
         return True
 
     def _notify(self, state: _Symbol) -> None:
-        if self.on_book is None:
-            return
-        try:
-            self.on_book(state.symbol, state.book)
-        except Exception:
-            log.exception("venue=%s symbol=%s on_book handler failed", self.venue, state.symbol)
+        book = state.book
+        if self.on_book is not None:
+            try:
+                self.on_book(state.symbol, book)
+            except Exception:
+                log.exception("venue=%s symbol=%s on_book handler failed", self.venue, state.symbol)
+        if book.pending_rows:
+            # the deep rows of a big push: stored after what the handlers started (an order
+            # task's first step runs first), not before it; reads are exact either way
+            try:
+                asyncio.get_running_loop().call_soon(book.flush)
+            except RuntimeError:  # no running loop
+                book.flush()
 
 
 # ---- decoders for handle_ws_event ------------------------------------------------------------------
