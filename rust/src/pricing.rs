@@ -161,6 +161,71 @@ pub fn entry_spread_bps(
     ))
 }
 
+/// The better direction of a cross-venue round trip of `qty` between books `a` and `b`
+/// (see [`best_cross`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossOpportunity {
+    /// Buy on `a` and sell on `b` (else buy on `b`, sell on `a`).
+    pub buy_on_a: bool,
+    /// Entry spread of that direction, bps net of both taker fees ([`entry_spread_bps`]).
+    pub spread_bps: f64,
+    /// Average ask of the buy book / bid of the sell book for `qty` (quote currency).
+    pub buy_avg: f64,
+    pub sell_avg: f64,
+    /// Slippage of each average vs its best price, bps (>= 0).
+    pub buy_slippage_bps: f64,
+    pub sell_slippage_bps: f64,
+    /// Best ask of the buy book and best bid of the sell book, in their books' ticks.
+    pub buy_best_ticks: i64,
+    pub sell_best_ticks: i64,
+}
+
+/// Both directions of a cross-venue round trip of `qty` (buy on one book, sell on the other),
+/// each walked for `qty` and net of the taker fees as in [`entry_spread_bps`]; returns the one
+/// with the higher spread (`a`-buy on a tie), with what a strategy needs to validate and price
+/// its orders, in one call: four book walks, no allocation.
+///
+/// Returns `Ok(None)` when either book is invalid or neither direction can fill `qty`.
+/// Errors: `qty` not finite or `<= 0`, fees not finite.
+pub fn best_cross(
+    a: &OrderBook,
+    b: &OrderBook,
+    qty: f64,
+    a_taker_fee: f64,
+    b_taker_fee: f64,
+) -> Result<Option<CrossOpportunity>, PricingError> {
+    positive("qty", qty)?;
+    finite("a_taker_fee", a_taker_fee)?;
+    finite("b_taker_fee", b_taker_fee)?;
+    if !(a.is_valid() && b.is_valid()) {
+        return Ok(None);
+    }
+    let direction = |buy: &OrderBook, sell: &OrderBook, buy_fee: f64, sell_fee: f64, buy_on_a: bool| {
+        let bought = buy.execution(Side::Buy, qty);
+        let sold = sell.execution(Side::Sell, qty);
+        if !(bought.complete && sold.complete) {
+            return None;
+        }
+        let (buy_avg, sell_avg) = (bought.avg_price?, sold.avg_price?);
+        Some(CrossOpportunity {
+            buy_on_a,
+            spread_bps: (sell_avg * (1.0 - sell_fee) - buy_avg * (1.0 + buy_fee)) / buy_avg * 1e4,
+            buy_avg,
+            sell_avg,
+            buy_slippage_bps: bought.slippage_bps.unwrap_or(0.0),
+            sell_slippage_bps: sold.slippage_bps.unwrap_or(0.0),
+            buy_best_ticks: buy.best_ask_ticks()?,
+            sell_best_ticks: sell.best_bid_ticks()?,
+        })
+    };
+    let a_to_b = direction(a, b, a_taker_fee, b_taker_fee, true);
+    let b_to_a = direction(b, a, b_taker_fee, a_taker_fee, false);
+    Ok(match (a_to_b, b_to_a) {
+        (Some(x), Some(y)) => Some(if y.spread_bps > x.spread_bps { y } else { x }),
+        (x, y) => x.or(y),
+    })
+}
+
 /// Exit spread in bps of unwinding a position: sell `qty` on `long_book` (at its executable
 /// average bid) and buy back `qty` on `short_book` (at its executable average ask), net of fees:
 ///
@@ -321,6 +386,34 @@ mod tests {
         assert_eq!(exit_spread_bps(&rich, &gapped, 1.0, 0.0, 0.0).unwrap(), None);
         assert!(entry_spread_bps(&cheap, &rich, 0.0, 0.0, 0.0).is_err());
         assert!(exit_spread_bps(&rich, &cheap, 1.0, f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn best_cross_picks_the_better_direction_with_its_prices() {
+        let cheap = two_level_book(99.99, 100.0, 0.01);
+        let rich = two_level_book(100.10, 100.11, 0.01);
+        // buying on `cheap` and selling on `rich` earns; either argument order finds it
+        for (a, b, buy_on_a) in [(&cheap, &rich, true), (&rich, &cheap, false)] {
+            let x = best_cross(a, b, 2.0, 0.001, 0.001).unwrap().unwrap();
+            let (buy_fee, sell_fee) = (0.001, 0.001);
+            let expected = entry_spread_bps(&cheap, &rich, 2.0, buy_fee, sell_fee).unwrap().unwrap();
+            assert_eq!(x.buy_on_a, buy_on_a);
+            assert!((x.spread_bps - expected).abs() < 1e-12, "{} {expected}", x.spread_bps);
+            assert!((x.buy_avg - 100.005).abs() < 1e-9 && (x.sell_avg - 100.095).abs() < 1e-9);
+            assert!((x.buy_slippage_bps - 0.005 / 100.0 * 1e4).abs() < 1e-9);
+            assert!((x.sell_slippage_bps - 0.005 / 100.10 * 1e4).abs() < 1e-9);
+            assert_eq!((x.buy_best_ticks, x.sell_best_ticks), (10_000, 10_010));
+        }
+        // same book both sides: both directions lose the spread; a-buy wins the tie
+        let x = best_cross(&cheap, &cheap, 1.0, 0.0, 0.0).unwrap().unwrap();
+        assert!(x.buy_on_a && x.spread_bps < 0.0);
+        // too shallow for both, or an invalid book: None; bad qty or fee: an error
+        assert_eq!(best_cross(&cheap, &rich, 3.0, 0.0, 0.0).unwrap(), None);
+        let mut gapped = two_level_book(99.99, 100.0, 0.01);
+        gapped.apply_update(&[], &[], 5, 6, None).unwrap();
+        assert_eq!(best_cross(&gapped, &rich, 1.0, 0.0, 0.0).unwrap(), None);
+        assert!(best_cross(&cheap, &rich, f64::NAN, 0.0, 0.0).is_err());
+        assert!(best_cross(&cheap, &rich, 1.0, 0.0, f64::INFINITY).is_err());
     }
 
     #[test]

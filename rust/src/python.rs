@@ -615,6 +615,32 @@ fn entry_spread_bps(
     )?)
 }
 
+/// The better direction of a cross-venue round trip of `qty` between books `a` and `b`, both
+/// walked for `qty`, net of taker fees, in one call:
+/// `(buy_on_a, spread_bps, buy_avg, sell_avg, buy_slippage_bps, sell_slippage_bps,
+/// buy_best_ticks, sell_best_ticks)`, or None when a book is invalid or neither direction fills.
+#[pyfunction]
+fn best_cross(
+    a: PyRef<'_, PyOrderBook>,
+    b: PyRef<'_, PyOrderBook>,
+    qty: f64,
+    a_taker_fee: f64,
+    b_taker_fee: f64,
+) -> PyResult<Option<(bool, f64, f64, f64, f64, f64, i64, i64)>> {
+    Ok(pricing::best_cross(borrow_book(&a), borrow_book(&b), qty, a_taker_fee, b_taker_fee)?.map(|x| {
+        (
+            x.buy_on_a,
+            x.spread_bps,
+            x.buy_avg,
+            x.sell_avg,
+            x.buy_slippage_bps,
+            x.sell_slippage_bps,
+            x.buy_best_ticks,
+            x.sell_best_ticks,
+        )
+    }))
+}
+
 /// Exit spread (bps) of selling qty on long_book at its average bid and buying on short_book
 /// at its average ask, net of taker fees; None if a book is invalid or too shallow.
 #[pyfunction]
@@ -913,6 +939,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expected_funding_pnl, m)?)?;
     m.add_function(wrap_pyfunction!(ticks_to_decimal_str, m)?)?;
     m.add_function(wrap_pyfunction!(order_wire, m)?)?;
+    m.add_function(wrap_pyfunction!(best_cross, m)?)?;
     m.add_function(wrap_pyfunction!(decimals_for_step, m)?)?;
 
     m.add_function(wrap_pyfunction!(hedge_ratio, m)?)?;

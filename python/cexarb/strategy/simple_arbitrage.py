@@ -95,6 +95,10 @@ class SimpleArbitrageParams(StrategyParams, frozen=True, kw_only=True, forbid_un
 
 A = ArbitrageState
 
+#: (buy_key, sell_key, net spread bps, qty, buy slippage bps, sell slippage bps, buy book's best
+#: ask in ticks)
+_Opportunity = tuple[str, str, float, float, float, float, int]
+
 
 @register
 class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
@@ -133,7 +137,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.ending = False
         self.cooldown_until_ns = 0
         self.failed_cycles = 0
-        self._detected: tuple[str, str, float, float] | None = None
+        self._detected: _Opportunity | None = None
 
     def watched_instruments(self) -> tuple[str, ...]:
         return (self.params.instrument_a, self.params.instrument_b)
@@ -153,20 +157,20 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
                 )
         self._step = max(a.lot_size, b.lot_size)
         self._min_notional = max(a.min_notional, b.min_notional)
-        self._directions = (
-            (p.instrument_a, p.instrument_b, self._book[p.instrument_a], self._book[p.instrument_b], a.taker_fee, b.taker_fee),
-            (p.instrument_b, p.instrument_a, self._book[p.instrument_b], self._book[p.instrument_a], b.taker_fee, a.taker_fee),
-        )
+        self._book_a, self._book_b = self._book[p.instrument_a], self._book[p.instrument_b]
+        self._fee_a, self._fee_b = a.taker_fee, b.taker_fee
         self._detected_versions = (-1, -1)
 
     # ---------------------------------------------------------------- helpers
-    def _best_direction(self) -> tuple[str, str, float, float] | None:
-        """(buy_key, sell_key, net spread bps, qty) of the better direction, or None.
+    def _best_direction(self) -> _Opportunity | None:
+        """The better direction now: ``(buy_key, sell_key, net spread bps, qty, buy slippage bps,
+        sell slippage bps, best ask ticks of the buy book)``, or None (a book invalid or too thin).
 
-        The size is the largest ≤ position_size_usdt in whole lots of both instruments; the spread
-        walks both books for it and is net of both taker fees (``_core.entry_spread_bps``).
+        The size is the largest ≤ position_size_usdt in whole lots of both instruments; both
+        directions walk both books for it, net of both taker fees, in one Rust call
+        (:func:`cexarb._core.best_cross`).
         """
-        book_a, book_b = self._directions[0][2], self._directions[0][3]
+        book_a, book_b = self._book_a, self._book_b
         if not (book_a.is_valid and book_b.is_valid):
             return None
         mid = book_a.mid()
@@ -180,15 +184,17 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
                 f"instruments) worth {qty * mid:.2f}, below the min notional {self._min_notional} of "
                 f"{self.params.instrument_a} / {self.params.instrument_b}"
             )
-        best: tuple[str, str, float, float] | None = None
-        for bk, sk, bb, sb, bfee, sfee in self._directions:
-            spread = _core.entry_spread_bps(bb, sb, qty, bfee, sfee)
-            if spread is not None and (best is None or spread > best[2]):
-                best = (bk, sk, spread, qty)
-        return best
+        x = _core.best_cross(book_a, book_b, qty, self._fee_a, self._fee_b)
+        if x is None:
+            return None
+        p = self.params
+        buy_on_a, spread, _, _, buy_slip, sell_slip, buy_best_ticks, _ = x
+        if buy_on_a:
+            return (p.instrument_a, p.instrument_b, spread, qty, buy_slip, sell_slip, buy_best_ticks)
+        return (p.instrument_b, p.instrument_a, spread, qty, buy_slip, sell_slip, buy_best_ticks)
 
     def _versions(self) -> tuple[int, int]:
-        return (self._directions[0][2].version, self._directions[0][3].version)
+        return (self._book_a.version, self._book_b.version)
 
     def _cool_down(self) -> None:
         """A cycle traded nothing: ignore opportunities for ``cooldown_ms``."""
@@ -211,7 +217,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         best = self._best_direction()
         if best is None:
             return
-        buy_key, sell_key, spread, _qty = best
+        buy_key, sell_key, spread = best[0], best[1], best[2]
         if self.best_spread_bps is None or spread > self.best_spread_bps:
             self.best_spread_bps = spread
         if spread < self.params.min_profit_threshold * 1e4:
@@ -234,20 +240,12 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if best is None or best[0] != self.buy_key or best[2] < p.min_profit_threshold * 1e4:
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "opportunity gone on validation")
             return
-        _, _, spread, qty = best
-        buy_book, sell_book = self._book[self.buy_key], self._book[self.sell_key]
-        buy_exec = buy_book.executable_price("buy", qty)
-        sell_exec = sell_book.executable_price("sell", qty)
-        tol_bps = p.slippage_tolerance * 1e4
-        if (buy_exec.slippage_bps or 0.0) > tol_bps or (sell_exec.slippage_bps or 0.0) > tol_bps:
+        _, _, spread, qty, buy_slippage_bps, sell_slippage_bps, ask_ticks = best
+        if max(buy_slippage_bps, sell_slippage_bps) > p.slippage_tolerance * 1e4:
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "slippage above tolerance")
             return
-        ask = buy_book.best_ask()
-        if ask is None:
-            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "no ask")
-            return
         inst = self._inst[self.buy_key]
-        limit_ticks = math.ceil(ask[0] * (1 + p.slippage_tolerance) / inst.tick_size - 1e-9)
+        limit_ticks = math.ceil(ask_ticks * (1 + p.slippage_tolerance) - 1e-9)
         self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, "validated")
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
         self.buy_order = await self.ctx.submit(
