@@ -236,3 +236,29 @@ max_cycles = 1
     assert sum(run.positions.values()) == pytest.approx(0.0, abs=1e-9)  # long one venue, short the other
     assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
     assert server_orders(server) == 0
+
+
+async def test_paper_funding_is_settled_at_the_venues_funding_time(server, tmp_path):
+    """The simulator states a funding time a few seconds ahead; the paper short perp of the
+    hedge receives rate x notional at the mid then, booked in the strategy's PnL."""
+    funding_at = int(time.time()) + 7
+    server.funding_next_s = funding_at
+    path = tmp_path / "paper.toml"
+    path.write_text(config_text(server, duration_s=11.0))
+    engine = Engine(load_config(path), paper=True)
+    result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
+    run = result.strategies["sfh-paper"]
+    assert run.error is None, run.error
+    assert len(run.funding) == 1, run.funding
+    event, amount = run.funding[0]
+    assert event.instrument_key == PERP and event.rate == pytest.approx(0.0001)
+    assert event.ts_ns == funding_at * 1_000_000_000
+    states = [to for _, _, to, _ in run.transitions]
+    assert "MONITORING_POSITIONS" in states, states
+    inst = engine.connectors["gateio-futures"].instruments()[PERP]
+    # short the perp at settlement: receives |qty| x contract size x mark x rate
+    short_contracts = -sum(f.qty * (1 if f.side.value == "buy" else -1) for f in run.fills
+                           if f.instrument_key == PERP and f.ts_ns <= event.ts_ns)
+    assert short_contracts > 0
+    assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-9)
+    assert run.result.funding == pytest.approx(amount, rel=1e-9)

@@ -17,7 +17,11 @@ each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, wi
 * resting paper orders are matched by ``SimVenue.on_book`` after each book change and
   ``SimVenue.on_trade`` for each public trade of their instrument.
 * funding rates of perps come from the futures connector (``funding(key)``) and its
-  :class:`FundingEvent` pushes; paper funding *settlements* are not simulated.
+  :class:`FundingEvent` pushes. Paper funding is settled at each contract's next funding time
+  as the venue states it (Gate ``funding_next_apply``): every paper account holding the perp
+  gets ``SimVenue.apply_funding`` at the latest rate and the book's mid, its order manager books
+  the amount, and the strategy receives the :class:`FundingEvent`; then the connector's
+  contracts are read again for the following funding time.
 
 Stop: SIGINT/SIGTERM (when :meth:`Engine.run` installs handlers), ``duration_s``, :meth:`stop`,
 or every strategy finished. On stop each running strategy gets ``EndOfData(reason="engine
@@ -112,6 +116,7 @@ class StrategyRun(msgspec.Struct, kw_only=True):
     positions: dict[str, float]  # strategy-side position per instrument (instrument units)
     open_orders_at_stop: int  # orders still open when cancel-all ran
     error: str | None = None
+    funding: list[tuple[FundingEvent, float]] = []  # settlements: event and amount booked (quote, + received)
 
 
 class EngineResult(msgspec.Struct, kw_only=True):
@@ -139,6 +144,7 @@ class _Runner:
         self.watched = frozenset(strategy.watched_instruments())
         self.error: str | None = None
         self.open_at_stop = 0
+        self.funding_events: list[tuple[FundingEvent, float]] = []  # settled on this account
 
     def push_private(self, event: Any) -> None:
         self.private.append(event)
@@ -195,6 +201,7 @@ class Engine:
         self.book_updates = 0
         self.trades = 0
         self.funding_rates: dict[str, float] = {}
+        self._instruments: dict[str, Instrument] = {}
         self._contexts: list[StrategyContext] = []
 
     # ------------------------------------------------------------------ control
@@ -260,6 +267,7 @@ class Engine:
         instruments: dict[str, Instrument] = {}
         for conn in self.connectors.values():
             instruments.update(conn.instruments())
+        self._instruments = instruments
         for conn in self.connectors.values():
             for key, inst in conn.instruments().items():
                 if inst.kind is not InstrumentKind.SPOT and hasattr(conn, "funding"):
@@ -377,6 +385,72 @@ class Engine:
         for name in list(runner.ctx._timers):
             runner.ctx.cancel_timer(name)
 
+    def _next_funding(self) -> list[tuple[int, str]]:
+        """(next funding time ns, key) of every paper-traded perp whose connector states one."""
+        due: list[tuple[int, str]] = []
+        for conn in self.connectors.values():
+            if not hasattr(conn, "funding"):
+                continue
+            for key, inst in conn.instruments().items():
+                if inst.kind is InstrumentKind.SPOT or key not in self._sims_by_key:
+                    continue
+                with contextlib.suppress(KeyError):
+                    next_ns = int(conn.funding(key)[1])
+                    if next_ns > 0:
+                        due.append((next_ns, key))
+        return sorted(due)
+
+    def settle_funding(self, key: str, ts_ns: int) -> int:
+        """Settle one funding payment of perp ``key`` on every paper account: the latest known
+        rate at the book's mid. Returns the number of strategies told (each gets the
+        :class:`FundingEvent`; accounts that are flat get it with nothing booked)."""
+        rate = self.funding_rates.get(key)
+        inst = self._instruments.get(key)
+        if rate is None or inst is None:
+            return 0
+        mark = self.connectors[inst.venue].book(key).mid()
+        if mark is None:
+            log.warning("funding of %s at %d not settled: the book has no mid", key, ts_ns)
+            return 0
+        event = FundingEvent(instrument_key=key, rate=rate, mark_price=mark, ts_ns=ts_ns)
+        told = 0
+        for runner in self.runners:
+            sim = runner.sims.get(inst.venue)
+            if sim is None:
+                continue
+            amount = sim.apply_funding(key, rate, mark, ts_ns)
+            runner.ctx.orders.on_funding(event, amount)
+            runner.funding_events.append((event, amount))
+            runner.push_private(event)
+            told += 1
+        log.info("funding %s rate %s mark %s settled on %d paper accounts", key, rate, mark, told)
+        return told
+
+    async def _funding_keeper(self) -> None:
+        """Settles paper funding at each perp's stated funding time, until stopped."""
+        settled: set[tuple[int, str]] = set()
+        while not self._stop.is_set():
+            due = [d for d in self._next_funding() if d not in settled]
+            if not due:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 60.0)
+                continue
+            next_ns, key = due[0]
+            wait_s = (next_ns - time.time_ns()) / 1e9
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(wait_s, 60.0))
+                continue  # stopped, or re-read the schedule (it may have moved)
+            settled.add((next_ns, key))
+            self.settle_funding(key, next_ns)
+            conn = self.connectors[self._instruments[key].venue]
+            refresh = getattr(conn, "refresh_funding", None)
+            if refresh is not None:
+                try:
+                    await asyncio.wait_for(refresh(), 10.0)
+                except Exception as exc:  # the next time stays as it was: settled once only
+                    log.warning("funding schedule of %s not refreshed: %s", key, exc)
+
     async def _timekeeper(self) -> None:
         duration = self.config.duration_s
         if duration > 0:
@@ -409,6 +483,7 @@ class Engine:
                 log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
+                    tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
                     for runner in self.runners:
                         tasks.append(tg.create_task(self._run_strategy(runner), name=f"strategy-{runner.strategy.strategy_id}"))
                 self._detach_market()
@@ -444,4 +519,5 @@ class Engine:
             positions={k: p.qty for k, p in om.positions.items()},
             open_orders_at_stop=runner.open_at_stop,
             error=runner.error or runner.strategy.error,
+            funding=list(runner.funding_events),
         )
