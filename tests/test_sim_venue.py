@@ -162,6 +162,10 @@ async def test_ioc_partial_fill_then_canceled() -> None:
     assert [(f.price, f.qty) for f in h.fills()] == [(100.00, 1.0), (100.01, 2.0)]
     final = await h.venue.get_order(SPOT.key, "o1")
     assert final is not None and final.status is OrderStatus.CANCELED and final.filled_qty == pytest.approx(3.0)
+    assert final.venue_order_id
+    by_id = await h.venue.get_order_by_venue_id(SPOT.key, final.venue_order_id)
+    assert by_id is not None and by_id.client_order_id == "o1" and by_id.filled_qty == final.filled_qty
+    assert await h.venue.get_order_by_venue_id(SPOT.key, "nosuch") is None
     assert await h.venue.open_orders() == []
     assert h.venue.balances_now()["USDT"].locked == 0.0
 

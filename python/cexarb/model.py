@@ -45,14 +45,19 @@ class Side(enum.StrEnum):
     BUY = "buy"
     SELL = "sell"
 
-    @property
-    def sign(self) -> int:
-        """+1 for buy, -1 for sell."""
-        return 1 if self is Side.BUY else -1
+    sign: int
+    """+1 for buy, -1 for sell (a plain member attribute: read on every order and fill)."""
+
+    def __init__(self, value: str) -> None:
+        self.sign = 1 if value == "buy" else -1
 
     @property
     def opposite(self) -> Side:
-        return Side.SELL if self is Side.BUY else Side.BUY
+        return _OPPOSITE[self]
+
+
+# a dict lookup: cheaper than comparing members through the enum class
+_OPPOSITE: dict[Side, Side] = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 
 class OrderType(enum.StrEnum):
@@ -76,9 +81,11 @@ class OrderStatus(enum.StrEnum):
     CANCELED = "canceled"
     REJECTED = "rejected"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+    is_terminal: bool
+    """FILLED, CANCELED or REJECTED (a plain member attribute: read on every order update)."""
+
+    def __init__(self, value: str) -> None:
+        self.is_terminal = value in ("filled", "canceled", "rejected")
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):

@@ -211,6 +211,7 @@ class SimVenue:
         self._queues = {k: RiskAverseQueue(i.tick_size, i.lot_size) for k, i in self._instruments.items()}
         self._consumed = {k: ConsumedLiquidity() for k in self._instruments}
         self._orders: dict[str, _SimOrder] = {}  # every order by client order id
+        self._by_venue_id: dict[str, str] = {}  # venue order id -> client order id
         self._open: dict[str, _SimOrder] = {}  # not terminal (pending arrival, resting), insertion order
         self._positions: dict[str, Position] = {}
         self._fills: list[Fill] = []
@@ -252,6 +253,11 @@ class SimVenue:
         if so is None or so.order.instrument.key != instrument_key:
             return None
         return copy.copy(so.order)
+
+    async def get_order_by_venue_id(self, instrument_key: str, venue_order_id: str) -> Order | None:
+        """As :meth:`get_order`, by the venue order id this venue assigned at acceptance."""
+        client_order_id = self._by_venue_id.get(venue_order_id)
+        return None if client_order_id is None else await self.get_order(instrument_key, client_order_id)
 
     async def open_orders(self, instrument_key: str | None = None) -> list[Order]:
         """Copies of the orders not yet terminal (including those still in flight), oldest first."""
@@ -326,7 +332,7 @@ class SimVenue:
             price_ticks = None
             if not book.is_valid:
                 return self._reject_sync(order, RejectReason.BOOK_INVALID)
-            ex = book.executable_price(request.side.value, qty)
+            ex = book.executable_price("buy" if request.side is Side.BUY else "sell", qty)
             if ex.worst_price is None or ex.avg_price is None:
                 return self._reject_sync(order, RejectReason.NO_LIQUIDITY)
             mid = book.mid()
@@ -347,6 +353,7 @@ class SimVenue:
         # accepted: from here on state changes
         self._order_seq += 1
         order.venue_order_id = f"{self.name}-{self._order_seq}"
+        self._by_venue_id[order.venue_order_id] = order.client_order_id
         self._orders[order.client_order_id] = probe
         self._open[order.client_order_id] = probe
         self._clock.schedule(now + self.latency.match_delay_ns, lambda: self._arrive(probe))
