@@ -375,10 +375,14 @@ class WsConn:
         try:
             while True:
                 frame, binary = await self.queue.get()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel that
+                # finish() sends when the send completes at the same moment (CPython gh-86296),
+                # leaving this writer waiting on the queue forever
                 if frame is _CLOSE:
                     self.closed = True
                     self._run_cleanups()
-                    await asyncio.wait_for(ws.close(code=1008, message=b"closed by server"), 10)
+                    async with asyncio.timeout(10):
+                        await ws.close(code=1008, message=b"closed by server")
                     return
                 stall = faults.stall_remaining_s(self.venue)
                 while stall > 0:
@@ -386,16 +390,11 @@ class WsConn:
                     stall = faults.stall_remaining_s(self.venue)
                 if ws.closed:
                     return
-                if binary:
-                    await asyncio.wait_for(
-                        ws.send_bytes(frame if isinstance(frame, bytes) else frame.encode()),
-                        10,
-                    )
-                else:
-                    await asyncio.wait_for(
-                        ws.send_str(frame if isinstance(frame, str) else frame.decode()),
-                        10,
-                    )
+                async with asyncio.timeout(10):
+                    if binary:
+                        await ws.send_bytes(frame if isinstance(frame, bytes) else frame.encode())
+                    else:
+                        await ws.send_str(frame if isinstance(frame, str) else frame.decode())
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.info("ws writer stopped venue=%s: %s", self.venue, type(exc).__name__)
             self.close_soon(abort=True)
