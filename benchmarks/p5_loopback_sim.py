@@ -13,21 +13,27 @@ process only:
   own ``VenueBook._apply`` (ids stay consistent with the REST ``with_id`` snapshot); every
   ``spot.order_book_update`` (our connector) / ``spot.obu`` (ccxt 4.5.90's ``watch_order_book``)
   subscription's 100 ms / 20 ms buffer is flushed at once, producing the
-  simulator's own frame, which is written straight to the socket with ``time.monotonic_ns()``
-  taken just before the write. The driver then waits for the order POST whose Gate ``text`` ends
-  in ``-<u>`` (``u`` = the frame's last update id), records it, waits ``gap_ms`` (the client
-  finishes with the reply and the private pushes) and sends the next frame. The answer is the
+  simulator's own frame, which is written straight to the socket (not through the connection's
+  queue and writer task; its WebSocket framing built first, the same bytes aiohttp's writer
+  sends) with ``time.monotonic_ns()`` taken just before the write (the connection's write
+  buffer high-water mark is 0, so uvloop writes inside the call instead of at the end of the
+  loop's batch of callbacks). The
+  driver then waits for the order POST whose Gate ``text`` ends in ``-<u>`` (``u`` = the
+  frame's last update id), records it, waits ``gap_ms`` (the client finishes with the reply and
+  the private pushes) and sends the next frame. The answer is the
   ``[u, sent_ns, received_ns]`` rows of the measured frames (warm-up excluded).
-* "received" = ``time.monotonic_ns()`` of the last ``data_received`` of the request's TCP
-  connection before its body is complete (aiohttp's ``RequestHandler.data_received`` wrapped
-  in this process), i.e. when the last byte of the signed order request arrived, before any HTTP
-  framework work. Both stamps are taken in this process (``CLOCK_MONOTONIC``).
+* "received" = ``time.monotonic_ns()`` of the last ``data_received`` with bytes of the request's
+  TCP connection before its body is complete (aiohttp's ``RequestHandler.data_received`` wrapped
+  in this process; its own ``data_received(b"")`` calls on resuming reads are skipped), i.e.
+  when the last byte of the signed order request arrived, before any HTTP framework work. Both
+  stamps are taken in this process (``CLOCK_MONOTONIC``).
 * ``GET /_p5/subs``: how many depth subscriptions are live (the client waits for its own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import sys
 import time
 from pathlib import Path
@@ -47,16 +53,55 @@ RX_NS: dict[int, int] = {}
 
 
 def _patch_receive_stamp() -> None:
-    """Stamp the arrival of every TCP read of the HTTP server (this process only)."""
+    """Stamp the arrival of every TCP read of the HTTP server (this process only).
+
+    Only reads that carry bytes count: aiohttp's server calls ``data_received(b"")`` itself when
+    it resumes reading after dispatching a request, hundreds of µs after the request arrived.
+    """
     original = web_protocol.RequestHandler.data_received
     clock = time.monotonic_ns
     rx = RX_NS
 
     def data_received(self: Any, data: bytes) -> None:
-        rx[id(self)] = clock()
+        if data:  # aiohttp also calls it with b"" when it resumes reading: not an arrival
+            rx[id(self)] = clock()
         original(self, data)
 
     web_protocol.RequestHandler.data_received = data_received  # type: ignore[method-assign]
+
+
+def _write_at_once(ws: web.WebSocketResponse) -> None:
+    """Make the frame's ``send_str`` reach the socket inside the call: uvloop otherwise queues a
+    small write until the end of the current batch of callbacks, so the ``sent`` stamp would
+    precede the socket write by the rest of the driver's step (both clients alike). aiohttp keeps
+    the transport on its writer (no public accessor); without one the stamp is as before."""
+    transport = getattr(getattr(ws, "_writer", None), "transport", None)
+    if transport is not None and transport.get_write_buffer_limits() != (0, 0):
+        transport.set_write_buffer_limits(high=0)
+
+
+def _raw_text_frame(ws: web.WebSocketResponse, payload: bytes) -> tuple[Any, bytes] | None:
+    """(transport, bytes) of an unmasked, uncompressed server text frame of ``payload`` -- the
+    bytes aiohttp's writer would produce -- so ``sent`` is stamped right before the socket write
+    rather than before aiohttp's framing; None (use ``send_str``) when compression was negotiated
+    or the transport is not reachable."""
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is None or ws.compress or getattr(writer, "use_mask", True) or transport.is_closing():
+        return None
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return transport, header + payload
+
+
+def _expire(waiter: asyncio.Future[int]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Driver:
@@ -66,6 +111,7 @@ class Driver:
         self.expect: str | None = None  # "-<u>" suffix of the awaited order's text
         self.waiter: asyncio.Future[int] | None = None
         self.orders_seen = 0
+        self.raw_frames = 0  # frames written by _raw_text_frame (the rest went through send_str)
         self.flip = 0
 
     # ---- hooks ----------------------------------------------------------------------------------
@@ -113,33 +159,56 @@ class Driver:
         sent = 0
         for sub in self.subs():
             sub.buffer.cancel()
-            sub.buffer.flush()  # the simulator's own frame, queued on the connection
             conn = sub.s.conn
-            frames = []
-            while not conn.queue.empty():
-                item = conn.queue.get_nowait()
+            queue = conn.queue
+            frames: list[tuple[bytes | str, bool]] = []
+            while not queue.empty():  # frames queued before (none, normally) go first
+                item = queue.get_nowait()
                 if item[0] is _CLOSE:
-                    conn.queue.put_nowait(item)
+                    queue.put_nowait(item)
                     break
                 frames.append(item)
+            # the simulator's own frame, taken from the connection's send instead of its queue:
+            # queuing it would wake the connection's writer task, which would then run after the
+            # send (to find the queue empty) -- server work between the frame and the order
+            queue.put_nowait = frames.append  # type: ignore[method-assign]
+            try:
+                sub.buffer.flush()
+            finally:
+                del queue.put_nowait
+            _write_at_once(conn.ws)
             for i, (frame, binary) in enumerate(frames):
-                if i == len(frames) - 1:
+                last = i == len(frames) - 1
+                payload = frame if isinstance(frame, bytes) else frame.encode()
+                if last and not binary:
+                    raw = _raw_text_frame(conn.ws, payload)
+                    if raw is not None:  # the frame's bytes are ready: stamp, then write them
+                        self.raw_frames += 1
+                        transport, data = raw
+                        sent = time.monotonic_ns()
+                        transport.write(data)
+                        continue
+                if last:
                     sent = time.monotonic_ns()
                 if binary:
-                    await conn.ws.send_bytes(frame if isinstance(frame, bytes) else frame.encode())
+                    await conn.ws.send_bytes(payload)
                 else:
-                    await conn.ws.send_str(frame if isinstance(frame, str) else frame.decode())
+                    await conn.ws.send_str(payload.decode())
         return change.last_id, sent
 
     async def one(self, timeout_s: float) -> tuple[int, int, int] | None:
         loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        u, sent = await self.push()
+        waiter: asyncio.Future[int] = loop.create_future()
+        self.waiter = waiter
+        # the deadline is armed before the frame goes out: after the send the server only awaits
+        timer = loop.call_later(timeout_s, _expire, waiter)
         try:
-            received = await asyncio.wait_for(self.waiter, timeout_s)
+            u, sent = await self.push()
+            received = await waiter
         except TimeoutError:
             return None
         finally:
+            timer.cancel()
             self.expect = None
             self.waiter = None
         return u, sent, received
@@ -171,7 +240,9 @@ class Driver:
             elif i >= warmup:
                 rows.append(got)
             await asyncio.sleep(gap_s)
-        return web.json_response({"rows": rows, "primes": primes, "misses": misses, "orders_seen": self.orders_seen})
+        return web.json_response(
+            {"rows": rows, "primes": primes, "misses": misses, "orders_seen": self.orders_seen, "raw_frames": self.raw_frames}
+        )
 
     async def subs_count(self, request: web.Request) -> web.Response:
         return web.json_response({"subs": len(self.subs())})

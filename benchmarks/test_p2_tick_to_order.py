@@ -73,6 +73,9 @@ class CaptureVenue:
     async def get_order(self, instrument_key: str, client_order_id: str) -> Order | None:
         return None
 
+    async def get_order_by_venue_id(self, instrument_key: str, venue_order_id: str) -> Order | None:
+        return None
+
     async def open_orders(self, instrument_key: str | None = None) -> list[Order]:
         return []
 

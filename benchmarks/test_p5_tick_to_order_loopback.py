@@ -8,14 +8,20 @@ top, sends the simulator's own ``spot.order_book_update`` frame at once (``time.
 just before the socket write), waits for the order POST whose ``text`` carries that frame's
 update id (``time.monotonic_ns()`` when its last byte arrived), waits ``CEXARB_P5_GAP_MS``
 (default 3 ms) and sends the next frame: one frame in flight at a time. Both stamps are taken in
-the server process. Clients, one after the other, in this process on uvloop:
+the server process and bracket only the wire: "sent" right before the frame's socket write (the
+write is not deferred by uvloop, and the frame skips the connection's queue and writer task),
+"received" at the first byte-carrying read that completes the request (aiohttp's own
+``data_received(b"")`` calls after dispatch do not count -- counting them added the server's
+request handling, ~250 µs here, to both clients). Clients, one after the other, in this process
+on uvloop:
 
-* ``ours``: :class:`cexarb.venues.gateio.spot.GateSpot` (its client-side rate limiter with no
-  windows, as ccxt's is off) -- the market WS frame is decoded, its
+* ``ours``: :class:`cexarb.venues.gateio.spot.GateSpot` (``enforce_rate_limits=False``: no
+  client-side rate limiter, as ccxt's is off) -- the market WS frame is decoded, its
   :class:`~cexarb.venues.book_manager.BookManager` applies it, the ``subscribe_market`` handler
   gets the :class:`~cexarb.venues.base.BookUpdate`, builds an IOC ``OrderRequest`` 100 USDT under
-  the local best bid and spawns ``place_order``, which signs it and writes it on the keep-alive
-  :class:`~cexarb.venues.order_entry.OrderEntryClient`;
+  the local best bid and spawns ``place_order`` as a task -- ``place_order`` signs the order and
+  writes it on the keep-alive :class:`~cexarb.venues.order_entry.OrderEntryClient` before it
+  returns its coroutine; the task only waits for the reply;
 * ``ccxt``: ``ccxt.pro.gate`` 4.5.90 (skipped when not installed) -- a loop of
   ``watch_order_book`` then an awaited ``create_order`` (same IOC order, ``text`` = nonce).
 
@@ -41,13 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgspec
 import numpy as np
 import pytest
 from cexarb.model import OrderStatus, Side, TimeInForce
 from cexarb.venues.base import BookUpdate, OrderRequest
 from cexarb.venues.gateio.spot import GateSpot
-from cexarb.venues.ratelimit import GATE_SPOT_LIMITS
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.ws import Backoff
 from conftest import BINANCE_SUBDIR, data_root
@@ -130,20 +134,16 @@ def _with_handler(rows: np.ndarray, seen: dict[int, int]) -> np.ndarray:
     return np.column_stack([rows[:, 1], rows[:, 2], handler])
 
 
-class _GateSpotNoLimits(GateSpot):
-    """GateSpot with its client-side rate limiter given no windows (ccxt runs with
-    ``enableRateLimit: False``): Gate spot allows 10 orders/s, far below one per frame."""
-
-    limits = msgspec.structs.replace(GATE_SPOT_LIMITS, classes={})
-
-
 async def _ours(host: str) -> np.ndarray:
-    venue = _GateSpotNoLimits(
+    venue = GateSpot(
         ApiCredentials(KEY, SECRET, uid=str(UID)),
         rest_url=f"http://{host}",
         ws_url=f"ws://{host}/ws/v4/",
         symbols=["BTC_USDT"],
         backoff=Backoff(initial_s=0.05, max_s=0.3),
+        # no client-side rate limiter, as ccxt runs with enableRateLimit False: Gate spot allows
+        # 10 orders/s, far below one per frame (the simulator's limits are off)
+        enforce_rate_limits=False,
         seed=1,
     )
     async with venue:

@@ -194,6 +194,10 @@ async def test_gate_futures_orders_positions_balances(server, venue):
     got = await asyncio.wait_for(venue.get_order(FUT_KEY, "rest1"), 5)
     assert got is not None and got.status is OrderStatus.CANCELED
     assert await asyncio.wait_for(venue.get_order(FUT_KEY, "nosuch"), 5) is None
+    # the same order by the venue's order id
+    by_id = await asyncio.wait_for(venue.get_order_by_venue_id(FUT_KEY, order.venue_order_id), 5)
+    assert by_id is not None and by_id.client_order_id == "rest1" and by_id.status is OrderStatus.CANCELED
+    assert await asyncio.wait_for(venue.get_order_by_venue_id(FUT_KEY, "999999999"), 5) is None
 
     # cancel-all
     for i in range(2):

@@ -130,6 +130,10 @@ async def test_mexc_spot_orders_partial_fill_cancel_query(server, venue):
     got = await asyncio.wait_for(venue.get_order(BOOK_KEY, "rest1"), 5)
     assert got is not None and got.status is OrderStatus.CANCELED
     assert await asyncio.wait_for(venue.get_order(BOOK_KEY, "nosuch"), 5) is None
+    # the same order by the venue's order id
+    by_id = await asyncio.wait_for(venue.get_order_by_venue_id(BOOK_KEY, order.venue_order_id), 5)
+    assert by_id is not None and by_id.client_order_id == "rest1" and by_id.status is OrderStatus.CANCELED
+    assert await asyncio.wait_for(venue.get_order_by_venue_id(BOOK_KEY, "C02__999999999"), 5) is None
 
     server.faults.partial_fill("mexc-spot", 0.5)
     order = await asyncio.wait_for(

@@ -39,7 +39,7 @@ from cexarb.venues.base import (
 )
 from cexarb.venues.book_manager import BookManager, BookSnapshot, SequenceRule
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import RateLimiter, VenueLimits
+from cexarb.venues.ratelimit import RateLimiter, RateLimitExceeded, VenueLimits
 from cexarb.venues.rest import RestClient, VenueError
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.ws import Backoff, WsClient, WsEvent
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 """Total timeout (seconds) of one REST request / order-entry request."""
 _MAX_SEEN_FILLS = 100_000
+_RESOLVE_DELAYS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
+"""Default delays (s) between the queries that resolve an order whose outcome was unknown."""
 
 
 def new_client_order_id() -> str:
@@ -65,7 +67,15 @@ def now_ns() -> int:
 
 
 class ConnectorBase(abc.ABC):
-    """Venue-neutral connector core; subclasses connect, decode and address orders."""
+    """Venue-neutral connector core; subclasses connect, decode and address orders.
+
+    ``enforce_rate_limits`` (default True): every REST request and order takes a slot of a
+    client-side :class:`~cexarb.venues.ratelimit.RateLimiter` built from the venue's published
+    ``limits`` (waiting, or failing with ``RateLimitExceeded`` past the request's deadline).
+    False runs without a client-side limiter -- the venue still enforces its limits (429s are
+    then only mapped to errors, never waited out here); meant for a simulator with its limits off
+    (benchmarks) or a caller that paces its own requests.
+    """
 
     name: ClassVar[str]
     market: ClassVar[str]  # "spot" / "futures"
@@ -81,6 +91,9 @@ class ConnectorBase(abc.ABC):
         depth_interval: str = "100ms",
         backoff: Backoff | None = None,
         stall_timeout_s: float = 30.0,
+        market_data_timeout_s: float | None = None,
+        order_timeout_s: float = TIMEOUT_S,
+        enforce_rate_limits: bool = True,
         seed: int | None = None,
     ) -> None:
         self._credentials = credentials
@@ -90,8 +103,17 @@ class ConnectorBase(abc.ABC):
         self.depth_interval = depth_interval
         self._backoff = backoff or Backoff(initial_s=0.2, max_s=5.0)
         self._stall_timeout_s = stall_timeout_s
+        # market stream: reconnect after this long without a data frame (pongs do not count)
+        self._market_data_timeout_s = market_data_timeout_s
+        self._order_timeout_s = order_timeout_s  # deadline of one order / cancel request
+        # after an order's outcome was unknown: query it by client order id after these delays,
+        # then, if the venue never knew it, report it REJECTED (see _resolve_unknown)
+        self.resolve_delays_s: tuple[float, ...] = _RESOLVE_DELAYS_S
         self._seed = seed
-        self._limiter = RateLimiter(self.limits)
+        # the client-side limiter of the venue's published limits (``limits``), shared by REST and
+        # order entry; enforce_rate_limits=False runs without one (the venue still enforces its own:
+        # for a simulator with its limits off, or when another layer paces the requests)
+        self._limiter: RateLimiter | None = RateLimiter(self.limits) if enforce_rate_limits else None
         self._rest: RestClient | None = None
         self._order_entry: OrderEntryClient | None = None
         self._books: BookManager | None = None
@@ -99,6 +121,9 @@ class ConnectorBase(abc.ABC):
         self._ws_private: WsClient | None = None
         self._instruments: dict[str, Instrument] = {}  # by key
         self._by_symbol: dict[str, Instrument] = {}
+        # the hot path's lookups, filled once: book by instrument key or symbol, key by symbol
+        self._book_by_name: dict[str, OrderBook] = {}
+        self._key_by_symbol: dict[str, str] = {}
         self._market_handlers: list[Callable[[MarketEvent], None]] = []
         self._private_handlers: list[Callable[[PrivateEvent], None]] = []
         self._orders: dict[str, Order] = {}  # by client order id
@@ -112,6 +137,7 @@ class ConnectorBase(abc.ABC):
         self.backfilled_fills = 0
         self.duplicate_fills = 0
         self.private_reconnects = 0
+        self.unknown_outcomes = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -164,7 +190,9 @@ class ConnectorBase(abc.ABC):
             self.name, rule, self._fetch_snapshot, on_book=self._on_book, first_push_wait_s=2.0, seed=self._seed
         )
         for inst in self._instruments.values():
-            self._books.add_symbol(inst.symbol, inst.tick_size, inst.lot_size)
+            book = self._books.add_symbol(inst.symbol, inst.tick_size, inst.lot_size)
+            self._book_by_name[inst.key] = self._book_by_name[inst.symbol] = book
+            self._key_by_symbol[inst.symbol] = inst.key
 
     async def aclose(self) -> None:
         """Stop the WebSockets, background tasks, book fetches and HTTP clients (bounded waits)."""
@@ -227,6 +255,9 @@ class ConnectorBase(abc.ABC):
         return dict(self._instruments)
 
     def book(self, instrument_key: str) -> OrderBook:
+        book = self._book_by_name.get(instrument_key)  # the same object the manager keeps
+        if book is not None:
+            return book
         return self._manager.book(self._instrument(instrument_key).symbol)
 
     def subscribe_market(self, handler: Callable[[MarketEvent], None]) -> None:
@@ -270,13 +301,18 @@ class ConnectorBase(abc.ABC):
                 )
 
     def _on_book(self, symbol: str, book: OrderBook) -> None:
-        inst = self._by_symbol.get(symbol)
-        if inst is None or not self._market_handlers:
+        key = self._key_by_symbol.get(symbol)
+        if key is None:
+            inst = self._by_symbol.get(symbol)
+            if inst is None:
+                return
+            key = self._key_by_symbol[symbol] = inst.key
+        if not self._market_handlers:
             return
         self._emit_market(
             BookUpdate(
-                instrument_key=inst.key,
-                ts_ns=now_ns(),
+                instrument_key=key,
+                ts_ns=time.time_ns(),
                 price_changed=book.bbo_price_changed,
             )
         )
@@ -314,6 +350,8 @@ class ConnectorBase(abc.ABC):
         order = self._orders.get(update.client_order_id)
         if order is not None:
             order.venue_order_id = update.venue_order_id or order.venue_order_id
+            if order.status.is_terminal and update.status is not order.status and update.filled_qty <= order.filled_qty:
+                return  # a terminal state is final unless the venue reports more fills
             if update.filled_qty >= order.filled_qty:
                 order.status = update.status
                 order.filled_qty = update.filled_qty
@@ -340,29 +378,83 @@ class ConnectorBase(abc.ABC):
             for cid, order in list(self._orders.items()):
                 if not order.is_open:
                     continue
-                fresh = await self.get_order(order.instrument.key, cid)
-                if fresh is not None and (
-                    fresh.status != order.status or fresh.filled_qty != order.filled_qty
-                ):
-                    self._emit_private(
-                        OrderUpdate(
-                            client_order_id=cid,
-                            venue_order_id=fresh.venue_order_id or "",
-                            instrument_key=order.instrument.key,
-                            status=fresh.status,
-                            filled_qty=fresh.filled_qty,
-                            avg_fill_price=fresh.avg_fill_price,
-                            ts_ns=fresh.updated_ns or now_ns(),
-                            reason=fresh.reject_reason,
-                        )
-                    )
-        except VenueError as exc:
+                # get_order applies the venue's state to the tracked order: compare with before
+                before = (order.status, order.filled_qty)
+                await self.get_order(order.instrument.key, cid)
+                self._emit_if_changed(order, before)
+        except (VenueError, RateLimitExceeded) as exc:
             log.warning(
                 "venue=%s backfill after reconnect failed: %s",
                 self.name,
                 type(exc).__name__,
             )
             self._private_reconnected = True
+
+    def _emit_if_changed(self, order: Order, before: tuple[OrderStatus, float]) -> None:
+        """Deliver the tracked ``order``'s state as an OrderUpdate if a REST answer moved it on
+        from ``before`` (status, filled qty) -- the stream never told the handlers."""
+        if (order.status, order.filled_qty) == before:
+            return
+        self._emit_private(
+            OrderUpdate(
+                client_order_id=order.client_order_id,
+                venue_order_id=order.venue_order_id or "",
+                instrument_key=order.instrument.key,
+                status=order.status,
+                filled_qty=order.filled_qty,
+                avg_fill_price=order.avg_fill_price,
+                ts_ns=order.updated_ns or now_ns(),
+                reason=order.reject_reason,
+            )
+        )
+
+    def _on_outcome_unknown(self, order: Order, exc: VenueError) -> None:
+        """``place_order`` could not tell whether ``order`` reached the venue (timeout, dropped
+        connection, 5xx): it stays PENDING_NEW and is resolved in the background."""
+        self.unknown_outcomes += 1
+        log.warning(
+            "venue=%s order %s outcome unknown (%s); querying it by client order id",
+            self.name,
+            order.client_order_id,
+            exc.message,
+        )
+        self._spawn(self._resolve_unknown(order))
+
+    async def _resolve_unknown(self, order: Order) -> None:
+        """Query an order of unknown outcome by client order id (after each of
+        ``resolve_delays_s``) until the venue knows it, then deliver its state; if the last query
+        still found nothing, the order was not placed: deliver it REJECTED (a failed query proves
+        nothing: the order then stays PENDING_NEW). Stops early when the stream moved the order
+        on. Never re-sends the order."""
+        cid, key = order.client_order_id, order.instrument.key
+        absent = False
+        for delay in self.resolve_delays_s:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
+                return  # the stream (or another query) told us, or the id was reused
+            before = (order.status, order.filled_qty)
+            try:
+                fresh = await self.get_order(key, cid)
+            except (VenueError, RateLimitExceeded) as exc:
+                log.info("venue=%s order %s query failed: %s", self.name, cid, type(exc).__name__)
+                absent = False
+                continue
+            if fresh is None:
+                absent = True
+                continue
+            if order.status is OrderStatus.PENDING_NEW:  # known, but no state change applied
+                order.status = fresh.status
+                order.venue_order_id = fresh.venue_order_id or order.venue_order_id
+            self._emit_if_changed(order, before)
+            return
+        if absent and order.status is OrderStatus.PENDING_NEW and self._orders.get(cid) is order:
+            log.warning("venue=%s order %s not found at the venue: not placed", self.name, cid)
+            before = (order.status, order.filled_qty)
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = "outcome unknown: not found at the venue"
+            order.updated_ns = now_ns()
+            self._emit_if_changed(order, before)
 
     # ---- PrivateVenue -------------------------------------------------------------------------------
 

@@ -27,6 +27,12 @@ ecosystem uses). Market data and every other REST call stay on aiohttp
 * **Retries**: an idempotent request (a cancel by client order id) is retried once on a fresh
   connection when its connection dropped before any response byte; an order never is.
 * **Rate limits**: ``limiter`` slots are taken per request (class ``ORDER`` by default).
+* **No task hop** (:meth:`OrderEntryClient.start_request`): when a rate-limit slot is free now and a
+  connection is idle, the request is signed and written on the socket *before* the call returns;
+  the returned coroutine only waits for the response (``loop.create_task(client.start_request(..))``
+  sends at once instead of on the task's first step). :meth:`OrderEntryClient.request` is the same
+  request awaited in one go. The connection goes back to the pool when its response is parsed
+  (in the protocol callback), so a response that nobody awaits never strands the connection.
 
 Nothing here logs request lines, headers or bodies (they carry keys and signatures).
 """
@@ -35,13 +41,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
 import httptools
@@ -65,6 +72,7 @@ __all__ = ["OrderEntryClient", "OrderEntryResponse"]
 log = logging.getLogger(__name__)
 
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD"})
+_TIMER_SLACK_S: Final = 0.002  # a deadline this close is due (uvloop timers have ms resolution)
 
 
 class OrderEntryResponse:
@@ -87,6 +95,13 @@ class OrderEntryResponse:
         return f"OrderEntryResponse(status={self.status}, {len(self.body)} bytes, {self.elapsed_ns / 1e3:.0f} µs)"
 
 
+@runtime_checkable
+class _LineAuth(Protocol):
+    """An auth adapter that can also give its headers as ready HTTP/1.1 lines (GateAuth)."""
+
+    def sign_lines(self, method: str, path: str, params: QueryParams, body: bytes) -> tuple[str, bytes]: ...
+
+
 class _ConnectionLost(Exception):
     """The connection closed before the response was complete; ``got_bytes`` if any arrived."""
 
@@ -96,25 +111,28 @@ class _ConnectionLost(Exception):
 
 
 class _Response:
-    __slots__ = ("body", "headers", "keep_alive", "status")
+    __slots__ = ("body", "elapsed_ns", "headers", "status")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> None:
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, elapsed_ns: int) -> None:
         self.status = status
         self.headers = headers
         self.body = body
-        self.keep_alive = keep_alive
+        self.elapsed_ns = elapsed_ns
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: writes a request, parses the response with httptools."""
+    """One keep-alive connection: writes a request, parses the response with httptools, and puts
+    itself back in the pool (or closes) as soon as the response is complete."""
 
     def __init__(self, client: OrderEntryClient) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[_Response] | None = None
+        self.deadline = math.inf  # loop time by which the response in flight must be complete
         self.closed = False
         self.got_bytes = False
+        self.sent_ns = 0
         self.last_used = time.monotonic()
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -122,6 +140,14 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Write at once: uvloop queues a write below the high-water mark until the end of the
+        # current batch of callbacks (after the rest of the market handler, the WS read loop...);
+        # with the mark at 0 every write goes to the socket inside transport.write(). A request
+        # the socket cannot take whole only pauses the protocol (no-op) until libuv drained it.
+        try:
+            transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        except (AttributeError, NotImplementedError, RuntimeError):  # pragma: no cover - odd transports
+            pass
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -151,16 +177,39 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        response = _Response(self.parser.get_status_code(), self._headers, body, self.parser.should_keep_alive())
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        parser = self.parser
+        response = _Response(parser.get_status_code(), self._headers, body, time.perf_counter_ns() - self.sent_ns)
         waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(response)
-        else:  # a response nobody waits for: the connection is out of step
+        if waiter is None or waiter.done():  # a response nobody waits for: the connection is out of step
             log.warning("venue=%s unexpected HTTP response on the order connection; closing it", self.client.venue)
             self.close()
+            return
+        if parser.should_keep_alive():
+            self.client._release(self)  # free before the waiting coroutine runs
+        else:
+            self.close()  # connection_lost() then schedules the replacement
+        waiter.set_result(response)
 
     # ours
+    def expire(self) -> None:
+        """The request's deadline passed without a complete response: close (a late response would
+        desynchronise the connection) and fail the waiter with TimeoutError."""
+        waiter, self.waiter = self.waiter, None
+        self.close()
+        self.client._all.discard(self)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+    def abandon(self, waiter: asyncio.Future[_Response]) -> None:
+        """The caller stopped waiting for ``waiter`` (cancelled): if the request is still in flight on
+        this connection, the connection is out of step -- close it."""
+        if self.waiter is waiter:
+            self.waiter = None
+            self.close()
+            self.client._all.discard(self)
+
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
@@ -179,7 +228,8 @@ class OrderEntryClient:
     Args:
         venue: venue name, for errors and logs.
         base_url: ``http(s)://host[:port]``.
-        auth: signs requests with ``signed=True``.
+        auth: signs requests with ``signed=True`` (an adapter with ``sign_lines``, such as
+            :class:`~cexarb.venues.rest.GateAuth`, is used through it: headers come as ready lines).
         error_mapper: non-2xx -> typed error (:func:`~cexarb.venues.rest.mexc_error`...).
         limiter: the venue's rate limiter (None: none).
         pool_size: persistent connections kept open.
@@ -220,7 +270,7 @@ class OrderEntryClient:
         self.port = parts.port or (443 if self.tls else 80)
         default_port = self.port == (443 if self.tls else 80)
         self._host_header = self.host if default_port else f"{self.host}:{self.port}"
-        self.auth = auth
+        self.auth = auth  # also sets _sign_lines
         self.error_mapper = error_mapper
         self.limiter = limiter
         self.pool_size = pool_size
@@ -235,6 +285,7 @@ class OrderEntryClient:
         base_headers = {"User-Agent": "cexarb/0.1", "Accept": "application/json", **(headers or {})}
         self._static = "".join(f"{k}: {v}\r\n" for k, v in base_headers.items()).encode("latin-1")
         self._host_line = f"Host: {self._host_header}\r\n"
+        self._fixed = f"{self._host_line}".encode("latin-1") + self._static  # Host + static lines
         self._last_headers: dict[str, str] | None = None
         self._last_header_bytes = b""
         self._public = NoAuth()
@@ -245,11 +296,27 @@ class OrderEntryClient:
         self._closing = False
         self._refill_task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        # one timer for the deadlines of every request in flight, armed for the earliest and
+        # re-armed when it fires (not one call_at + cancel per request)
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._rng = random.Random()
         # counters
         self.requests = 0
         self.connects = 0
         self.connection_losses = 0
+
+    @property
+    def auth(self) -> RequestAuth | None:
+        """Signs requests with ``signed=True``; may be replaced (key rotation)."""
+        return self._auth
+
+    @auth.setter
+    def auth(self, auth: RequestAuth | None) -> None:
+        self._auth = auth
+        self._sign_lines: Callable[[str, str, QueryParams, bytes], tuple[str, bytes]] | None = (
+            auth.sign_lines if isinstance(auth, _LineAuth) else None
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -279,6 +346,10 @@ class OrderEntryClient:
     async def aclose(self) -> None:
         """Close every connection and stop the background tasks."""
         self._closing = True
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+            self._sweep_at = math.inf
         tasks = [t for t in (self._refill_task, self._keepalive_task) if t is not None and not t.done()]
         self._refill_task = self._keepalive_task = None
         for task in tasks:
@@ -340,11 +411,19 @@ class OrderEntryClient:
                 return
         self._idle.append(conn)
 
-    async def _acquire(self, deadline: float) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
+    def _take_idle(self) -> _Connection | None:
+        """An open idle connection, or None."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
             if not conn.closed:
                 return conn
+        return None
+
+    async def _acquire(self, deadline: float) -> _Connection:
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
         loop = asyncio.get_running_loop()
         if len(self._all) + self._opening < self.pool_size:
             return await self._open(deadline)
@@ -353,8 +432,13 @@ class OrderEntryClient:
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise TimeoutError
-        async with asyncio.timeout(remaining):
-            return await waiter
+        try:
+            async with asyncio.timeout(remaining):
+                return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())  # handed over just as we gave up: pass it on
+            raise
 
     def _on_connection_lost(self, conn: _Connection) -> None:
         self._all.discard(conn)
@@ -422,9 +506,29 @@ class OrderEntryClient:
         self, method: str, path: str, params: QueryParams = (), body: bytes = b"", *, signed: bool = True
     ) -> bytes:
         """The exact bytes of one request (signed now). Contains keys and signatures: never log it."""
-        auth: RequestAuth = self.auth if (signed and self.auth is not None) else self._public
-        query, headers = auth.sign(method, path, params, body)
+        auth = self._auth
+        if signed and auth is not None:
+            sign_lines = self._sign_lines
+            if sign_lines is not None:
+                query, header_bytes = sign_lines(method, path, params, body)
+            else:
+                query, headers = auth.sign(method, path, params, body)
+                header_bytes = self._header_bytes(headers)
+        else:
+            query, headers = self._public.sign(method, path, params, body)
+            header_bytes = self._header_bytes(headers)
         target = f"{path}?{query}" if query else path
+        return b"".join(
+            (
+                f"{method} {target} HTTP/1.1\r\n".encode("latin-1"),
+                self._fixed,
+                header_bytes,
+                b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+
+    def _header_bytes(self, headers: dict[str, str]) -> bytes:
         if headers != self._last_headers:  # MEXC's are the same every time: encode them once
             lines = []
             for k, v in headers.items():
@@ -433,9 +537,105 @@ class OrderEntryClient:
                 lines.append(f"{k}: {v}\r\n")
             self._last_headers = dict(headers)
             self._last_header_bytes = "".join(lines).encode("latin-1")
-        start = f"{method} {target} HTTP/1.1\r\n{self._host_line}".encode("latin-1")
-        length = f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
-        return b"".join((start, self._static, self._last_header_bytes, length, body))
+        return self._last_header_bytes
+
+    def _write(
+        self,
+        conn: _Connection,
+        loop: asyncio.AbstractEventLoop,
+        data: bytes,
+        deadline: float,
+    ) -> asyncio.Future[_Response]:
+        """Write ``data`` on ``conn`` (which must be idle and open) and arm its deadline. The
+        waiter comes after the write: nothing is read before the caller returns to the loop."""
+        assert conn.transport is not None
+        conn.got_bytes = False
+        conn.sent_ns = time.perf_counter_ns()
+        conn.transport.write(data)
+        waiter: asyncio.Future[_Response] = loop.create_future()
+        conn.waiter = waiter
+        conn.deadline = deadline
+        self.requests += 1
+        if deadline < self._sweep_at:  # else the armed timer fires first and re-arms
+            self._arm_sweep(loop, deadline)
+        return waiter
+
+    def _arm_sweep(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        self._sweep_at = at
+        self._sweep_timer = loop.call_at(at, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire the requests past their deadline; re-arm for the earliest one still in flight."""
+        self._sweep_timer = None
+        self._sweep_at = math.inf
+        now = loop.time()
+        earliest = math.inf
+        for conn in list(self._all):
+            if conn.waiter is None:
+                continue
+            if conn.deadline <= now + _TIMER_SLACK_S:
+                conn.expire()
+            elif conn.deadline < earliest:
+                earliest = conn.deadline
+        if earliest < math.inf and not self._closing:
+            self._arm_sweep(loop, earliest)
+
+    def start_request(
+        self,
+        method: str,
+        path: str,
+        params: QueryParams = (),
+        body: bytes = b"",
+        *,
+        signed: bool = True,
+        idempotent: bool | None = None,
+        endpoint_class: EndpointClass = EndpointClass.ORDER,
+        symbol: str = "",
+        timeout_s: float | None = None,
+    ) -> Coroutine[Any, Any, OrderEntryResponse]:
+        """:meth:`request`, with the request signed and written before this returns when it can go
+        at once (a rate-limit slot free now, a connection idle); await the returned coroutine for
+        the response. Otherwise the request waits for its slot / connection when awaited, as
+        :meth:`request` does. Same arguments, results and errors as :meth:`request`; must be
+        called with the event loop running.
+
+        Raises:
+            ValueError: a header with a line break (before anything is sent).
+        """
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
+        timeout = self.request_timeout_s if timeout_s is None else timeout_s
+        idle = self._idle
+        if idle:
+            conn: _Connection | None = idle.pop()
+            if conn is not None and conn.closed:  # not normally: a lost connection leaves the pool
+                conn = self._take_idle()
+            if conn is not None:
+                limiter = self.limiter
+                if limiter is None or limiter.try_acquire(endpoint_class, endpoint=path, symbol=symbol):
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + timeout
+                    try:
+                        data = self.build(method, path, params, body, signed=signed)
+                    except BaseException:
+                        self._release(conn)
+                        raise
+                    waiter = self._write(conn, loop, data, deadline)
+                    return self._complete(conn, waiter, method, path, params, body, signed, idempotent, deadline)
+                idle.append(conn)  # no slot now: the slow path waits for one
+        return self.request(
+            method,
+            path,
+            params,
+            body,
+            signed=signed,
+            idempotent=idempotent,
+            endpoint_class=endpoint_class,
+            symbol=symbol,
+            timeout_s=timeout,
+        )
 
     async def request(
         self,
@@ -475,32 +675,58 @@ class OrderEntryClient:
             idempotent = method in _IDEMPOTENT
         if self.limiter is not None:
             await self.limiter.acquire(endpoint_class, endpoint=path, symbol=symbol, max_wait_s=deadline - loop.time())
-        attempts = 2 if idempotent else 1
-        for attempt in range(attempts):
-            try:
-                conn = await self._acquire(deadline)
-            except TimeoutError:
-                raise self._timeout(method, path, idempotent, sent=False) from None
-            if conn.closed:  # pragma: no cover - _acquire returns open ones
-                continue
+        conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
+        return await self._complete(conn, waiter, method, path, params, body, signed, idempotent, deadline)
+
+    async def _send(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        method: str,
+        path: str,
+        params: QueryParams,
+        body: bytes,
+        signed: bool,
+        idempotent: bool,
+        deadline: float,
+    ) -> tuple[_Connection, asyncio.Future[_Response]]:
+        """Wait for a connection (within the deadline), then sign and write the request on it."""
+        try:
+            conn = await self._acquire(deadline)
+        except TimeoutError:
+            raise self._timeout(method, path, idempotent, sent=False) from None
+        try:
             data = self.build(method, path, params, body, signed=signed)
-            waiter: asyncio.Future[_Response] = loop.create_future()
-            conn.waiter = waiter
-            conn.got_bytes = False
-            timer = loop.call_at(deadline, _expire, waiter)
-            start = time.perf_counter_ns()
-            self.requests += 1
+        except BaseException:
+            self._release(conn)
+            raise
+        return conn, self._write(conn, loop, data, deadline)
+
+    async def _complete(
+        self,
+        conn: _Connection,
+        waiter: asyncio.Future[_Response],
+        method: str,
+        path: str,
+        params: QueryParams,
+        body: bytes,
+        signed: bool,
+        idempotent: bool,
+        deadline: float,
+    ) -> OrderEntryResponse:
+        """Wait for the response of the request written on ``conn``; an idempotent request whose
+        connection dropped before any response byte is sent once more on another connection."""
+        retried = False
+        while True:
             try:
-                assert conn.transport is not None
-                conn.transport.write(data)
                 response = await waiter
-            except TimeoutError:
-                conn.close()
-                self._all.discard(conn)
+            except TimeoutError:  # conn.expire() closed the connection
                 raise self._timeout(method, path, idempotent, sent=True) from None
             except _ConnectionLost as lost:
-                if attempt + 1 < attempts and not lost.got_bytes and loop.time() < deadline:
+                loop = asyncio.get_running_loop()
+                if idempotent and not retried and not lost.got_bytes and loop.time() < deadline:
                     log.info("venue=%s %s %s: connection dropped, retrying on a new one", self.venue, method, path)
+                    retried = True
+                    conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
                     continue
                 if idempotent:
                     raise NetworkError(self.venue, f"{method} {path}: connection closed before the response") from None
@@ -508,37 +734,27 @@ class OrderEntryClient:
                     self.venue, f"{method} {path}: connection closed after the request was sent"
                 ) from None
             except BaseException:
-                conn.close()  # cancelled mid-request: the connection is out of step
-                self._all.discard(conn)
+                conn.abandon(waiter)  # cancelled mid-request: the connection is out of step
                 raise
-            finally:
-                timer.cancel()
-            elapsed = time.perf_counter_ns() - start
-            if response.keep_alive:
-                self._release(conn)
-            else:
-                conn.close()  # connection_lost() then schedules the replacement
             status = response.status
             if 200 <= status < 300:
-                return OrderEntryResponse(status, response.headers, response.body, elapsed)
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
-            error = self.error_mapper(self.venue, status, response.body, headers)
-            if isinstance(error, ServerError) and not idempotent:
-                error = OutcomeUnknownError(self.venue, error.message, http_status=status, code=error.code)
-            if self.limiter is not None and status in (429, 418):
-                retry_after = getattr(error, "retry_after_s", None)
-                self.limiter.penalize(retry_after if retry_after is not None else 1.0)
-            log.info("venue=%s %s %s -> %d %s (%s)", self.venue, method, path, status, error.code, type(error).__name__)
-            raise error
-        raise self._timeout(method, path, idempotent, sent=True)
+                return OrderEntryResponse(status, response.headers, response.body, response.elapsed_ns)
+            raise self._error(response, method, path, idempotent)
+
+    def _error(self, response: _Response, method: str, path: str, idempotent: bool) -> Exception:
+        status = response.status
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+        error = self.error_mapper(self.venue, status, response.body, headers)
+        if isinstance(error, ServerError) and not idempotent:
+            error = OutcomeUnknownError(self.venue, error.message, http_status=status, code=error.code)
+        if self.limiter is not None and status in (429, 418):
+            retry_after = getattr(error, "retry_after_s", None)
+            self.limiter.penalize(retry_after if retry_after is not None else 1.0)
+        log.info("venue=%s %s %s -> %d %s (%s)", self.venue, method, path, status, error.code, type(error).__name__)
+        return error
 
     def _timeout(self, method: str, path: str, idempotent: bool, *, sent: bool) -> Exception:
         message = f"{method} {path}: no response before the deadline"
         if idempotent or not sent:
             return RequestTimeoutError(self.venue, message)
         return OutcomeUnknownError(self.venue, message)
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())

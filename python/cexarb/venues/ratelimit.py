@@ -169,6 +169,9 @@ VENUE_LIMITS: Final[dict[str, VenueLimits]] = {
 }
 
 
+_MAX_ROUTES: Final = 4096  # cached (class, endpoint, symbol) routes before the cache is cleared
+
+
 class _Window:
     """Sliding log of (time, weight) in the last ``period_s``; times never decrease."""
 
@@ -227,6 +230,8 @@ class RateLimiter:
         self.scale = scale
         self._clock = clock
         self._windows: dict[tuple[int, str, str], _Window] = {}
+        # (class, endpoint, symbol) -> its windows and whether each counts requests (cache)
+        self._routes: dict[tuple[EndpointClass, str, str], tuple[tuple[_Window, bool], ...]] = {}
         self._penalty_until: dict[EndpointClass | None, float] = {}
         self.waited_s = 0.0  # total time spent waiting (metrics)
         self.rejected = 0  # RateLimitExceeded raised
@@ -261,11 +266,20 @@ class RateLimiter:
         if w <= 0:
             raise ValueError(f"rate-limit weight must be > 0, got {w!r}")
         at = now
-        for cls in (None, endpoint_class):
-            at = max(at, self._penalty_until.get(cls, 0.0))
+        if self._penalty_until:
+            for cls in (None, endpoint_class):
+                at = max(at, self._penalty_until.get(cls, 0.0))
+        key = (endpoint_class, endpoint, symbol)
+        windows = self._routes.get(key)
+        if windows is None:
+            if len(self._routes) >= _MAX_ROUTES:  # e.g. one path per cancelled order id
+                self._routes.clear()
+            windows = self._routes[key] = tuple(
+                (window, limit.count_requests) for window, limit in self._windows_for(endpoint_class, endpoint, symbol)
+            )
         planned = []
-        for window, limit in self._windows_for(endpoint_class, endpoint, symbol):
-            units = 1 if limit.count_requests else w
+        for window, count_requests in windows:
+            units = 1 if count_requests else w
             if units > window.limit:
                 raise ValueError(
                     f"{self.venue} {endpoint}: weight {units} exceeds the window limit {window.limit} per {window.period_s} s"

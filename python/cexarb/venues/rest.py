@@ -437,17 +437,38 @@ class GateAuth:
     SHA-512 [GT-DOC]; ``path`` must include ``/api/v4``. ``extra_headers`` e.g.
     ``{"X-Gate-Size-Decimal": "1"}`` on futures."""
 
-    __slots__ = ("extra_headers", "signer")
+    __slots__ = ("_extra_lines", "extra_headers", "signer")
 
     def __init__(self, signer: GateSigner, *, extra_headers: Mapping[str, str] | None = None) -> None:
         self.signer = signer
         self.extra_headers = dict(extra_headers or {})
+        self._extra_lines: bytes | None = None  # encoded by the first sign_lines (validated there)
 
     def sign(self, method: str, path: str, params: QueryParams, body: bytes) -> tuple[str, dict[str, str]]:
         sent, raw = encode_query(params)
         headers = self.signer.rest_headers(method, path, raw, body)
         headers.update(self.extra_headers)
         return sent, headers
+
+    def sign_lines(self, method: str, path: str, params: QueryParams, body: bytes) -> tuple[str, bytes]:
+        """What :meth:`sign` gives, the headers already as HTTP/1.1 lines (``Accept`` left to the
+        caller): the order-entry client's fast path.
+
+        Raises:
+            ValueError: a header name or value with a line break (or not Latin-1).
+        """
+        extra = self._extra_lines
+        if extra is None:
+            lines = []
+            for k, v in self.extra_headers.items():
+                if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
+                    raise ValueError(f"header {k!r} contains a line break")
+                lines.append(f"{k}: {v}\r\n")
+            extra = self._extra_lines = "".join(lines).encode("latin-1")
+        if params:
+            sent, raw = encode_query(params)
+            return sent, self.signer.rest_header_lines(method, path, raw, body) + extra
+        return "", self.signer.rest_header_lines(method, path, "", body) + extra
 
 
 # =============================================================================================
@@ -660,10 +681,12 @@ class RestClient:
                     wait_hint = (
                         error.retry_after_s if error.retry_after_s is not None else self.retry.default_retry_after_s
                     )
+                    # a retry that would wait out a penalty reaching past the deadline is no use:
+                    # the typed 429 now, not a wait until the deadline
+                    retryable = idempotent and loop.time() + wait_hint < deadline
                     if self.limiter is not None:
                         self.limiter.penalize(wait_hint)
                         wait_hint = None  # the limiter now holds the next attempt
-                    retryable = idempotent
                 elif isinstance(error, ServerError):
                     if not idempotent:
                         error = OutcomeUnknownError(self.venue, error.message, http_status=status, code=error.code)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -156,9 +157,14 @@ def gate_heartbeat(
     def make_ping() -> Payload:
         return gate_codec.encode_ws_ping(market, time_s=int(time.time())).decode()
 
-    def is_pong(data: Payload) -> bool:
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        return pong in text[:200] and len(text) < 512
+    pong_b = pong.encode()
+
+    def is_pong(data: Payload) -> bool:  # the channel comes early in a short frame: no copy, no decode
+        if len(data) >= 512:
+            return False
+        if isinstance(data, bytes):
+            return data.find(pong_b, 0, 200) >= 0
+        return data.find(pong, 0, 200) >= 0
 
     return Heartbeat(
         interval_s=interval_s,
@@ -453,69 +459,178 @@ class WsClient:
             self.connected.clear()
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, conn_id: int) -> str:
-        """Read until the connection ends; returns why it ended."""
+        """Read until the connection ends; returns why it ended.
+
+        The receive has no timeout of its own: one :class:`_ReadDeadlines` timer, armed for the
+        earliest of stall / data / pong deadline and next ping and re-armed only when it fires,
+        interrupts it when something is due (a frame costs two clock reads, not a timer).
+        """
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         hb = self.heartbeat
         ping_every = hb.interval_s if (hb.interval_s > 0 and hb.make_ping is not None) else 0.0
-        now = loop.time()
-        last_rx = last_data = now
-        next_ping = now + ping_every if ping_every else float("inf")
-        ping_outstanding_since: float | None = None
-        while True:
-            now = loop.time()
-            stall_at = last_rx + self.stall_timeout_s
-            data_at = last_data + self.data_timeout_s if self.data_timeout_s is not None else float("inf")
-            pong_at = ping_outstanding_since + hb.pong_timeout_s if ping_outstanding_since is not None else float("inf")
-            wake = min(stall_at, data_at, pong_at, next_ping)
-            if wake <= now:
-                if now >= stall_at:
-                    self.stalls += 1
-                    return f"stalled: no frame for {self.stall_timeout_s:.1f} s"
-                if now >= data_at:
-                    self.stalls += 1
-                    return f"stalled: no data frame for {self.data_timeout_s:.1f} s"
-                if now >= pong_at:
-                    return f"no pong within {hb.pong_timeout_s:.1f} s"
-                if now >= next_ping and hb.make_ping is not None:
-                    await self._send_frames(ws, hb.make_ping())
-                    self.pings_sent += 1
-                    if ping_outstanding_since is None:
-                        ping_outstanding_since = now
-                    next_ping = now + ping_every
-                continue
-            try:
-                async with asyncio.timeout(wake - now):
+        is_pong = hb.is_pong
+        answer_text_ping = hb.answer_text_ping
+        deliver = self._deliver
+        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        wall_ns = time.time_ns
+        clock = _ReadDeadlines(loop, task, self.stall_timeout_s, self.data_timeout_s, hb.pong_timeout_s, ping_every)
+        clock.arm()
+        try:
+            while True:
+                if clock.due:
+                    clock.due = False
+                    now = loop.time() + _TIMER_SLACK_S
+                    if now >= clock.last_rx + self.stall_timeout_s:
+                        self.stalls += 1
+                        return f"stalled: no frame for {self.stall_timeout_s:.1f} s"
+                    if self.data_timeout_s is not None and now >= clock.last_data + self.data_timeout_s:
+                        self.stalls += 1
+                        return f"stalled: no data frame for {self.data_timeout_s:.1f} s"
+                    if clock.ping_since is not None and now >= clock.ping_since + hb.pong_timeout_s:
+                        return f"no pong within {hb.pong_timeout_s:.1f} s"
+                    if now >= clock.next_ping and hb.make_ping is not None:
+                        await self._send_frames(ws, hb.make_ping())
+                        self.pings_sent += 1
+                        sent_at = loop.time()
+                        if clock.ping_since is None:
+                            clock.ping_since = sent_at
+                        clock.next_ping = sent_at + ping_every
+                    clock.arm()
+                    continue
+                clock.receiving = True
+                try:
                     msg = await ws.receive()
-            except TimeoutError:
-                continue
-            rx = loop.time()
-            kind = msg.type
-            if kind is aiohttp.WSMsgType.TEXT:
-                last_rx = rx
-                text: str = msg.data
-                if hb.answer_text_ping and text == "ping":
-                    await self._send_frames(ws, "pong")
+                except asyncio.CancelledError:
+                    if clock.cancelled:  # the deadline timer's interrupt (unless also cancelled outside)
+                        clock.cancelled = False
+                        if task.uncancel() == 0:
+                            continue
+                    raise
+                finally:
+                    clock.receiving = False
+                kind = msg.type
+                if kind is text_type:
+                    clock.last_rx = rx = loop.time()
+                    text: str = msg.data
+                    if answer_text_ping and text == "ping":
+                        await self._send_frames(ws, "pong")
+                        continue
+                    if is_pong is not None and is_pong(text):
+                        self.pongs += 1
+                        clock.ping_since = None
+                        continue
+                    clock.last_data = rx
+                    self.frames += 1
+                    frame = WsFrame(text, wall_ns(), conn_id)
+                elif kind is binary_type:
+                    clock.last_rx = clock.last_data = loop.time()
+                    self.frames += 1
+                    frame = WsFrame(msg.data, wall_ns(), conn_id)
+                elif kind in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                    clock.last_rx = loop.time()  # aiohttp answers pings itself (autoping)
                     continue
-                if hb.is_pong is not None and hb.is_pong(text):
-                    self.pongs += 1
-                    ping_outstanding_since = None
+                elif kind in _CLOSE_TYPES:
+                    return f"closed by peer (code {ws.close_code})"
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    exc = ws.exception()
+                    return f"error: {type(exc).__name__ if exc else 'unknown'}"
+                else:  # pragma: no cover - CONTINUATION is assembled by aiohttp
+                    clock.last_rx = loop.time()
                     continue
-                last_data = rx
-                self.frames += 1
-                self._deliver(WsFrame(text, time.time_ns(), conn_id))
-            elif kind is aiohttp.WSMsgType.BINARY:
-                last_rx = last_data = rx
-                self.frames += 1
-                self._deliver(WsFrame(msg.data, time.time_ns(), conn_id))
-            elif kind in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
-                last_rx = rx  # aiohttp answers pings itself (autoping)
-            elif kind in _CLOSE_TYPES:
-                return f"closed by peer (code {ws.close_code})"
-            elif kind is aiohttp.WSMsgType.ERROR:
-                exc = ws.exception()
-                return f"error: {type(exc).__name__ if exc else 'unknown'}"
-            else:  # pragma: no cover - CONTINUATION is assembled by aiohttp
-                last_rx = rx
+                handler = self.handler
+                if handler is None:
+                    deliver(frame)
+                    continue
+                try:  # what _deliver does, inline (one call less per frame)
+                    handler(frame)
+                except Exception:
+                    self.handler_errors += 1
+                    log.exception("ws=%s handler failed on %s", self.name, type(frame).__name__)
+        finally:
+            clock.disarm()
+
+
+_TIMER_SLACK_S: Final = 0.002  # a deadline this close is due (uvloop timers have ms resolution)
+
+
+class _ReadDeadlines:
+    """The deadlines of one connection's reader (loop time) and the one timer that watches them.
+
+    The reader updates ``last_rx`` / ``last_data`` / ``ping_since`` / ``next_ping`` as frames come;
+    the timer is armed for the earliest deadline and, when it fires, re-arms for the new earliest
+    if frames moved it on, else marks ``due`` and -- while the reader is in ``receive`` --
+    cancels the reader task (``cancelled``: the reader uncancels it and handles what is due),
+    as :func:`asyncio.timeout` would, but without a timer per frame.
+    """
+
+    __slots__ = (
+        "cancelled",
+        "data_timeout_s",
+        "due",
+        "handle",
+        "last_data",
+        "last_rx",
+        "loop",
+        "next_ping",
+        "ping_since",
+        "pong_timeout_s",
+        "receiving",
+        "stall_timeout_s",
+        "task",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+        stall_timeout_s: float,
+        data_timeout_s: float | None,
+        pong_timeout_s: float,
+        ping_every_s: float,
+    ) -> None:
+        self.loop = loop
+        self.task = task
+        self.stall_timeout_s = stall_timeout_s
+        self.data_timeout_s = data_timeout_s
+        self.pong_timeout_s = pong_timeout_s
+        now = loop.time()
+        self.last_rx = self.last_data = now
+        self.next_ping = now + ping_every_s if ping_every_s else math.inf
+        self.ping_since: float | None = None
+        self.due = False
+        self.receiving = False
+        self.cancelled = False
+        self.handle: asyncio.TimerHandle | None = None
+
+    def wake(self) -> float:
+        """The earliest deadline (loop time)."""
+        at = min(self.last_rx + self.stall_timeout_s, self.next_ping)
+        if self.data_timeout_s is not None:
+            at = min(at, self.last_data + self.data_timeout_s)
+        if self.ping_since is not None:
+            at = min(at, self.ping_since + self.pong_timeout_s)
+        return at
+
+    def arm(self) -> None:
+        self.disarm()
+        self.handle = self.loop.call_at(self.wake(), self._fire)
+
+    def disarm(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fire(self) -> None:
+        self.handle = None
+        if self.loop.time() + _TIMER_SLACK_S < self.wake():  # frames came meanwhile: not due yet
+            self.arm()
+            return
+        self.due = True
+        if self.receiving and not self.cancelled:
+            self.cancelled = True
+            self.task.cancel()
 
 
 def _as_list(frames: Payload | list[Payload]) -> list[Payload]:

@@ -18,7 +18,12 @@ fields, which a msgspec tagged union cannot express -- by decoding a thin envelo
 acks, errors, pongs, ``*.order_book_update`` / ``*.obu`` (incl. ``full: true`` resets) as
 :class:`GateOrderBookUpdate` with float levels ready for the Rust book, book tickers, trades,
 private orders / user trades / balances / positions, WS trading-API responses, and
-:class:`GateOtherUpdate` for channels we do not model (tickers, candlesticks, ...).
+:class:`GateOtherUpdate` for channels we do not model (tickers, candlesticks, ...). The hot
+frame, a ``spot``/``futures.order_book_update`` push as Gate formats it, is recognised by its
+``"channel":..,"event":"update"`` text near the start and decoded in one pass (a typed Struct of
+the whole frame, no envelope + ``Raw`` + second decode); anything that does not fit that path
+takes the general one, which raises the errors. The spot order body is formatted directly (the
+same bytes as :class:`GateSpotOrderBody` encodes) when its symbol and decimals need no escaping.
 
 JSON types vary (ids int or string, sizes int or decimal string with ``X-Gate-Size-Decimal``,
 times int, float or string), so numeric fields decode with ``strict=False`` and ids as
@@ -140,6 +145,8 @@ def _ns_from_s(seconds: float) -> int:
 # Client order ids <-> Gate ``text``
 
 _TEXT_BODY = re.compile(r"[0-9A-Za-z_.\-]{1,28}")
+#: the characters of _TEXT_BODY (a set test is cheaper than the regex engine on the order path)
+_TEXT_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.-")
 
 
 def text_for_client_order_id(client_order_id: str) -> str:
@@ -149,7 +156,7 @@ def text_for_client_order_id(client_order_id: str) -> str:
         ValueError: the id is empty, longer than 28 bytes or has characters outside
             ``[0-9A-Za-z_.-]``, naming it.
     """
-    if not _TEXT_BODY.fullmatch(client_order_id):
+    if not (0 < len(client_order_id) <= 28 and _TEXT_CHARS.issuperset(client_order_id)):
         raise ValueError(f"Gate client_order_id {client_order_id!r} must be 1-28 characters of [0-9A-Za-z_.-]")
     return "t-" + client_order_id
 
@@ -983,6 +990,21 @@ def decode_futures_amend_body(data: bytes | str) -> GateFuturesAmendBody:
 # ---- outgoing order bodies -----------------------------------------------------------------
 
 _JSON = msgspec.json.Encoder()
+_PLAIN_SYMBOL = re.compile(r"[0-9A-Za-z_]{1,64}")
+_PLAIN_SYMBOLS: set[str] = set()  # symbols that need no JSON escaping (checked once each)
+_DECIMAL_CHARS: Final = frozenset("0123456789.")
+
+
+def _plain_symbol(symbol: str) -> bool:
+    if _PLAIN_SYMBOL.fullmatch(symbol) is None:
+        return False
+    if len(_PLAIN_SYMBOLS) < 100_000:
+        _PLAIN_SYMBOLS.add(symbol)
+    return True
+
+
+def _is_decimal(value: str) -> bool:
+    return bool(value) and _DECIMAL_CHARS.issuperset(value)
 
 
 def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amount: str | None = None) -> bytes:
@@ -999,6 +1021,24 @@ def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amoun
         raise ValueError("Gate spot: reduce_only is not supported, got reduce_only=True")
     side = "buy" if request.side is Side.BUY else "sell"
     text = text_for_client_order_id(request.client_order_id)
+    symbol = request.instrument.symbol
+    price = request.wire_price
+    if (
+        request.type is OrderType.LIMIT
+        and account == "spot"
+        and price is not None
+        and (symbol in _PLAIN_SYMBOLS or _plain_symbol(symbol))
+        and _is_decimal(request.wire_qty)
+        and _is_decimal(price)
+    ):
+        # the order path's body, formatted directly: the same bytes as the Struct below encodes
+        # (defaults omitted: type "limit", account "spot", time_in_force "gtc")
+        tif = _SPOT_TIF[request.time_in_force]
+        tif_field = "" if tif == "gtc" else f',"time_in_force":"{tif}"'
+        return (
+            f'{{"currency_pair":"{symbol}","side":"{side}","amount":"{request.wire_qty}",'
+            f'"price":"{price}"{tif_field},"text":"{text}"}}'
+        ).encode()
     if request.type is OrderType.MARKET:
         if request.side is Side.BUY and not quote_amount:
             raise ValueError("Gate spot market buy needs quote_amount (quote to spend), got None")
@@ -1349,7 +1389,33 @@ class _BookTickerResult(msgspec.Struct, frozen=True, kw_only=True):
     A: str | float = 0.0
 
 
+class _SpotBookFrame(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole ``spot.order_book_update`` push, decoded in one pass (the hot frame)."""
+
+    channel: str
+    event: str
+    result: _SpotBookResult
+    error: _ErrorBody | None = None
+
+
+class _FuturesBookFrame(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole ``futures.order_book_update`` push, decoded in one pass."""
+
+    channel: str
+    event: str
+    result: _FuturesBookResult
+    error: _ErrorBody | None = None
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope, strict=False)
+_SPOT_BOOK_FRAME = msgspec.json.Decoder(_SpotBookFrame, strict=False)
+_FUTURES_BOOK_FRAME = msgspec.json.Decoder(_FuturesBookFrame, strict=False)
+# how Gate's depth pushes begin after "time"/"time_ms" (searched near the start only)
+_SPOT_BOOK_TAG: Final = '"channel":"spot.order_book_update","event":"update"'
+_FUTURES_BOOK_TAG: Final = '"channel":"futures.order_book_update","event":"update"'
+_SPOT_BOOK_TAG_B: Final = _SPOT_BOOK_TAG.encode()
+_FUTURES_BOOK_TAG_B: Final = _FUTURES_BOOK_TAG.encode()
+_TAG_WINDOW: Final = 160
 _SPOT_BOOK_RESULT = msgspec.json.Decoder(_SpotBookResult, strict=False)
 _FUTURES_BOOK_RESULT = msgspec.json.Decoder(_FuturesBookResult, strict=False)
 _OBU_RESULT = msgspec.json.Decoder(_ObuResult, strict=False)
@@ -1444,6 +1510,55 @@ def _base_channel(channel: str) -> str:
     return channel.removesuffix("_v2")
 
 
+def _fast_book_update(data: bytes | str) -> GateOrderBookUpdate | None:
+    """The hot path of :func:`decode_ws_frame`: a ``spot``/``futures.order_book_update`` push as
+    Gate formats it, decoded in one pass (no envelope + ``Raw`` + second decode). None for any
+    other frame, or one this path cannot take -- the general path then decodes it (and raises
+    the error with its JSON path)."""
+    if isinstance(data, str):
+        spot = data.find(_SPOT_BOOK_TAG, 0, _TAG_WINDOW) >= 0
+        if not spot and data.find(_FUTURES_BOOK_TAG, 0, _TAG_WINDOW) < 0:
+            return None
+    else:
+        spot = data.find(_SPOT_BOOK_TAG_B, 0, _TAG_WINDOW) >= 0
+        if not spot and data.find(_FUTURES_BOOK_TAG_B, 0, _TAG_WINDOW) < 0:
+            return None
+    try:
+        if spot:
+            frame = _SPOT_BOOK_FRAME.decode(data)
+            if frame.channel != "spot.order_book_update" or frame.event != "update" or frame.error is not None:
+                return None
+            r = frame.result
+            return GateOrderBookUpdate(
+                channel=frame.channel,
+                symbol=r.s,
+                ts_ms=r.t,
+                first_id=r.U,
+                last_id=r.u,
+                bids=r.b,
+                asks=r.a,
+                full=r.full,
+                depth=r.l,
+            )
+        ff = _FUTURES_BOOK_FRAME.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if ff.channel != "futures.order_book_update" or ff.event != "update" or ff.error is not None:
+        return None
+    f = ff.result
+    return GateOrderBookUpdate(
+        channel=ff.channel,
+        symbol=f.s,
+        ts_ms=f.t,
+        first_id=f.U,
+        last_id=f.u,
+        bids=[(lvl.p, lvl.s) for lvl in f.b],
+        asks=[(lvl.p, lvl.s) for lvl in f.a],
+        full=f.full,
+        depth=f.l,
+    )
+
+
 def decode_ws_frame(data: bytes | str) -> GateWsMessage:
     """Decode one server frame (client side).
 
@@ -1454,6 +1569,9 @@ def decode_ws_frame(data: bytes | str) -> GateWsMessage:
         GateCodecError: not JSON, not a frame, or a known channel's result of the wrong shape,
             naming the channel and the JSON path.
     """
+    book = _fast_book_update(data)
+    if book is not None:
+        return book
     env = _decode(_ENVELOPE, data, "WS frame")
     if env.header is not None:  # WS trading-API reply
         errs = env.data.errs if env.data is not None else None

@@ -30,7 +30,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -55,7 +55,7 @@ from cexarb.venues.connector import (
 )
 from cexarb.venues.gateio import codec
 from cexarb.venues.gateio.signing import GateSigner
-from cexarb.venues.order_entry import OrderEntryClient
+from cexarb.venues.order_entry import OrderEntryClient, OrderEntryResponse
 from cexarb.venues.ratelimit import GATE_SPOT_LIMITS, EndpointClass
 from cexarb.venues.rest import (
     GateAuth,
@@ -82,6 +82,7 @@ __all__ = ["GateConnectorBase", "GateSpot"]
 log = logging.getLogger(__name__)
 
 _API = "/api/v4"
+_SPOT_ORDERS = f"{_API}/spot/orders"
 
 
 class GateConnectorBase(ConnectorBase):
@@ -100,6 +101,9 @@ class GateConnectorBase(ConnectorBase):
         depth_interval: str = "100ms",
         backoff: Backoff | None = None,
         stall_timeout_s: float = 30.0,
+        market_data_timeout_s: float | None = None,
+        order_timeout_s: float = TIMEOUT_S,
+        enforce_rate_limits: bool = True,
         seed: int | None = None,
     ) -> None:
         super().__init__(
@@ -110,6 +114,9 @@ class GateConnectorBase(ConnectorBase):
             depth_interval=depth_interval,
             backoff=backoff,
             stall_timeout_s=stall_timeout_s,
+            market_data_timeout_s=market_data_timeout_s,
+            order_timeout_s=order_timeout_s,
+            enforce_rate_limits=enforce_rate_limits,
             seed=seed,
         )
         self._signer = GateSigner(credentials) if credentials is not None else None
@@ -130,6 +137,7 @@ class GateConnectorBase(ConnectorBase):
             heartbeat=gate_heartbeat(self.market),
             backoff=self._backoff,
             stall_timeout_s=self._stall_timeout_s,
+            data_timeout_s=self._market_data_timeout_s,
             headers=self.rest_headers,
             seed=self._seed,
         )
@@ -153,7 +161,7 @@ class GateConnectorBase(ConnectorBase):
                 auth=auth,
                 error_mapper=gate_error,
                 limiter=self._limiter,
-                request_timeout_s=TIMEOUT_S,
+                request_timeout_s=self._order_timeout_s,
                 headers=self.rest_headers,
             )
             await self._order_entry.connect()
@@ -248,10 +256,10 @@ class GateConnectorBase(ConnectorBase):
     # ---- streams ------------------------------------------------------------------------------------
 
     def _on_market_event(self, event: WsEvent) -> None:
-        books = self._manager
-        if not isinstance(event, WsFrame):
-            books.handle_ws_event(event, lambda frame: None)
+        if type(event) is not WsFrame:
+            self._manager.handle_ws_event(event, lambda frame: None)
             return
+        books = self._manager
         try:
             msg = codec.decode_ws_frame(event.data)
         except codec.GateCodecError as exc:
@@ -350,35 +358,48 @@ class GateConnectorBase(ConnectorBase):
 
     # ---- PrivateVenue -------------------------------------------------------------------------------
 
-    async def place_order(self, request: OrderRequest) -> Order:
+    def place_order(self, request: OrderRequest) -> Coroutine[Any, Any, Order]:
+        """Send ``request``; await the result for its Order (PENDING_NEW until acked, or REJECTED).
+
+        No task hop: when the order can go at once (a rate-limit slot free, the order connection
+        idle) it is signed and written on the socket before this returns, and the coroutine only
+        waits for the reply -- ``loop.create_task(venue.place_order(req))`` in a market handler
+        sends the order right there. Otherwise it waits for its slot / connection when awaited.
+        """
         if not request.client_order_id:
             request = msgspec.structs.replace(
                 request, client_order_id=new_client_order_id()
             )
-        order = request.to_order(now_ns())
-        self._orders[request.client_order_id] = order
         try:
             body = self._order_body(request)
         except ValueError as exc:
+            order = request.to_order(now_ns())
+            self._orders[request.client_order_id] = order
             order.status = OrderStatus.REJECTED
             order.reject_reason = str(exc)
-            return order
+            return _resolved(order)
+        reply = self._oe.start_request(
+            "POST",
+            self._order_path(),
+            (),
+            body,
+            endpoint_class=EndpointClass.ORDER,
+            symbol=request.instrument.symbol,
+        )
+        # the record after the write: no reply or push can be handled before we return to the loop
+        order = request.to_order(now_ns())
+        self._orders[request.client_order_id] = order
+        return self._order_reply(request, order, reply)
+
+    async def _order_reply(
+        self, request: OrderRequest, order: Order, reply: Awaitable[OrderEntryResponse]
+    ) -> Order:
+        """The rest of :meth:`place_order`: the venue's answer applied to ``order``."""
         try:
-            resp = await self._oe.post(
-                self._order_path(),
-                (),
-                body,
-                endpoint_class=EndpointClass.ORDER,
-                symbol=request.instrument.symbol,
-            )
+            resp = await reply
         except OutcomeUnknownError as exc:
-            log.warning(
-                "venue=%s order %s outcome unknown: %s",
-                self.name,
-                request.client_order_id,
-                exc.message,
-            )
-            return order  # PENDING_NEW: the stream or get_order tells
+            self._on_outcome_unknown(order, exc)
+            return order  # PENDING_NEW: the stream or the query by client order id tells
         except VenueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = exc.code or type(exc).__name__
@@ -431,8 +452,22 @@ class GateConnectorBase(ConnectorBase):
     async def get_order(
         self, instrument_key: str, client_order_id: str
     ) -> Order | None:
+        return await self._get_order_at(instrument_key, codec.text_for_client_order_id(client_order_id))
+
+    async def get_order_by_venue_id(self, instrument_key: str, venue_order_id: str) -> Order | None:
+        """``GET .../orders/{order_id}`` with Gate's numeric order id.
+
+        Raises:
+            ValueError: ``venue_order_id`` is not a Gate order id (digits only).
+        """
+        if not venue_order_id.isdigit():
+            raise ValueError(f"Gate order id must be digits, got venue_order_id={venue_order_id!r}")
+        return await self._get_order_at(instrument_key, venue_order_id)
+
+    async def _get_order_at(self, instrument_key: str, order_ref: str) -> Order | None:
+        """One order by Gate's ``{order_id}`` path segment: ``t-<text>`` or the numeric id."""
         inst = self._instrument(instrument_key)
-        path = f"{self._order_path()}/{codec.text_for_client_order_id(client_order_id)}"
+        path = f"{self._order_path()}/{order_ref}"
         try:
             resp = await self._http.get(path, self._cancel_params(inst), signed=True)
         except OrderNotFoundError:
@@ -444,6 +479,10 @@ class GateConnectorBase(ConnectorBase):
         return order
 
 
+async def _resolved(order: Order) -> Order:
+    return order
+
+
 class GateSpot(GateConnectorBase):
     """Gate.io spot v4 connector (see the module docs).
 
@@ -452,6 +491,8 @@ class GateSpot(GateConnectorBase):
         rest_url: ``https://api.gateio.ws`` (or the simulator's ``base_url``).
         ws_url: ``wss://api.gateio.ws/ws/v4/`` (or the simulator's ``ws_base_url + "/ws/v4/"``).
         symbols: currency pairs to load and stream (None: every tradable pair -- name them live).
+        enforce_rate_limits: pace REST and orders with a client-side limiter of Gate's published
+            limits (default); False: none (see :class:`~cexarb.venues.connector.ConnectorBase`).
     """
 
     name = "gateio-spot"
@@ -538,7 +579,7 @@ class GateSpot(GateConnectorBase):
         )
 
     def _order_path(self) -> str:
-        return f"{_API}/spot/orders"
+        return _SPOT_ORDERS
 
     def _symbol_param(self) -> str:
         return "currency_pair"

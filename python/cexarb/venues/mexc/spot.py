@@ -32,7 +32,6 @@ from cexarb.model import Balance, Fill, Order, OrderStatus, OrderType, Side
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import MEXC_RULE, BookSnapshot, DepthUpdate
 from cexarb.venues.connector import (
-    TIMEOUT_S,
     ConnectorBase,
     new_client_order_id,
     now_ns,
@@ -40,12 +39,16 @@ from cexarb.venues.connector import (
 from cexarb.venues.mexc import codec, proto
 from cexarb.venues.mexc.signing import MexcSigner
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import MEXC_SPOT_LIMITS, EndpointClass
+from cexarb.venues.ratelimit import MEXC_SPOT_LIMITS, EndpointClass, RateLimitExceeded
 from cexarb.venues.rest import (
     MexcAuth,
+    NetworkError,
     OrderNotFoundError,
     OrderNotOpenError,
     OutcomeUnknownError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
     VenueError,
     mexc_error,
 )
@@ -71,6 +74,15 @@ _PRIVATE_CHANNELS = [
     "spot@private.account.v3.api.pb",
 ]
 LISTEN_KEY_KEEPALIVE_S = 30 * 60
+# keep-alive failures after which the listen key is still valid (kept, retried sooner)
+_TRANSIENT = (
+    RateLimitedError,
+    ServerError,
+    NetworkError,
+    RequestTimeoutError,
+    OutcomeUnknownError,
+    RateLimitExceeded,
+)
 
 
 class MexcSpot(ConnectorBase):
@@ -82,6 +94,8 @@ class MexcSpot(ConnectorBase):
         ws_url: ``wss://wbs-api.mexc.com/ws`` (or ``ws_base_url + "/ws"``); the user-data URL is
             this plus ``?listenKey=``.
         symbols: symbols to load and stream (None: every symbol -- name them live).
+        listen_key_keepalive_s: period of the listen key's keep-alive ``PUT`` (default 30 min;
+            the key lives 60 min).
     """
 
     name = "mexc-spot"
@@ -93,10 +107,13 @@ class MexcSpot(ConnectorBase):
     ) -> None:
         kwargs.setdefault("ws_url", "wss://wbs-api.mexc.com/ws")
         kwargs.setdefault("rest_url", "https://api.mexc.com")  # [MX-DOC] REST base URL
+        self.listen_key_keepalive_s = float(kwargs.pop("listen_key_keepalive_s", LISTEN_KEY_KEEPALIVE_S))
         super().__init__(credentials, **kwargs)
         self._mexc_signer = MexcSigner(credentials) if credentials is not None else None
         self._listen_key: str | None = None
         self.listen_key_renewals = 0
+        self.listen_key_keepalives = 0
+        self.listen_key_keepalive_failures = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -119,6 +136,7 @@ class MexcSpot(ConnectorBase):
             heartbeat=mexc_heartbeat(),
             backoff=self._backoff,
             stall_timeout_s=self._stall_timeout_s,
+            data_timeout_s=self._market_data_timeout_s,
             seed=self._seed,
         )
         for i in range(0, len(channels), 30):  # <= 30 channels per request
@@ -134,7 +152,7 @@ class MexcSpot(ConnectorBase):
                 auth=auth,
                 error_mapper=mexc_error,
                 limiter=self._limiter,
-                request_timeout_s=TIMEOUT_S,
+                request_timeout_s=self._order_timeout_s,
                 keepalive_path=f"{_V}/ping",
             )
             await self._order_entry.connect()
@@ -167,7 +185,7 @@ class MexcSpot(ConnectorBase):
                     signed=True,
                     timeout_s=2.0,
                 )
-            except (VenueError, RuntimeError) as exc:
+            except (VenueError, RateLimitExceeded, RuntimeError) as exc:
                 log.info(
                     "venue=%s listen key not deleted: %s", self.name, type(exc).__name__
                 )
@@ -186,27 +204,45 @@ class MexcSpot(ConnectorBase):
         return key
 
     async def _keep_listen_key(self) -> None:
+        delay = self.listen_key_keepalive_s
         while True:
-            await asyncio.sleep(LISTEN_KEY_KEEPALIVE_S)
+            await asyncio.sleep(delay)
+            delay = self.listen_key_keepalive_s
             try:
+                # extending a key is idempotent: retried on a 5xx / dropped connection
                 await self._http.request(
                     "PUT",
                     f"{_V}/userDataStream",
                     [("listenKey", self._listen_key or "")],
                     signed=True,
+                    idempotent=True,
                 )
+            except _TRANSIENT as exc:
+                # the key is still valid (60 min): keep it (the open stream uses it), retry sooner
+                self.listen_key_keepalive_failures += 1
+                delay = min(delay, 60.0)
+                log.warning(
+                    "venue=%s listen key keep-alive failed (%s); retrying in %.0f s",
+                    self.name,
+                    type(exc).__name__,
+                    delay,
+                )
+                continue
             except VenueError as exc:
+                self.listen_key_keepalive_failures += 1
                 log.warning(
                     "venue=%s listen key keep-alive failed (%s); renewing",
                     self.name,
                     type(exc).__name__,
                 )
                 await self._renew_listen_key()
+                continue
+            self.listen_key_keepalives += 1
 
     async def _renew_listen_key(self) -> None:
         try:
             self._listen_key = await self._new_listen_key()
-        except VenueError as exc:
+        except (VenueError, RateLimitExceeded) as exc:
             log.warning(
                 "venue=%s listen key renewal failed: %s", self.name, type(exc).__name__
             )
@@ -402,13 +438,8 @@ class MexcSpot(ConnectorBase):
                 symbol=request.instrument.symbol,
             )
         except OutcomeUnknownError as exc:
-            log.warning(
-                "venue=%s order %s outcome unknown: %s",
-                self.name,
-                request.client_order_id,
-                exc.message,
-            )
-            return order
+            self._on_outcome_unknown(order, exc)
+            return order  # PENDING_NEW: the stream or the query by client order id tells
         except VenueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = exc.code or type(exc).__name__
@@ -462,8 +493,21 @@ class MexcSpot(ConnectorBase):
     async def get_order(
         self, instrument_key: str, client_order_id: str
     ) -> Order | None:
+        return await self._get_order_by(instrument_key, "origClientOrderId", client_order_id)
+
+    async def get_order_by_venue_id(self, instrument_key: str, venue_order_id: str) -> Order | None:
+        """``GET /api/v3/order`` with ``orderId`` (MEXC's order id).
+
+        Raises:
+            ValueError: an empty ``venue_order_id``.
+        """
+        if not venue_order_id:
+            raise ValueError(f"venue_order_id must not be empty, got {venue_order_id!r}")
+        return await self._get_order_by(instrument_key, "orderId", venue_order_id)
+
+    async def _get_order_by(self, instrument_key: str, field: str, value: str) -> Order | None:
         inst = self._instrument(instrument_key)
-        params = [("symbol", inst.symbol), ("origClientOrderId", client_order_id)]
+        params = [("symbol", inst.symbol), (field, value)]
         try:
             resp = await self._http.get(f"{_V}/order", params, signed=True)
         except OrderNotFoundError:

@@ -1576,6 +1576,8 @@ class _GateWsSession:
                 for ev in events:
                     if not isinstance(ev, OrderUpdate):
                         continue
+                    if ev.status is OrderStatus.REJECTED and not ev.venue_order_id:
+                        continue  # refused at placement (the REST 400): it never existed, no push
                     record = acc.record(venue, ev.client_order_id)
                     if record is None:
                         continue

@@ -938,6 +938,8 @@ class _MexcWsSession:
             ts = now_ms()
             for ev in events:
                 if kind == "private.orders" and isinstance(ev, OrderUpdate):
+                    if ev.status is OrderStatus.REJECTED and not ev.venue_order_id:
+                        continue  # refused at placement (the REST error): it never existed, no push
                     record = acc.record(VENUE, ev.client_order_id)
                     if record is None:
                         continue
