@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -107,7 +108,21 @@ def sim() -> Iterator[str]:
 
 async def _drive(host: str) -> np.ndarray:
     """Wait for the client's depth subscription, then let the server run the frames; returns
-    ``[u, sent_ns, received_ns]`` rows (``u``: the frame's last update id)."""
+    ``[u, sent_ns, received_ns]`` rows (``u``: the frame's last update id).
+
+    Both clients run with the heap built during their start-up frozen (``gc.collect()`` then
+    ``gc.freeze()``, as :class:`cexarb.engine.Engine` does once it runs): full collections then
+    scan only what the trading loop allocates, not pytest's, numpy's and ccxt's module objects.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        return await _drive_frames(host)
+    finally:
+        gc.unfreeze()
+
+
+async def _drive_frames(host: str) -> np.ndarray:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         deadline = time.monotonic() + 30
         while True:

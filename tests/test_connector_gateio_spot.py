@@ -307,3 +307,29 @@ async def test_gate_spot_market_buy_goes_out_as_an_ioc_limit_for_the_exact_base_
     unstarted = GateSpot(ApiCredentials("k", "s"), rest_url=server.base_url)
     with pytest.raises(ValueError, match="needs its book"):
         unstarted.market_buy_as_ioc_limit(market)
+
+
+async def test_gate_spot_order_the_client_limiter_cannot_fit_is_rejected_locally(server):
+    """Gate allows 10 spot orders/s per pair: an 11th that cannot get a slot before the order
+    deadline comes back REJECTED by our own limiter and never reaches the venue."""
+    conn = GateSpot(
+        ApiCredentials(KEY, SECRET, uid=str(UID)),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws/v4/",
+        symbols=["BTC_USDT"],
+        order_timeout_s=0.2,
+    )
+    async with conn:
+        inst = conn.instruments()[SPOT_KEY]
+        bid = server.market.books[SPOT_KEY].best()[0]
+        before = sum(v.n_orders for acc in server.accounts for v in acc.venues.values())
+        orders = []
+        for i in range(11):
+            req = OrderRequest.create(inst, Side.BUY, 0.001, price_ticks=bid[0] - 20_000 - i,
+                                      time_in_force=TimeInForce.IOC, client_order_id=f"rl{i}")
+            orders.append(await asyncio.wait_for(conn.place_order(req), 5))
+        assert all(o.status is not OrderStatus.REJECTED for o in orders[:10]), [o.reject_reason for o in orders]
+        last = orders[10]
+        assert last.status is OrderStatus.REJECTED and last.reject_reason.startswith("client rate limit"), last
+        after = sum(v.n_orders for acc in server.accounts for v in acc.venues.values())
+        assert after - before == 10

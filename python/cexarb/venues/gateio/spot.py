@@ -56,7 +56,7 @@ from cexarb.venues.connector import (
 from cexarb.venues.gateio import codec
 from cexarb.venues.gateio.signing import GateSigner
 from cexarb.venues.order_entry import OrderEntryClient, OrderEntryResponse
-from cexarb.venues.ratelimit import GATE_SPOT_LIMITS, EndpointClass
+from cexarb.venues.ratelimit import GATE_SPOT_LIMITS, EndpointClass, RateLimitExceeded
 from cexarb.venues.rest import (
     GateAuth,
     OrderNotFoundError,
@@ -403,6 +403,11 @@ class GateConnectorBase(ConnectorBase):
         except VenueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = exc.code or type(exc).__name__
+            order.updated_ns = now_ns()
+            return order
+        except RateLimitExceeded as exc:  # our own limiter refused: nothing was sent
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = f"client rate limit: {exc}"
             order.updated_ns = now_ns()
             return order
         venue_order = self._decode_order(resp.body)

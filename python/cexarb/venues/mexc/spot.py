@@ -445,6 +445,11 @@ class MexcSpot(ConnectorBase):
             order.reject_reason = exc.code or type(exc).__name__
             order.updated_ns = now_ns()
             return order
+        except RateLimitExceeded as exc:  # our own limiter refused: nothing was sent
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = f"client rate limit: {exc}"
+            order.updated_ns = now_ns()
+            return order
         ack = codec.decode_order_ack(resp.body)
         order.venue_order_id = ack.venue_order_id
         if (
