@@ -40,7 +40,7 @@ from cexarb.venues.base import (
 from cexarb.venues.book_manager import BookManager, BookSnapshot, SequenceRule
 from cexarb.venues.order_entry import OrderEntryClient
 from cexarb.venues.ratelimit import RateLimiter, RateLimitExceeded, VenueLimits
-from cexarb.venues.rest import RestClient, VenueError
+from cexarb.venues.rest import OutcomeUnknownError, RestClient, VenueError
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.ws import Backoff, WsClient, WsEvent
 
@@ -407,6 +407,22 @@ class ConnectorBase(abc.ABC):
                 reason=order.reject_reason,
             )
         )
+
+    def _placement_failed(self, order: Order, exc: VenueError | RateLimitExceeded) -> Order:
+        """``order`` after its placement raised ``exc``: outcome unknown (timeout, dropped
+        connection, 5xx) keeps it PENDING_NEW and resolves it in the background; a venue error
+        makes it REJECTED with the venue's code; our own limiter (nothing was sent) makes it
+        REJECTED as ``client rate limit: ...``."""
+        if isinstance(exc, OutcomeUnknownError):
+            self._on_outcome_unknown(order, exc)
+            return order
+        order.status = OrderStatus.REJECTED
+        if isinstance(exc, VenueError):
+            order.reject_reason = exc.code or type(exc).__name__
+        else:
+            order.reject_reason = f"client rate limit: {exc}"
+        order.updated_ns = time.time_ns()
+        return order
 
     def _on_outcome_unknown(self, order: Order, exc: VenueError) -> None:
         """``place_order`` could not tell whether ``order`` reached the venue (timeout, dropped

@@ -61,7 +61,6 @@ from cexarb.venues.rest import (
     GateAuth,
     OrderNotFoundError,
     OrderNotOpenError,
-    OutcomeUnknownError,
     VenueError,
     gate_error,
 )
@@ -397,19 +396,8 @@ class GateConnectorBase(ConnectorBase):
         """The rest of :meth:`place_order`: the venue's answer applied to ``order``."""
         try:
             resp = await reply
-        except OutcomeUnknownError as exc:
-            self._on_outcome_unknown(order, exc)
-            return order  # PENDING_NEW: the stream or the query by client order id tells
-        except VenueError as exc:
-            order.status = OrderStatus.REJECTED
-            order.reject_reason = exc.code or type(exc).__name__
-            order.updated_ns = now_ns()
-            return order
-        except RateLimitExceeded as exc:  # our own limiter refused: nothing was sent
-            order.status = OrderStatus.REJECTED
-            order.reject_reason = f"client rate limit: {exc}"
-            order.updated_ns = now_ns()
-            return order
+        except (VenueError, RateLimitExceeded) as exc:
+            return self._placement_failed(order, exc)
         venue_order = self._decode_order(resp.body)
         self._apply_update(venue_order.to_update(request.instrument.key))
         return order

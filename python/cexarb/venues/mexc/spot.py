@@ -437,19 +437,8 @@ class MexcSpot(ConnectorBase):
                 endpoint_class=EndpointClass.ORDER,
                 symbol=request.instrument.symbol,
             )
-        except OutcomeUnknownError as exc:
-            self._on_outcome_unknown(order, exc)
-            return order  # PENDING_NEW: the stream or the query by client order id tells
-        except VenueError as exc:
-            order.status = OrderStatus.REJECTED
-            order.reject_reason = exc.code or type(exc).__name__
-            order.updated_ns = now_ns()
-            return order
-        except RateLimitExceeded as exc:  # our own limiter refused: nothing was sent
-            order.status = OrderStatus.REJECTED
-            order.reject_reason = f"client rate limit: {exc}"
-            order.updated_ns = now_ns()
-            return order
+        except (VenueError, RateLimitExceeded) as exc:
+            return self._placement_failed(order, exc)
         ack = codec.decode_order_ack(resp.body)
         order.venue_order_id = ack.venue_order_id
         if (
