@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,8 @@ from cexarb.venues.rest import (
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec, SimServer
 from cexarb.venues.ws import Backoff
+import loopback
+from loopback import sim_server, started, wait_for
 
 GATE_KEY, GATE_SECRET, GATE_UID = "gate-key-1", "gate-secret-1", 10001
 MEXC_KEY, MEXC_SECRET = "mx-key-1", "mx-secret-1"
@@ -141,23 +143,12 @@ ALL = list(SPECS)
 
 @pytest.fixture
 async def server(binance_dir) -> AsyncIterator[SimServer]:
-    srv = SimServer(
+    async with sim_server(
         binance_dir,
-        [
-            AccountSpec(api_key=GATE_KEY, api_secret=GATE_SECRET, uid=GATE_UID),
-            AccountSpec(api_key=MEXC_KEY, api_secret=MEXC_SECRET),
-        ],
-    )
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+        AccountSpec(api_key=GATE_KEY, api_secret=GATE_SECRET, uid=GATE_UID),
+        AccountSpec(api_key=MEXC_KEY, api_secret=MEXC_SECRET),
+    ) as srv:
         yield srv
-    finally:
-        await stop_server(srv)
-
-
-async def stop_server(srv: SimServer, timeout_s: float = 30.0) -> None:
-    """``srv.stop()``, bounded."""
-    await asyncio.wait_for(srv.stop(), timeout_s)
 
 
 @pytest.fixture(params=ALL)
@@ -177,11 +168,8 @@ async def connected(server: SimServer, spec: Spec, **options: Any) -> AsyncItera
         seed=1,
         **options,
     )
-    await asyncio.wait_for(conn.__aenter__(), 15)
-    try:
+    async with started(conn):
         yield conn
-    finally:
-        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
 
 
 @pytest.fixture
@@ -193,33 +181,8 @@ async def venue(server, spec) -> AsyncIterator[Any]:
 # ---- helpers --------------------------------------------------------------------------------------
 
 
-async def wait_for(cond: Callable[[], bool], timeout_s: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def assert_book_matches_server(venue: Any, server: SimServer, key: str, n: int = 20) -> None:
-    """Freeze the simulated market, let the last pushes arrive, compare the top ``n`` levels."""
-    server.market.paused = True
-    try:
-        vb = server.market.books[key]
-        local = venue.book(key)
-
-        def same() -> bool:
-            if not local.is_valid or local.last_update_id != vb.update_id:
-                return False
-            bids, asks = local.depth(n)
-            sb, sa = vb.top(n)
-            return [(float(p), float(q)) for p, q in bids] == [(vb.price(t), q) for t, q in sb] and [
-                (float(p), float(q)) for p, q in asks
-            ] == [(vb.price(t), q) for t, q in sa]
-
-        await wait_for(same, 3.0, "local book == server book")
-    finally:
-        server.market.paused = False
+    await loopback.assert_book_matches_server(venue, server, key, n, timeout_s=3.0)
 
 
 def server_orders(server: SimServer, spec: Spec, client_order_id: str) -> list[Any]:

@@ -25,9 +25,9 @@ from cexarb.venues.base import (
 )
 from cexarb.venues.gateio.futures import GateUsdtFutures
 from cexarb.venues.secrets import ApiCredentials
-from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.sim.server import AccountSpec
 from cexarb.venues.ws import Backoff
-from test_connector_gateio_spot import assert_book_matches_server, wait_for
+from loopback import assert_book_matches_server, sim_server, started, wait_for
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 FUT_KEY = "gateio-futures:BTC_USDT"
@@ -35,30 +35,24 @@ FUT_KEY = "gateio-futures:BTC_USDT"
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture
 async def venue(server):
     # no uid in the credentials: the connector reads it from /account/detail
-    conn = GateUsdtFutures(
-        ApiCredentials(KEY, SECRET),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/v4/ws/usdt",
-        symbols=["BTC_USDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
-    await asyncio.wait_for(conn.__aenter__(), 15)
-    try:
+    async with started(
+        GateUsdtFutures(
+            ApiCredentials(KEY, SECRET),
+            rest_url=server.base_url,
+            ws_url=server.ws_base_url + "/v4/ws/usdt",
+            symbols=["BTC_USDT"],
+            backoff=Backoff(initial_s=0.05, max_s=0.3),
+            seed=1,
+        )
+    ) as conn:
         yield conn
-    finally:
-        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
 
 
 def taker(inst, server, side: Side, contracts: int, cid: str, **kw) -> OrderRequest:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 from cexarb.model import BookTicker, Fill, OrderStatus, Side, TimeInForce
@@ -19,8 +18,9 @@ from cexarb.venues.base import (
 )
 from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.secrets import ApiCredentials
-from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.sim.server import AccountSpec
 from cexarb.venues.ws import Backoff
+from loopback import assert_book_matches_server, sim_server, started, wait_for
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 SPOT_KEY = "gateio-spot:BTC_USDT"
@@ -28,62 +28,23 @@ SPOT_KEY = "gateio-spot:BTC_USDT"
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture
 async def venue(server):
-    conn = GateSpot(
-        ApiCredentials(KEY, SECRET, uid=str(UID)),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws/v4/",
-        symbols=["BTC_USDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
-    await asyncio.wait_for(conn.__aenter__(), 15)
-    try:
+    async with started(
+        GateSpot(
+            ApiCredentials(KEY, SECRET, uid=str(UID)),
+            rest_url=server.base_url,
+            ws_url=server.ws_base_url + "/ws/v4/",
+            symbols=["BTC_USDT"],
+            backoff=Backoff(initial_s=0.05, max_s=0.3),
+            seed=1,
+        )
+    ) as conn:
         yield conn
-    finally:
-        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
-
-
-async def wait_for(
-    cond: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def assert_book_matches_server(venue, server, key: str, n: int = 20) -> None:
-    """Freeze the simulated market, let the last pushes arrive, compare the top ``n`` levels."""
-    server.market.paused = True
-    try:
-        vb = server.market.books[key]
-        local = venue.book(key)
-
-        def same() -> bool:
-            if not local.is_valid or local.last_update_id != vb.update_id:
-                return False
-            bids, asks = local.depth(n)
-            sb, sa = vb.top(n)
-            return [(float(p), float(q)) for p, q in bids] == [
-                (vb.price(t), q) for t, q in sb
-            ] and [(float(p), float(q)) for p, q in asks] == [
-                (vb.price(t), q) for t, q in sa
-            ]
-
-        await wait_for(same, 5.0, "local book == server book")
-    finally:
-        server.market.paused = False
 
 
 async def test_gate_spot_market_data_and_book_sync(server, venue):

@@ -18,9 +18,9 @@ from cexarb.venues.base import (
 )
 from cexarb.venues.mexc.spot import MexcSpot
 from cexarb.venues.secrets import ApiCredentials
-from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.sim.server import AccountSpec
 from cexarb.venues.ws import Backoff
-from test_connector_gateio_spot import assert_book_matches_server, wait_for
+from loopback import assert_book_matches_server, sim_server, started, wait_for
 
 KEY, SECRET = "mx-key-1", "mx-secret-1"
 BOOK_KEY = "mexc-spot:BTCUSDT"
@@ -28,29 +28,23 @@ BOOK_KEY = "mexc-spot:BTCUSDT"
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET)])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET)) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture
 async def venue(server):
-    conn = MexcSpot(
-        ApiCredentials(KEY, SECRET),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws",
-        symbols=["BTCUSDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
-    await asyncio.wait_for(conn.__aenter__(), 15)
-    try:
+    async with started(
+        MexcSpot(
+            ApiCredentials(KEY, SECRET),
+            rest_url=server.base_url,
+            ws_url=server.ws_base_url + "/ws",
+            symbols=["BTCUSDT"],
+            backoff=Backoff(initial_s=0.05, max_s=0.3),
+            seed=1,
+        )
+    ) as conn:
         yield conn
-    finally:
-        await asyncio.wait_for(conn.__aexit__(None, None, None), 15)
 
 
 def taker(inst, server, side: Side, qty: float, cid: str) -> OrderRequest:
