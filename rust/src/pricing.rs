@@ -156,9 +156,14 @@ pub fn entry_spread_bps(
     else {
         return Ok(None);
     };
-    Ok(Some(
-        (sell_avg * (1.0 - sell_taker_fee) - buy_avg * (1.0 + buy_taker_fee)) / buy_avg * 1e4,
-    ))
+    Ok(Some(net_spread_bps(buy_avg, sell_avg, buy_taker_fee, sell_taker_fee)))
+}
+
+/// `(sell_avg * (1 - sell_fee) - buy_avg * (1 + buy_fee)) / buy_avg * 1e4`: the round trip's
+/// spread in bps net of both taker fees (the formula of [`entry_spread_bps`]).
+#[inline]
+fn net_spread_bps(buy_avg: f64, sell_avg: f64, buy_fee: f64, sell_fee: f64) -> f64 {
+    (sell_avg * (1.0 - sell_fee) - buy_avg * (1.0 + buy_fee)) / buy_avg * 1e4
 }
 
 /// The better direction of a cross-venue round trip of `qty` between books `a` and `b`
@@ -209,7 +214,7 @@ pub fn best_cross(
         let (buy_avg, sell_avg) = (bought.avg_price?, sold.avg_price?);
         Some(CrossOpportunity {
             buy_on_a,
-            spread_bps: (sell_avg * (1.0 - sell_fee) - buy_avg * (1.0 + buy_fee)) / buy_avg * 1e4,
+            spread_bps: net_spread_bps(buy_avg, sell_avg, buy_fee, sell_fee),
             buy_avg,
             sell_avg,
             buy_slippage_bps: bought.slippage_bps.unwrap_or(0.0),

@@ -1445,33 +1445,31 @@ def _obu_stream(s: str, what: str) -> tuple[str, int]:
     return parts[1], int(parts[2])
 
 
+def _spot_book_update(channel: str, r: _SpotBookResult) -> GateOrderBookUpdate:
+    return GateOrderBookUpdate(
+        channel=channel, symbol=r.s, ts_ms=r.t, first_id=r.U, last_id=r.u, bids=r.b, asks=r.a, full=r.full, depth=r.l
+    )
+
+
+def _futures_book_update(channel: str, f: _FuturesBookResult) -> GateOrderBookUpdate:
+    return GateOrderBookUpdate(
+        channel=channel,
+        symbol=f.s,
+        ts_ms=f.t,
+        first_id=f.U,
+        last_id=f.u,
+        bids=[(lvl.p, lvl.s) for lvl in f.b],
+        asks=[(lvl.p, lvl.s) for lvl in f.a],
+        full=f.full,
+        depth=f.l,
+    )
+
+
 def _book_update(channel: str, raw: msgspec.Raw) -> GateOrderBookUpdate:
     if channel == "spot.order_book_update":
-        r = _decode(_SPOT_BOOK_RESULT, raw, f"{channel} result")
-        return GateOrderBookUpdate(
-            channel=channel,
-            symbol=r.s,
-            ts_ms=r.t,
-            first_id=r.U,
-            last_id=r.u,
-            bids=r.b,
-            asks=r.a,
-            full=r.full,
-            depth=r.l,
-        )
+        return _spot_book_update(channel, _decode(_SPOT_BOOK_RESULT, raw, f"{channel} result"))
     if channel == "futures.order_book_update":
-        f = _decode(_FUTURES_BOOK_RESULT, raw, f"{channel} result")
-        return GateOrderBookUpdate(
-            channel=channel,
-            symbol=f.s,
-            ts_ms=f.t,
-            first_id=f.U,
-            last_id=f.u,
-            bids=[(lvl.p, lvl.s) for lvl in f.b],
-            asks=[(lvl.p, lvl.s) for lvl in f.a],
-            full=f.full,
-            depth=f.l,
-        )
+        return _futures_book_update(channel, _decode(_FUTURES_BOOK_RESULT, raw, f"{channel} result"))
     o = _decode(_OBU_RESULT, raw, f"{channel} result")
     symbol, depth = _obu_stream(o.s, f"{channel} result")
     if o.U is None and not o.full:
@@ -1528,35 +1526,13 @@ def _fast_book_update(data: bytes | str) -> GateOrderBookUpdate | None:
             frame = _SPOT_BOOK_FRAME.decode(data)
             if frame.channel != "spot.order_book_update" or frame.event != "update" or frame.error is not None:
                 return None
-            r = frame.result
-            return GateOrderBookUpdate(
-                channel=frame.channel,
-                symbol=r.s,
-                ts_ms=r.t,
-                first_id=r.U,
-                last_id=r.u,
-                bids=r.b,
-                asks=r.a,
-                full=r.full,
-                depth=r.l,
-            )
+            return _spot_book_update(frame.channel, frame.result)
         ff = _FUTURES_BOOK_FRAME.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     if ff.channel != "futures.order_book_update" or ff.event != "update" or ff.error is not None:
         return None
-    f = ff.result
-    return GateOrderBookUpdate(
-        channel=ff.channel,
-        symbol=f.s,
-        ts_ms=f.t,
-        first_id=f.U,
-        last_id=f.u,
-        bids=[(lvl.p, lvl.s) for lvl in f.b],
-        asks=[(lvl.p, lvl.s) for lvl in f.a],
-        full=f.full,
-        depth=f.l,
-    )
+    return _futures_book_update(ff.channel, ff.result)
 
 
 def decode_ws_frame(data: bytes | str) -> GateWsMessage:
