@@ -155,6 +155,58 @@ def best_cross(
 def order_wire(
     qty_lots: int, lot_size: float, price_ticks: int | None, tick_size: float
 ) -> tuple[str, str | None, float, float | None]: ...
+@final
+class ArbEntry:
+    """SIMPLE_ARBITRAGE entry scan of two books in one call: sizing at book a's mid (the coarser
+    lot), both directions walked net of taker fees, and at/above ``threshold_bps`` the buy leg's
+    IOC limit ``ceil(best_ask_ticks * (1 + slippage_tolerance) - 1e-9)`` as exact strings.
+
+    ``scan()`` -> None (a book invalid/empty, neither direction fills) or ``(buy_on_a, spread_bps,
+    qty, buy_slippage_bps, sell_slippage_bps, buy_best_ticks, order)`` with ``order`` None below
+    the threshold, else ``(qty_lots, limit_ticks, wire_qty, wire_price, qty, price)``.
+    Raises PricingError: size below the min notional, or off the buy instrument's lot grid.
+    """
+
+    def __init__(
+        self,
+        a: OrderBook,
+        b: OrderBook,
+        notional: float,
+        min_notional: float,
+        threshold_bps: float,
+        slippage_tolerance: float,
+        a_tick_size: float,
+        a_lot_size: float,
+        a_taker_fee: float,
+        b_tick_size: float,
+        b_lot_size: float,
+        b_taker_fee: float,
+    ) -> None: ...
+    def scan(
+        self,
+    ) -> tuple[bool, float, float, float, float, int, tuple[int, int, str, str, float, float] | None] | None: ...
+
+# ---- risk ----
+@final
+class PreTradeRisk:
+    """Pre-trade limits (0 = off): notionals in quote currency, price band in bps of the mid."""
+
+    def __init__(
+        self, max_order_notional: float, max_position_notional: float, price_band_bps: float, max_open_orders: int
+    ) -> None: ...
+    def check(
+        self,
+        book: OrderBook,
+        side_sign: float,
+        qty: float,
+        price: float | None,
+        position_qty: float,
+        open_orders: int,
+        contract_size: float,
+        inverse: bool,
+    ) -> tuple[str, float, float] | None:
+        """None, or the first breach ``(code, value, limit)``: book_invalid, no_mid,
+        order_notional, position_notional, price_band (bps through the mid), open_orders."""
 def decimals_for_step(step: float) -> int: ...
 
 # ---- hedge ----

@@ -28,6 +28,9 @@ __all__ = ["OrderManager"]
 
 log = logging.getLogger(__name__)
 
+# module constants: an enum member read through its class costs ~0.1 µs (order path)
+_REJECTED, _PENDING_NEW = OrderStatus.REJECTED, OrderStatus.PENDING_NEW
+
 
 class OrderManager:
     """Sends orders through risk to venues and tracks orders, fills and positions.
@@ -84,43 +87,53 @@ class OrderManager:
     def n_open_orders(self) -> int:
         return len(self._open)
 
+    def next_client_order_id(self) -> str:
+        """A new client order id ``{prefix}-{n}`` (n counts from 1 per manager), for a strategy that
+        builds its request with the id already set; :meth:`submit` assigns one otherwise."""
+        self._next_coid += 1
+        return f"{self.client_order_id_prefix}-{self._next_coid}"
+
     async def submit(self, request: OrderRequest) -> Order:
         """Risk-check and send ``request``; returns the Order record (REJECTED on a breach).
 
         A risk rejection never reaches the venue; the record carries the reason.
+
+        Raises:
+            ValueError: ``request.client_order_id`` was used before by this manager.
         """
-        if not request.client_order_id:
-            self._next_coid += 1
-            request = msgspec.structs.replace(request, client_order_id=f"{self.client_order_id_prefix}-{self._next_coid}")
-        elif request.client_order_id in self.orders:
-            raise ValueError(f"duplicate client_order_id {request.client_order_id!r}")
+        coid = request.client_order_id
+        if not coid:
+            coid = self.next_client_order_id()
+            request = msgspec.structs.replace(request, client_order_id=coid)
+        elif coid in self.orders:
+            raise ValueError(f"duplicate client_order_id {coid!r}")
         inst = request.instrument
         order = request.to_order(self.clock.now_ns())
-        self.orders[order.client_order_id] = order
+        self.orders[coid] = order
         self.n_orders += 1
+        venue = self.venues.get(inst.venue)
         try:
             self.risk.check(request, self._book(inst.key), self.positions.get(inst.key), len(self._open))
         except RiskRejection as exc:
-            order.status = OrderStatus.REJECTED
+            order.status = _REJECTED
             order.reject_reason = f"risk: {exc}"
             self.n_rejected += 1
-            log.warning("order %s rejected by risk: %s", order.client_order_id, exc)
+            log.warning("order %s rejected by risk: %s", coid, exc)
             return order
-        venue = self.venues.get(inst.venue)
         if venue is None:
-            order.status = OrderStatus.REJECTED
+            order.status = _REJECTED
             order.reject_reason = f"no private venue {inst.venue!r}"
             self.n_rejected += 1
             return order
         sent = await venue.place_order(request)
-        if sent.status is OrderStatus.REJECTED and order.status is OrderStatus.PENDING_NEW:
-            order.status = OrderStatus.REJECTED
+        if sent.status is _REJECTED and order.status is _PENDING_NEW:
+            order.status = _REJECTED
             order.reject_reason = sent.reject_reason
             self.n_rejected += 1
         if sent.venue_order_id and not order.venue_order_id:
             order.venue_order_id = sent.venue_order_id
-        if order.is_open:
-            self._open[order.client_order_id] = order
+        if not order.status.is_terminal:
+            self._open[coid] = order
         return order
 
     async def cancel(self, order: Order) -> bool:

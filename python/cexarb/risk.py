@@ -11,11 +11,14 @@ from typing import NoReturn
 
 import msgspec
 
+from cexarb import _core
 from cexarb._core import OrderBook
-from cexarb.model import Position
+from cexarb.model import InstrumentKind, Position
 from cexarb.venues.base import OrderRequest
 
 __all__ = ["RiskLimits", "RiskPolicy", "RiskRejection"]
+
+_INVERSE = InstrumentKind.INVERSE_PERP
 
 
 class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +41,8 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"RiskLimits.{name} must be finite and >= 0, got {value!r}")
+        if self.max_open_orders < 0:
+            raise ValueError(f"RiskLimits.max_open_orders must be >= 0, got {self.max_open_orders!r}")
 
 
 class RiskRejection(Exception):
@@ -45,50 +50,55 @@ class RiskRejection(Exception):
 
 
 class RiskPolicy:
-    """Applies :class:`RiskLimits` to order requests."""
+    """Applies :class:`RiskLimits` to order requests; the check itself runs in Rust
+    (:class:`cexarb._core.PreTradeRisk`, one call per order)."""
 
     def __init__(self, limits: RiskLimits | None = None) -> None:
         self.limits = limits or RiskLimits()
         self.rejections = 0
+        lim = self.limits
+        self._core = _core.PreTradeRisk(
+            lim.max_order_notional, lim.max_position_notional, lim.price_band_bps, lim.max_open_orders
+        )
 
     def check(self, request: OrderRequest, book: OrderBook, position: Position | None, open_orders: int) -> None:
         """Raise :class:`RiskRejection` if ``request`` breaches a limit.
 
+        Checked in this order: the book is valid and has a mid; order notional (at the limit
+        price, or the mid for a market order) <= ``max_order_notional``; position notional after
+        the order (at the mid; only when the order grows the absolute position) <=
+        ``max_position_notional``; a limit price at most ``price_band_bps`` through the mid;
+        ``open_orders`` < ``max_open_orders``. Notional: ``|qty| * contract_size * price``, or
+        ``|qty| * contract_size`` for an inverse perp.
+
         Args:
             request: the order.
-            book: the instrument's current L2 book (for mid and staleness).
+            book: the instrument's current L2 book (for mid and validity).
             position: the strategy's current position in the instrument, or None.
             open_orders: the strategy's open orders now.
         """
-        lim = self.limits
         inst = request.instrument
-        if not book.is_valid:
-            self._reject(f"book of {inst.key} is not valid ({book.invalid_reason})")
-        mid = book.mid()
-        if mid is None:
-            self._reject(f"book of {inst.key} has no mid")
-        price = request.price
-        if lim.max_order_notional:
-            notional = inst.notional(request.qty, mid if price is None else price)
-            if notional > lim.max_order_notional:
-                self._reject(f"order notional {notional:.2f} > max_order_notional {lim.max_order_notional:.2f}")
-        if lim.max_position_notional:
-            current = position.qty if position is not None else 0.0
-            after = current + request.qty * request.side.sign
-            if abs(after) > abs(current):
-                after_notional = inst.notional(after, mid)
-                if after_notional > lim.max_position_notional:
-                    self._reject(
-                        f"position notional after order {after_notional:.2f} > max_position_notional "
-                        f"{lim.max_position_notional:.2f}"
-                    )
-        if lim.price_band_bps and price is not None:
-            through_bps = (price - mid) / mid * 1e4 * request.side.sign
-            if through_bps > lim.price_band_bps:
-                self._reject(f"limit price {price} is {through_bps:.1f} bps through mid > price_band_bps "
-                             f"{lim.price_band_bps}")
-        if lim.max_open_orders and open_orders >= lim.max_open_orders:
-            self._reject(f"open orders {open_orders} >= max_open_orders {lim.max_open_orders}")
+        breach = self._core.check(
+            book, request.side.sign, request.qty, request.price, position.qty if position is not None else 0.0,
+            open_orders, inst.contract_size, inst.kind is _INVERSE,
+        )
+        if breach is not None:
+            self._reject(self._message(breach, request, book))
+
+    def _message(self, breach: tuple[str, float, float], request: OrderRequest, book: OrderBook) -> str:
+        code, value, limit = breach
+        key = request.instrument.key
+        if code == "book_invalid":
+            return f"book of {key} is not valid ({book.invalid_reason})"
+        if code == "no_mid":
+            return f"book of {key} has no mid"
+        if code == "order_notional":
+            return f"order notional {value:.2f} > max_order_notional {limit:.2f}"
+        if code == "position_notional":
+            return f"position notional after order {value:.2f} > max_position_notional {limit:.2f}"
+        if code == "price_band":
+            return f"limit price {request.price} is {value:.1f} bps through mid > price_band_bps {self.limits.price_band_bps}"
+        return f"open orders {value:.0f} >= max_open_orders {limit:.0f}"
 
     def _reject(self, message: str) -> NoReturn:
         self.rejections += 1

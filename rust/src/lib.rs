@@ -7,6 +7,7 @@ pub mod book;
 pub mod fsm;
 pub mod hedge;
 pub mod pricing;
+pub mod risk;
 
 #[cfg(feature = "python")]
 mod python;
@@ -15,3 +16,4 @@ pub use book::{ApplyOutcome, BookError, BookSide, Depth, Execution, L2Delta, Ord
 pub use fsm::{FsmError, TransitionTable};
 pub use hedge::{EwmaVolatility, HedgeError, RollingOls};
 pub use pricing::PricingError;
+pub use risk::{OrderCheck, PreTradeLimits, RiskBreach};

@@ -32,6 +32,15 @@ pub enum PricingError {
     /// `ticks * tick_size` does not fit the integer arithmetic used for exact formatting.
     #[error("ticks {ticks} * tick_size {tick_size} overflows the exact decimal arithmetic")]
     Overflow { ticks: i64, tick_size: f64 },
+    /// A quantity that is not a whole number of lots (within 1e-6 lot).
+    #[error("qty {qty} is not a multiple of lot_size {lot_size}")]
+    OffLotGrid { qty: f64, lot_size: f64 },
+    /// The size an arbitrage entry buys for its target notional is below the min notional.
+    #[error(
+        "position size {target} buys {qty} (whole lots of both instruments) worth {value:.2}, below the \
+         min notional {min_notional}"
+    )]
+    BelowMinNotional { target: f64, qty: f64, value: f64, min_notional: f64 },
 }
 
 pub(crate) fn finite(field: &'static str, value: f64) -> Result<f64, PricingError> {
@@ -231,6 +240,130 @@ pub fn best_cross(
     })
 }
 
+/// Whole multiples of one step (a tick or a lot) as exact decimal text, with the step's decimal
+/// form ([`step_units`]) worked out once instead of on every call of [`ticks_to_decimal_str`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecimalStep {
+    step: f64,
+    units: i128,
+    decimals: u32,
+}
+
+impl DecimalStep {
+    /// Errors: as [`step_units`] (`step` not finite, `<= 0`, or too many decimals).
+    pub fn new(step: f64) -> Result<Self, PricingError> {
+        let (units, decimals) = step_units(step)?;
+        Ok(Self { step, units, decimals })
+    }
+
+    /// The step (quote currency per tick, or base units / contracts per lot).
+    pub fn step(&self) -> f64 {
+        self.step
+    }
+
+    /// `n * step` as a plain decimal string; the same text as `ticks_to_decimal_str(n, step)`.
+    ///
+    /// Errors: [`PricingError::Overflow`] when `n * step` does not fit the exact arithmetic.
+    pub fn format(&self, n: i64) -> Result<String, PricingError> {
+        let value = i128::from(n)
+            .checked_mul(self.units)
+            .ok_or(PricingError::Overflow { ticks: n, tick_size: self.step })?;
+        Ok(format_scaled(value, self.decimals))
+    }
+
+    /// `qty / step` as a whole count, when `qty` is on the grid within 1e-6 step (plus 1e-12
+    /// relative float noise) — the tolerance of `OrderRequest.create`.
+    ///
+    /// Errors: [`PricingError::OffLotGrid`] naming `qty` and the step.
+    pub fn count(&self, qty: f64) -> Result<i64, PricingError> {
+        let exact = qty / self.step;
+        let whole = exact.round();
+        if !(exact.is_finite() && (1.0..9.0e15).contains(&whole))
+            || (exact - whole).abs() > 1e-6_f64.max(exact * 1e-12)
+        {
+            return Err(PricingError::OffLotGrid { qty, lot_size: self.step });
+        }
+        Ok(whole as i64)
+    }
+}
+
+/// Sizing and thresholds of a SIMPLE_ARBITRAGE entry (spec `state-machines.md` §1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArbEntryParams {
+    /// Target notional per cycle, quote currency (`position_size_usdt`).
+    pub notional: f64,
+    /// Quantity step: the coarser lot of the two instruments, base units.
+    pub step: f64,
+    /// The larger min notional of the two instruments, quote currency.
+    pub min_notional: f64,
+    pub a_taker_fee: f64,
+    pub b_taker_fee: f64,
+    /// Minimum net entry spread that is an opportunity, bps (`min_profit_threshold * 1e4`).
+    pub threshold_bps: f64,
+    /// Max fraction between best price and limit price (`slippage_tolerance`).
+    pub slippage_tolerance: f64,
+}
+
+impl ArbEntryParams {
+    /// Errors: a size, step or fee not finite, or a size / step `<= 0`, naming the field.
+    pub fn validate(&self) -> Result<(), PricingError> {
+        positive("notional", self.notional)?;
+        positive("step", self.step)?;
+        non_negative("min_notional", self.min_notional)?;
+        finite("a_taker_fee", self.a_taker_fee)?;
+        finite("b_taker_fee", self.b_taker_fee)?;
+        finite("threshold_bps", self.threshold_bps)?;
+        non_negative("slippage_tolerance", self.slippage_tolerance)?;
+        Ok(())
+    }
+}
+
+/// What [`arb_entry`] found on the current books.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArbSignal {
+    /// The better direction for `qty` ([`best_cross`]).
+    pub cross: CrossOpportunity,
+    /// Size of the round trip: the largest whole number of steps worth <= the target notional at
+    /// book `a`'s mid, base units.
+    pub qty: f64,
+    /// When the spread reaches the threshold: the buy leg's IOC limit, the buy book's best ask
+    /// raised by the slippage tolerance and rounded up to its tick grid,
+    /// `ceil(best_ask_ticks * (1 + slippage_tolerance) - 1e-9)`.
+    pub buy_limit_ticks: Option<i64>,
+}
+
+/// The SIMPLE_ARBITRAGE scan in one call (spec `state-machines.md` §1): size the round trip from
+/// the target notional at book `a`'s mid, walk both directions for that size net of both taker
+/// fees ([`best_cross`]), and when the better spread is >= the threshold, price the buy leg.
+///
+/// Returns `Ok(None)` when a book is invalid, a side is empty, or neither direction fills.
+/// Errors: bad parameters; [`PricingError::BelowMinNotional`] when the size is zero or worth less
+/// than the min notional at the mid.
+pub fn arb_entry(a: &OrderBook, b: &OrderBook, params: &ArbEntryParams) -> Result<Option<ArbSignal>, PricingError> {
+    if !(a.is_valid() && b.is_valid()) {
+        return Ok(None);
+    }
+    let Some(mid) = a.mid() else {
+        return Ok(None);
+    };
+    let qty = (params.notional / mid / params.step + 1e-9).floor() * params.step;
+    if qty <= 0.0 || qty * mid < params.min_notional {
+        return Err(PricingError::BelowMinNotional {
+            target: params.notional,
+            qty,
+            value: qty * mid,
+            min_notional: params.min_notional,
+        });
+    }
+    let Some(cross) = best_cross(a, b, qty, params.a_taker_fee, params.b_taker_fee)? else {
+        return Ok(None);
+    };
+    let buy_limit_ticks = (cross.spread_bps >= params.threshold_bps).then(|| {
+        (cross.buy_best_ticks as f64 * (1.0 + params.slippage_tolerance) - 1e-9).ceil() as i64
+    });
+    Ok(Some(ArbSignal { cross, qty, buy_limit_ticks }))
+}
+
 /// Exit spread in bps of unwinding a position: sell `qty` on `long_book` (at its executable
 /// average bid) and buy back `qty` on `short_book` (at its executable average ask), net of fees:
 ///
@@ -419,6 +552,61 @@ mod tests {
         assert_eq!(best_cross(&gapped, &rich, 1.0, 0.0, 0.0).unwrap(), None);
         assert!(best_cross(&cheap, &rich, f64::NAN, 0.0, 0.0).is_err());
         assert!(best_cross(&cheap, &rich, 1.0, 0.0, f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn decimal_step_formats_and_counts_exactly() {
+        let lot = DecimalStep::new(0.00001).unwrap();
+        assert_eq!(lot.format(1234).unwrap(), ticks_to_decimal_str(1234, 0.00001).unwrap());
+        assert_eq!(lot.format(1234).unwrap(), "0.01234");
+        assert_eq!(lot.count(0.01234).unwrap(), 1234);
+        let err = lot.count(0.012345).unwrap_err().to_string();
+        assert!(err.contains("0.012345") && err.contains("0.00001"), "{err}");
+        assert!(lot.count(f64::NAN).is_err() && lot.count(0.0).is_err());
+        let tick = DecimalStep::new(0.1).unwrap();
+        assert_eq!(tick.format(600_001).unwrap(), "60000.1");
+        assert!(matches!(tick.format(i64::MAX), Ok(_) | Err(PricingError::Overflow { .. })));
+        assert!(DecimalStep::new(0.0).is_err());
+    }
+
+    #[test]
+    fn arb_entry_sizes_prices_and_thresholds() {
+        let cheap = two_level_book(99.99, 100.0, 0.01);
+        let rich = two_level_book(100.10, 100.11, 0.01);
+        let params = ArbEntryParams {
+            notional: 150.0,
+            step: 0.5,
+            min_notional: 5.0,
+            a_taker_fee: 0.001,
+            b_taker_fee: 0.001,
+            threshold_bps: -100.0,
+            slippage_tolerance: 0.002,
+        };
+        // 150 / mid 99.995 = 1.50 -> 1.5 (three steps of 0.5); buy on `cheap` (a)
+        let x = arb_entry(&cheap, &rich, &params).unwrap().unwrap();
+        assert_eq!(x.qty, 1.5);
+        let direct = best_cross(&cheap, &rich, 1.5, 0.001, 0.001).unwrap().unwrap();
+        assert_eq!(x.cross, direct);
+        // ceil(10000 * 1.002 - 1e-9) = 10020 ticks
+        assert_eq!(x.buy_limit_ticks, Some(10_020));
+        // above the threshold: no limit price
+        let strict = ArbEntryParams { threshold_bps: direct.spread_bps + 0.01, ..params };
+        assert_eq!(arb_entry(&cheap, &rich, &strict).unwrap().unwrap().buy_limit_ticks, None);
+        // at the threshold exactly: an opportunity
+        let exact = ArbEntryParams { threshold_bps: direct.spread_bps, ..params };
+        assert!(arb_entry(&cheap, &rich, &exact).unwrap().unwrap().buy_limit_ticks.is_some());
+        // too small for one step, or below the min notional: an error naming the figures
+        let tiny = ArbEntryParams { notional: 10.0, ..params };
+        let err = arb_entry(&cheap, &rich, &tiny).unwrap_err().to_string();
+        assert!(err.contains("position size 10") && err.contains("min notional 5"), "{err}");
+        let below = ArbEntryParams { min_notional: 200.0, ..params };
+        assert!(matches!(arb_entry(&cheap, &rich, &below), Err(PricingError::BelowMinNotional { .. })));
+        // an invalid book or too thin for the size: None
+        let mut gapped = two_level_book(99.99, 100.0, 0.01);
+        gapped.apply_update(&[], &[], 5, 6, None).unwrap();
+        assert_eq!(arb_entry(&gapped, &rich, &params).unwrap(), None);
+        let deep = ArbEntryParams { notional: 1_000.0, ..params };
+        assert_eq!(arb_entry(&cheap, &rich, &deep).unwrap(), None);
     }
 
     #[test]

@@ -620,6 +620,7 @@ fn entry_spread_bps(
 /// `(buy_on_a, spread_bps, buy_avg, sell_avg, buy_slippage_bps, sell_slippage_bps,
 /// buy_best_ticks, sell_best_ticks)`, or None when a book is invalid or neither direction fills.
 #[pyfunction]
+#[allow(clippy::type_complexity)]
 fn best_cross(
     a: PyRef<'_, PyOrderBook>,
     b: PyRef<'_, PyOrderBook>,
@@ -639,6 +640,165 @@ fn best_cross(
             x.sell_best_ticks,
         )
     }))
+}
+
+/// The SIMPLE_ARBITRAGE entry scan of two books in one call (`pricing::arb_entry`): sizing at
+/// book a's mid, both directions walked net of taker fees, and, at or above the threshold, the
+/// buy leg priced and formatted as exact decimal strings.
+///
+/// `ArbEntry(a, b, notional, min_notional, threshold_bps, slippage_tolerance, a_tick_size,
+/// a_lot_size, a_taker_fee, b_tick_size, b_lot_size, b_taker_fee)`; the quantity step is the
+/// coarser of the two lots. `scan()` returns None (a book invalid or empty, neither direction
+/// fills) or `(buy_on_a, spread_bps, qty, buy_slippage_bps, sell_slippage_bps, buy_best_ticks,
+/// order)` where `order` is None below the threshold, else the buy leg's IOC limit
+/// `(qty_lots, limit_ticks, wire_qty, wire_price, qty, price)` on the buy instrument's grid
+/// (floats nearest the decimal strings). Raises PricingError when the size is below the min
+/// notional or off the buy instrument's lot grid.
+#[pyclass(name = "ArbEntry", module = "cexarb._core", frozen)]
+pub struct PyArbEntry {
+    a: Py<PyOrderBook>,
+    b: Py<PyOrderBook>,
+    params: pricing::ArbEntryParams,
+    a_tick: pricing::DecimalStep,
+    a_lot: pricing::DecimalStep,
+    b_tick: pricing::DecimalStep,
+    b_lot: pricing::DecimalStep,
+}
+
+type ArbOrder = (i64, i64, String, String, f64, f64);
+
+#[pymethods]
+impl PyArbEntry {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (a, b, notional, min_notional, threshold_bps, slippage_tolerance, a_tick_size,
+                        a_lot_size, a_taker_fee, b_tick_size, b_lot_size, b_taker_fee))]
+    fn new(
+        a: Py<PyOrderBook>,
+        b: Py<PyOrderBook>,
+        notional: f64,
+        min_notional: f64,
+        threshold_bps: f64,
+        slippage_tolerance: f64,
+        a_tick_size: f64,
+        a_lot_size: f64,
+        a_taker_fee: f64,
+        b_tick_size: f64,
+        b_lot_size: f64,
+        b_taker_fee: f64,
+    ) -> PyResult<Self> {
+        let params = pricing::ArbEntryParams {
+            notional,
+            step: a_lot_size.max(b_lot_size),
+            min_notional,
+            a_taker_fee,
+            b_taker_fee,
+            threshold_bps,
+            slippage_tolerance,
+        };
+        params.validate()?;
+        Ok(Self {
+            a,
+            b,
+            params,
+            a_tick: pricing::DecimalStep::new(a_tick_size)?,
+            a_lot: pricing::DecimalStep::new(a_lot_size)?,
+            b_tick: pricing::DecimalStep::new(b_tick_size)?,
+            b_lot: pricing::DecimalStep::new(b_lot_size)?,
+        })
+    }
+
+    /// See the class docs.
+    #[allow(clippy::type_complexity)]
+    fn scan(&self, py: Python<'_>) -> PyResult<Option<(bool, f64, f64, f64, f64, i64, Option<ArbOrder>)>> {
+        let a = self.a.bind(py).borrow();
+        let b = self.b.bind(py).borrow();
+        let Some(signal) = pricing::arb_entry(&a.inner, &b.inner, &self.params)? else {
+            return Ok(None);
+        };
+        let x = signal.cross;
+        let order = match signal.buy_limit_ticks {
+            None => None,
+            Some(ticks) => {
+                let (tick, lot) = if x.buy_on_a { (&self.a_tick, &self.a_lot) } else { (&self.b_tick, &self.b_lot) };
+                let lots = lot.count(signal.qty)?;
+                let wire_qty = lot.format(lots)?;
+                let wire_price = tick.format(ticks)?;
+                let qty = wire_qty.parse::<f64>().map_err(|e| PyValueError::new_err(format!("qty {wire_qty:?}: {e}")))?;
+                let price =
+                    wire_price.parse::<f64>().map_err(|e| PyValueError::new_err(format!("price {wire_price:?}: {e}")))?;
+                Some((lots, ticks, wire_qty, wire_price, qty, price))
+            }
+        };
+        Ok(Some((
+            x.buy_on_a,
+            x.spread_bps,
+            signal.qty,
+            x.buy_slippage_bps,
+            x.sell_slippage_bps,
+            x.buy_best_ticks,
+            order,
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// risk
+
+/// Pre-trade limits (`risk::PreTradeLimits`); 0 switches a limit off.
+/// `PreTradeRisk(max_order_notional, max_position_notional, price_band_bps, max_open_orders)`:
+/// notionals in quote currency, price band in bps of the mid.
+#[pyclass(name = "PreTradeRisk", module = "cexarb._core", frozen)]
+pub struct PyPreTradeRisk {
+    limits: crate::risk::PreTradeLimits,
+}
+
+#[pymethods]
+impl PyPreTradeRisk {
+    #[new]
+    fn new(max_order_notional: f64, max_position_notional: f64, price_band_bps: f64, max_open_orders: u64) -> PyResult<Self> {
+        for (field, value) in [
+            ("max_order_notional", max_order_notional),
+            ("max_position_notional", max_position_notional),
+            ("price_band_bps", price_band_bps),
+        ] {
+            pricing::non_negative(field, value)?;
+        }
+        Ok(Self {
+            limits: crate::risk::PreTradeLimits { max_order_notional, max_position_notional, price_band_bps, max_open_orders },
+        })
+    }
+
+    /// Checks one order on `book` now: None when within every limit, else the first breach as
+    /// `(code, value, limit)`: `("book_invalid", 0, 0)`, `("no_mid", 0, 0)`,
+    /// `("order_notional", notional, limit)`, `("position_notional", notional after, limit)`,
+    /// `("price_band", bps through the mid, limit)`, `("open_orders", open, limit)`.
+    /// `side_sign` +1 buy / -1 sell; `price` None for a market order (valued at the mid).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (book, side_sign, qty, price, position_qty, open_orders, contract_size, inverse))]
+    fn check(
+        &self,
+        book: PyRef<'_, PyOrderBook>,
+        side_sign: f64,
+        qty: f64,
+        price: Option<f64>,
+        position_qty: f64,
+        open_orders: u64,
+        contract_size: f64,
+        inverse: bool,
+    ) -> Option<(&'static str, f64, f64)> {
+        use crate::risk::RiskBreach as B;
+        let order = crate::risk::OrderCheck { side_sign, qty, price, position_qty, open_orders, contract_size, inverse };
+        match self.limits.check(&book.inner, &order) {
+            Ok(()) => None,
+            Err(B::BookInvalid) => Some(("book_invalid", 0.0, 0.0)),
+            Err(B::NoMid) => Some(("no_mid", 0.0, 0.0)),
+            Err(B::OrderNotional { notional, limit }) => Some(("order_notional", notional, limit)),
+            Err(B::PositionNotional { notional, limit }) => Some(("position_notional", notional, limit)),
+            Err(B::PriceBand { through_bps, limit, .. }) => Some(("price_band", through_bps, limit)),
+            Err(B::OpenOrders { open, limit }) => Some(("open_orders", open as f64, limit as f64)),
+        }
+    }
 }
 
 /// Exit spread (bps) of selling qty on long_book at its average bid and buying on short_book
@@ -940,6 +1100,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ticks_to_decimal_str, m)?)?;
     m.add_function(wrap_pyfunction!(order_wire, m)?)?;
     m.add_function(wrap_pyfunction!(best_cross, m)?)?;
+    m.add_class::<PyArbEntry>()?;
+    m.add_class::<PyPreTradeRisk>()?;
     m.add_function(wrap_pyfunction!(decimals_for_step, m)?)?;
 
     m.add_function(wrap_pyfunction!(hedge_ratio, m)?)?;

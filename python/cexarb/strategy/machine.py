@@ -191,8 +191,10 @@ class StrategyContext:
         """Current funding rate per interval (fraction) for a perp, or None if unknown."""
         return self.funding_rates.get(key)
 
-    async def submit(self, request: OrderRequest) -> Order:
-        return await self.orders.submit(request)
+    def submit(self, request: OrderRequest) -> Awaitable[Order]:
+        """Risk-check and send ``request`` through the order manager; await it for the Order
+        record (:meth:`cexarb.execution.OrderManager.submit`, returned as is: no extra frame)."""
+        return self.orders.submit(request)
 
     async def cancel(self, order: Order) -> bool:
         return await self.orders.cancel(order)

@@ -94,10 +94,19 @@ class SimpleArbitrageParams(StrategyParams, frozen=True, kw_only=True, forbid_un
 
 
 A = ArbitrageState
+# Enum members read through their class cost ~0.1 µs each (the metaclass lookup); the
+# tick-to-order path reads these module constants instead.
+_SCANNING, _DETECTED, _VALIDATING, _BUYING = (
+    A.SCANNING_OPPORTUNITIES, A.OPPORTUNITY_DETECTED, A.VALIDATING_OPPORTUNITY, A.EXECUTING_BUY_SIDE,
+)
+_EV_BOOK = EventKind.BOOK
+_BUY, _LIMIT, _IOC, _REJECTED = Side.BUY, OrderType.LIMIT, TimeInForce.IOC, OrderStatus.REJECTED
 
-#: (buy_key, sell_key, net spread bps, qty, buy slippage bps, sell slippage bps, buy book's best
-#: ask in ticks)
-_Opportunity = tuple[str, str, float, float, float, float, int]
+#: the buy leg of an opportunity: (qty_lots, limit_ticks, wire_qty, wire_price, qty, price)
+_BuyOrder = tuple[int, int, str, str, float, float]
+#: :meth:`SimpleArbitrage._scan`: (buy_on_a, net spread bps, qty, buy slippage bps, sell slippage
+#: bps, buy book's best ask ticks, buy order or None below the threshold)
+_Scan = tuple[bool, float, float, float, float, int, "_BuyOrder | None"]
 
 
 @register
@@ -137,7 +146,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.ending = False
         self.cooldown_until_ns = 0
         self.failed_cycles = 0
-        self._detected: _Opportunity | None = None
+        self._detected: _Scan | None = None
 
     def watched_instruments(self) -> tuple[str, ...]:
         return (self.params.instrument_a, self.params.instrument_b)
@@ -155,46 +164,39 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
                     f"{inst.key}: simple_arbitrage trades equal base quantities on both legs; "
                     f"{inst.kind.value} with contract_size {inst.contract_size} is not supported"
                 )
-        self._step = max(a.lot_size, b.lot_size)
-        self._min_notional = max(a.min_notional, b.min_notional)
         self._book_a, self._book_b = self._book[p.instrument_a], self._book[p.instrument_b]
-        self._fee_a, self._fee_b = a.taker_fee, b.taker_fee
+        # the scan, the validation and the buy leg's price and wire strings in one Rust call
+        self._entry = _core.ArbEntry(
+            self._book_a, self._book_b, p.position_size_usdt, max(a.min_notional, b.min_notional),
+            p.min_profit_threshold * 1e4, p.slippage_tolerance,
+            a.tick_size, a.lot_size, a.taker_fee, b.tick_size, b.lot_size, b.taker_fee,
+        )
         self._detected_versions = (-1, -1)
+        self._slippage_bps = p.slippage_tolerance * 1e4
 
     # ---------------------------------------------------------------- helpers
-    def _best_direction(self) -> _Opportunity | None:
-        """The better direction now: ``(buy_key, sell_key, net spread bps, qty, buy slippage bps,
-        sell slippage bps, best ask ticks of the buy book)``, or None (a book invalid or too thin).
+    def _scan(self) -> _Scan | None:
+        """The better direction now, from :class:`cexarb._core.ArbEntry` (one call): ``(buy_on_a,
+        net spread bps, qty, buy slippage bps, sell slippage bps, buy book's best ask ticks, order)``
+        with ``order`` = ``(qty_lots, limit_ticks, wire_qty, wire_price, qty, price)`` of the buy
+        leg's IOC limit when the spread reaches ``min_profit_threshold`` (else None); None when a
+        book is invalid or too thin.
 
-        The size is the largest ≤ position_size_usdt in whole lots of both instruments; both
-        directions walk both books for it, net of both taker fees, in one Rust call
-        (:func:`cexarb._core.best_cross`).
+        The size is the largest ≤ position_size_usdt (at instrument A's mid) in whole lots of both
+        instruments; both directions walk both books for it, net of both taker fees
+        (:func:`cexarb._core.best_cross`). The buy limit is the best ask raised by
+        ``slippage_tolerance`` and rounded up to the tick.
+
+        Raises:
+            ValueError: the size is below the min notional of either instrument.
         """
-        book_a, book_b = self._book_a, self._book_b
-        if not (book_a.is_valid and book_b.is_valid):
-            return None
-        mid = book_a.mid()
-        if mid is None:
-            return None
-        step = self._step
-        qty = math.floor(self.params.position_size_usdt / mid / step + 1e-9) * step
-        if qty <= 0 or qty * mid < self._min_notional:
+        try:
+            return self._entry.scan()
+        except _core.PricingError as exc:
             raise ValueError(
-                f"position_size_usdt {self.params.position_size_usdt} buys {qty:g} (whole lots of both "
-                f"instruments) worth {qty * mid:.2f}, below the min notional {self._min_notional} of "
-                f"{self.params.instrument_a} / {self.params.instrument_b}"
-            )
-        x = _core.best_cross(book_a, book_b, qty, self._fee_a, self._fee_b)
-        if x is None:
-            return None
-        p = self.params
-        buy_on_a, spread, _, _, buy_slip, sell_slip, buy_best_ticks, _ = x
-        if buy_on_a:
-            return (p.instrument_a, p.instrument_b, spread, qty, buy_slip, sell_slip, buy_best_ticks)
-        return (p.instrument_b, p.instrument_a, spread, qty, buy_slip, sell_slip, buy_best_ticks)
-
-    def _versions(self) -> tuple[int, int]:
-        return (self._book_a.version, self._book_b.version)
+                f"position_size_usdt {self.params.position_size_usdt} on {self.params.instrument_a} / "
+                f"{self.params.instrument_b}: {exc}"
+            ) from None
 
     def _cool_down(self) -> None:
         """A cycle traded nothing: ignore opportunities for ``cooldown_ms``."""
@@ -208,53 +210,68 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
 
     # ---------------------------------------------------------------- handlers
     async def on_scanning_opportunities(self, event: Any) -> None:
-        if isinstance(event, EndOfData):
-            self.transition(A.COMPLETED, EventKind.END_OF_DATA, "end of data")
+        if event.__class__ is not BookUpdate:
+            if isinstance(event, EndOfData):
+                self.transition(A.COMPLETED, EventKind.END_OF_DATA, "end of data")
             return
-        if not isinstance(event, BookUpdate) or event.ts_ns < self.cooldown_until_ns:
+        if event.ts_ns < self.cooldown_until_ns:
             return
         self.scans += 1
-        best = self._best_direction()
-        if best is None:
+        x = self._scan()
+        if x is None:
             return
-        buy_key, sell_key, spread = best[0], best[1], best[2]
+        spread = x[1]
         if self.best_spread_bps is None or spread > self.best_spread_bps:
             self.best_spread_bps = spread
-        if spread < self.params.min_profit_threshold * 1e4:
+        if x[6] is None:  # below min_profit_threshold
             return
-        self.buy_key, self.sell_key, self.detected_spread_bps = buy_key, sell_key, spread
-        self._detected, self._detected_versions = best, self._versions()
-        self.cycle_start_ns = self.ctx.now_ns()
-        self.transition(A.OPPORTUNITY_DETECTED, EventKind.BOOK, "net spread above threshold")
-        await self.on_opportunity_detected(event)
+        p = self.params
+        if x[0]:
+            self.buy_key, self.sell_key = p.instrument_a, p.instrument_b
+        else:
+            self.buy_key, self.sell_key = p.instrument_b, p.instrument_a
+        self.detected_spread_bps = spread
+        self._detected, self._detected_versions = x, (self._book_a.version, self._book_b.version)
+        self.cycle_start_ns = self.ctx.clock.now_ns()
+        self.transition(_DETECTED, _EV_BOOK, "net spread above threshold")
+        self.transition(_VALIDATING, _EV_BOOK, "validate on current books")
+        await self.on_validating_opportunity(event)
 
     async def on_opportunity_detected(self, event: Any) -> None:
-        self.transition(A.VALIDATING_OPPORTUNITY, EventKind.BOOK, "validate on current books")
+        # detection moves on to validation at once (above); this runs only for an event that
+        # arrives in between
+        self.transition(_VALIDATING, _EV_BOOK, "validate on current books")
         await self.on_validating_opportunity(event)
 
     async def on_validating_opportunity(self, event: Any) -> None:
         p = self.params
         # re-price only if a book moved since detection (detection and validation usually run on
         # the same message)
-        best = self._detected if self._versions() == self._detected_versions else self._best_direction()
-        if best is None or best[0] != self.buy_key or best[2] < p.min_profit_threshold * 1e4:
-            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "opportunity gone on validation")
+        x = self._detected
+        if (self._book_a.version, self._book_b.version) != self._detected_versions:
+            x = self._scan()
+        if x is None or x[6] is None or x[0] != (self.buy_key == p.instrument_a):
+            self.transition(_SCANNING, _EV_BOOK, "opportunity gone on validation")
             return
-        _, _, spread, qty, buy_slippage_bps, sell_slippage_bps, ask_ticks = best
-        if max(buy_slippage_bps, sell_slippage_bps) > p.slippage_tolerance * 1e4:
-            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.BOOK, "slippage above tolerance")
+        spread, buy_slippage_bps, sell_slippage_bps = x[1], x[3], x[4]
+        if buy_slippage_bps > self._slippage_bps or sell_slippage_bps > self._slippage_bps:
+            self.transition(_SCANNING, _EV_BOOK, "slippage above tolerance")
             return
-        inst = self._inst[self.buy_key]
-        limit_ticks = math.ceil(ask_ticks * (1 + p.slippage_tolerance) - 1e-9)
-        self.transition(A.EXECUTING_BUY_SIDE, EventKind.BOOK, "validated")
+        lots, ticks, wire_qty, wire_price, qty, price = x[6]
+        self.transition(_BUYING, _EV_BOOK, "validated")
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
-        self.buy_order = await self.ctx.submit(
-            OrderRequest.create(inst, Side.BUY, qty, price_ticks=limit_ticks, time_in_force=TimeInForce.IOC, tag="arb_buy")
-        )
+        orders = self.ctx.orders
+        # ArbEntry has put qty and price on the buy instrument's grids and formatted them exactly
+        # (what OrderRequest.create does), so the request is built directly
+        self.buy_order = await orders.submit(OrderRequest(
+            instrument=self._inst[self.buy_key], side=_BUY, type=_LIMIT, qty_lots=lots,
+            price_ticks=ticks, time_in_force=_IOC, client_order_id=orders.next_client_order_id(),
+            tag="arb_buy", wire_qty=wire_qty, wire_price=wire_price, qty=qty, price=price,
+        ))
         # bookkeeping after the order is out (not on the tick-to-order path)
         self.markers.append((self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
         self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
-        if self.buy_order.status is OrderStatus.REJECTED:
+        if self.buy_order.status is _REJECTED:
             self.ctx.cancel_timer("execution_deadline")
             self._cool_down()
             self.transition(A.SCANNING_OPPORTUNITIES, EventKind.ORDER_UPDATE, f"buy rejected: {self.buy_order.reject_reason}")
