@@ -1,7 +1,8 @@
 """P2: tick-to-order in process — a real depth message in, an exact order request out.
 
 Each recorded depth message of BTCUSDT spot and USDⓈ-M perp (merged by ``local_ns``) is applied to
-its Rust book; when the top of book changed, the strategy is woken (SIMPLE_ARBITRAGE with its
+its Rust book; when the top of book changed, the strategy is woken as the replay driver wakes it
+(SIMPLE_ARBITRAGE with its
 threshold set so that every wake trades) and runs scanning → detection → validation (executable
 spread for the size, both books walked in Rust) → order request (integer ticks/lots, exact decimal
 strings) → risk check → the venue's ``place_order``. The time from before ``apply_delta`` to the
@@ -10,8 +11,9 @@ venue receiving the request is one sample. Goal: p99 <= 20 us.
 A big message stores its top rows at once and leaves the deeper rows pending (reads see them;
 ``rust/src/book.rs`` "Top first"); the loop flushes them after the sample, as the live book
 manager does once its handlers have run, so each sample still starts from a fully stored book.
-The start-up heap is frozen (``gc.freeze()``) before the pass, as :class:`cexarb.engine.Engine`
-does once it runs.
+Garbage collection runs as the drivers run it (:class:`cexarb.gcpolicy.SafePointGc`): the start-up
+heap frozen, the automatic collector off, and a collection, when CPython's thresholds say one is
+due, at the safe point after each message (after the flush), never inside a sample.
 
 Baseline in the same group: the same messages with no strategy (apply + best bid/ask read).
 """
@@ -19,7 +21,6 @@ Baseline in the same group: the same messages with no strategy (apply + best bid
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import time
 from pathlib import Path
@@ -32,9 +33,11 @@ from cexarb import _core
 from cexarb.backtest import ReplayPublicVenue
 from cexarb.clock import SimClock
 from cexarb.execution import OrderManager
+from cexarb.gcpolicy import SafePointGc
 from cexarb.model import Fill, Order
 from cexarb.risk import RiskLimits, RiskPolicy
 from cexarb.strategy import ArbitrageState, StrategyContext, StrategyType, registry
+from cexarb.strategy.machine import BookWatch
 from cexarb.venues.base import BookUpdate, OrderRequest, PrivateEvent
 
 SPOT, PERP = "binance-spot:BTCUSDT", "binance-usdm:BTCUSDT"
@@ -130,6 +133,7 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
         keys = [SPOT, PERP]
         blist = [books[SPOT], books[PERP]]
         scanning = int(ArbitrageState.SCANNING_OPPORTUNITIES)
+        book_watch, TOP = strategy.book_watch, int(BookWatch.TOP)
         latencies: list[int] = []
 
         async def run() -> None:
@@ -138,20 +142,20 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
                 t0 = time.perf_counter_ns()
                 book = blist[src]
                 book.apply_delta(delta)
-                if book.bbo_changed and blist[0].is_valid and blist[1].is_valid:
+                if book.bbo_changed and book_watch() == TOP:  # as the replay driver wakes a strategy
                     before = len(arrivals)
                     await strategy.handle(BookUpdate(instrument_key=keys[src], ts_ns=0))
                     if len(arrivals) > before:
                         latencies.append(arrivals[-1] - t0)
                     strategy._table.reset(scanning)  # next message starts a new cycle
                 book.flush()  # deep rows of a big message, after the order is out (as drivers do)
+                collect_if_due()  # the drivers' GC safe point: after the message, orders out
 
-        gc.collect()
-        gc.freeze()  # the start-up heap (recording, books, modules), as the engine does once it runs
-        try:
+        # start-up heap frozen, automatic GC off, collections at the safe point above: as the
+        # replay driver and the engine run (cexarb.gcpolicy)
+        with SafePointGc() as gcp:
+            collect_if_due = gcp.collect_if_due
             asyncio.run(run())
-        finally:
-            gc.unfreeze()
         results.append(_percentiles(latencies))
         assert latencies, "no order was produced"
 

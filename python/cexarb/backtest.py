@@ -30,6 +30,7 @@ import numpy as np
 
 from cexarb import _core
 from cexarb.clock import SimClock
+from cexarb.gcpolicy import SafePointGc
 from cexarb.execution import OrderManager
 from cexarb.model import Fill, FundingEvent, Instrument, InstrumentKind, Order
 from cexarb.replay import Recording
@@ -314,7 +315,15 @@ class Backtest:
 
     # ------------------------------------------------------------------ run
     async def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
-        """Replay the whole window; returns the result (also when the strategy ends in ERROR)."""
+        """Replay the whole window; returns the result (also when the strategy ends in ERROR).
+
+        Garbage collection runs at safe points only (:class:`cexarb.gcpolicy.SafePointGc`): after
+        each book message has been handled, never between a message and the orders it provokes.
+        """
+        with SafePointGc() as gcp:
+            return await self._run(progress, gcp.collect_if_due)
+
+    async def _run(self, progress: Callable[[int, int], None] | None, collect_if_due: Callable[[], int]) -> BacktestResult:
         wall0 = time.perf_counter()
         cfg = self.config
         start, end = self._window()
@@ -391,6 +400,7 @@ class Backtest:
                 await self._drain()
             if progress is not None and (j & 1023) == 0:
                 progress(j, n_book)
+            collect_if_due()  # safe point: the message and what it provoked are done
         await self._advance_to(end + 1)  # trades after the last depth message, up to the end
 
         # after the last message: let in-flight orders finish against the final books

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -49,6 +48,7 @@ import msgspec
 from cexarb.clock import LiveClock
 from cexarb.config import RunConfig
 from cexarb.execution import OrderManager
+from cexarb.gcpolicy import SafePointGc
 from cexarb.model import (
     Fill,
     FundingEvent,
@@ -73,6 +73,9 @@ from cexarb.venues.sim.venue import SimVenue
 __all__ = ["Engine", "EngineResult", "LiveTradingRefused", "StrategyRun", "build_connector"]
 
 log = logging.getLogger(__name__)
+
+#: while strategies are idle, the engine still reaches a GC safe point this often (seconds)
+GC_IDLE_INTERVAL_S = 0.1
 
 
 class LiveTradingRefused(RuntimeError):
@@ -198,6 +201,7 @@ class Engine:
         self._by_key: dict[str, list[_Runner]] = collections.defaultdict(list)
         self._sims_by_key: dict[str, list[SimVenue]] = collections.defaultdict(list)
         self._stop = asyncio.Event()
+        self._collect_if_due: Callable[[], int] = lambda: -1  # set by run()
         self.stop_reason = ""
         self.book_updates = 0
         self.trades = 0
@@ -332,6 +336,7 @@ class Engine:
             await strategy.begin()
             while not strategy.is_finished and not self._stop.is_set():
                 await runner.drain()
+                self._collect_if_due()  # safe point: everything queued was handled, orders are out
                 if strategy.is_finished or self._stop.is_set():
                     break
                 runner.wake.clear()
@@ -452,6 +457,14 @@ class Engine:
                 except Exception as exc:  # the next time stays as it was: settled once only
                     log.warning("funding schedule of %s not refreshed: %s", key, exc)
 
+    async def _gc_keeper(self) -> None:
+        """Safe-point collections while strategies are idle (market data still allocates)."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), GC_IDLE_INTERVAL_S)
+            except TimeoutError:
+                self._collect_if_due()
+
     async def _timekeeper(self) -> None:
         duration = self.config.duration_s
         if duration > 0:
@@ -474,6 +487,8 @@ class Engine:
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
         tasks: list[asyncio.Task[Any]] = []
+        gc_policy, gc_entered = SafePointGc(), False
+        self._collect_if_due = gc_policy.collect_if_due
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await self._start_connectors(stack)
@@ -481,21 +496,24 @@ class Engine:
                 self._build_runners()
                 for conn in self.connectors.values():
                     conn.subscribe_market(self._on_market)
-                # the start-up heap (modules, instruments, snapshots) never needs collecting: move
-                # it out of the collector's reach so full collections in the trading loop scan
-                # only what the loop allocates (gc.freeze, CPython >= 3.7)
-                gc.collect()
-                gc.freeze()
+                # the start-up heap (modules, instruments, snapshots) never needs collecting: it is
+                # frozen, and collections run only at safe points (after a strategy has handled
+                # what was queued for it, and on an idle timer), never between a market message
+                # and the orders it provokes (cexarb.gcpolicy)
+                gc_policy.__enter__()
+                gc_entered = True
                 log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
+                    tasks.append(tg.create_task(self._gc_keeper(), name="engine-gc"))
                     tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
                     for runner in self.runners:
                         tasks.append(tg.create_task(self._run_strategy(runner), name=f"strategy-{runner.strategy.strategy_id}"))
                 self._detach_market()
                 runs = {r.strategy.strategy_id: self._strategy_run(r) for r in self.runners}
         finally:
-            gc.unfreeze()  # the start-up heap is collectable again once the engine is done
+            if gc_entered:
+                gc_policy.__exit__(None, None, None)
             for sig in installed:
                 loop.remove_signal_handler(sig)
         pending = sum(1 for t in tasks if not t.done())

@@ -88,7 +88,7 @@ class OrderStatus(enum.StrEnum):
         self.is_terminal = value in ("filled", "canceled", "rejected")
 
 
-class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+class Instrument(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A tradable instrument on one venue.
 
     Attributes:
@@ -194,7 +194,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         return abs(qty) * self.contract_size * price
 
 
-class Order(msgspec.Struct, kw_only=True):
+class Order(msgspec.Struct, kw_only=True, gc=False):
     """An order and its live state. The venue (real or simulated) updates status/filled fields.
 
     ``price`` is None for market orders. ``filled_qty`` and ``avg_fill_price`` are cumulative.
@@ -227,7 +227,7 @@ class Order(msgspec.Struct, kw_only=True):
         return not self.status.is_terminal
 
 
-class Fill(msgspec.Struct, frozen=True, kw_only=True):
+class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One execution against an order. ``fee`` is in quote currency (negative = rebate)."""
 
     client_order_id: str
@@ -322,7 +322,7 @@ class Balance(msgspec.Struct, kw_only=True):
         return self.free + self.locked
 
 
-class BookTicker(msgspec.Struct, frozen=True, kw_only=True):
+class BookTicker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Best bid/offer update (Binance ``bookTicker``, Gate ``book_ticker``)."""
 
     instrument_key: str
@@ -334,7 +334,7 @@ class BookTicker(msgspec.Struct, frozen=True, kw_only=True):
     update_id: int = 0
 
 
-class Trade(msgspec.Struct, frozen=True, kw_only=True):
+class Trade(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A public trade; ``taker_side`` is the aggressor's side."""
 
     instrument_key: str
@@ -345,7 +345,7 @@ class Trade(msgspec.Struct, frozen=True, kw_only=True):
     trade_id: int = 0
 
 
-class FundingEvent(msgspec.Struct, frozen=True, kw_only=True):
+class FundingEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A funding settlement on a perpetual: ``rate`` per interval as a fraction.
 
     ``assumed`` is True when the rate was not recorded but given as a replay parameter.

@@ -128,6 +128,36 @@ impl TransitionTable {
         Ok(from)
     }
 
+    /// Moves along `path` (each state reached from the previous one), all or nothing: every step
+    /// is checked before any is made, then each is recorded as by [`Self::transition`] with the
+    /// same `event` and `ts_ns`. Returns the state before the first step.
+    ///
+    /// Errors (state unchanged, nothing recorded): the first step out of range or not allowed,
+    /// as [`Self::transition`] would report it from the state it starts in.
+    pub fn transition_path(&mut self, path: &[usize], event: i64, ts_ns: i64) -> Result<usize, FsmError> {
+        let start = self.state;
+        let mut from = start;
+        for &to in path {
+            if to >= self.names.len() {
+                return Err(FsmError::StateOutOfRange { field: "to_state", state: to as i64, n_states: self.names.len() });
+            }
+            if !self.allowed_unchecked(from, to) {
+                return Err(FsmError::Illegal {
+                    from,
+                    to,
+                    from_name: self.state_name(from).unwrap_or("?").to_owned(),
+                    to_name: self.state_name(to).unwrap_or("?").to_owned(),
+                    event,
+                });
+            }
+            from = to;
+        }
+        for &to in path {
+            self.transition(to, event, ts_ns)?;
+        }
+        Ok(start)
+    }
+
     /// Audit records, oldest first.
     pub fn audit(&self) -> Vec<AuditRecord> {
         let (newer, older) = self.audit.split_at(self.head.min(self.audit.len()));
@@ -189,6 +219,24 @@ mod tests {
     fn order_fsm(capacity: usize) -> TransitionTable {
         let names = ["NEW", "OPEN", "FILLED", "CANCELED"].map(String::from).to_vec();
         TransitionTable::new(names, &[(0, 1), (1, 2), (1, 3), (2, 0), (3, 0)], 0, capacity).unwrap()
+    }
+
+    #[test]
+    fn a_path_is_all_or_nothing() {
+        // 0 -> 1 -> 2 -> 0
+        let names = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let mut t = TransitionTable::new(names, &[(0, 1), (1, 2), (2, 0)], 0, 16).unwrap();
+        assert_eq!(t.transition_path(&[1, 2], 7, 100).unwrap(), 0);
+        assert_eq!(t.state(), 2);
+        assert_eq!(t.audit(), vec![(0, 1, 7, 100), (1, 2, 7, 100)]);
+        // 2 -> 0 allowed, 0 -> 2 not: nothing happens, the error names the failing step
+        let err = t.transition_path(&[0, 2], 8, 200).unwrap_err();
+        assert!(matches!(err, FsmError::Illegal { from: 0, to: 2, .. }), "{err}");
+        assert_eq!(t.state(), 2);
+        assert_eq!(t.audit().len(), 2);
+        assert!(matches!(t.transition_path(&[0, 9], 8, 200), Err(FsmError::StateOutOfRange { .. })));
+        assert_eq!((t.state(), t.total_transitions()), (2, 2));
+        assert_eq!(t.transition_path(&[], 8, 200).unwrap(), 2);
     }
 
     #[test]

@@ -1034,6 +1034,29 @@ impl PyTransitionTable {
         }
     }
 
+    /// Moves along path (a sequence of states, each reached from the previous), all or
+    /// nothing, recording each step with event and ts_ns; returns the state before the path.
+    /// Raises IllegalTransitionError (state unchanged, nothing recorded) naming the failing step.
+    fn transition_path(&mut self, path: Vec<i64>, event: i64, ts_ns: i64) -> PyResult<usize> {
+        let n_states = self.inner.n_states();
+        let mut steps = [0usize; 64];
+        if path.len() > steps.len() {
+            return Err(PyValueError::new_err(format!("path has {} states, more than 64", path.len())));
+        }
+        for (slot, &state) in steps.iter_mut().zip(&path) {
+            *slot = usize::try_from(state).map_err(|_| {
+                IllegalTransitionError::new_err(
+                    FsmError::StateOutOfRange { field: "to_state", state, n_states }.to_string(),
+                )
+            })?;
+        }
+        match self.inner.transition_path(&steps[..path.len()], event, ts_ns) {
+            Ok(previous) => Ok(previous),
+            Err(err @ FsmError::StateOutOfRange { .. }) => Err(IllegalTransitionError::new_err(err.to_string())),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Audit records (from_state, to_state, event, ts_ns), oldest first.
     fn audit(&self) -> Vec<(u8, u8, i64, i64)> {
         self.inner.audit()

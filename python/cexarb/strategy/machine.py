@@ -75,14 +75,14 @@ class BookWatch(enum.IntEnum):
     TOP = 2  # any change of best bid/ask price or quantity (states that size against depth)
 
 
-class TimerEvent(msgspec.Struct, frozen=True, kw_only=True):
+class TimerEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A timer set by the strategy fired."""
 
     name: str
     ts_ns: int
 
 
-class EndOfData(msgspec.Struct, frozen=True, kw_only=True):
+class EndOfData(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The replay has no more data (or the engine is stopping): close out."""
 
     ts_ns: int
@@ -267,7 +267,11 @@ class StrategyMachine(Generic[P]):
                 self._handlers[int(state)] = handler
             elif state not in (self.COMPLETED, self.ERROR):
                 raise TypeError(f"{type(self).__name__} has no handler on_{state.name.lower()} for state {state.name}")
+        self._handler_by_state = tuple(
+            None if i in self._terminal else self._handlers.get(i) for i in range(len(names))
+        )
         self._ctx: StrategyContext | None = None
+        self._now: Callable[[], int] = self._unbound_now
         self.error: str | None = None
         self.started_ns: int | None = None
         self.ended_ns: int | None = None
@@ -278,6 +282,10 @@ class StrategyMachine(Generic[P]):
     # ---- binding and identity
     def bind(self, ctx: StrategyContext) -> None:
         self._ctx = ctx
+        self._now = ctx.clock.now_ns  # read on every transition
+
+    def _unbound_now(self) -> int:
+        raise RuntimeError(f"strategy {self.strategy_id} is not bound to a context")
 
     @property
     def ctx(self) -> StrategyContext:
@@ -307,11 +315,9 @@ class StrategyMachine(Generic[P]):
 
         Raises:
             StrategyError: the transition is not declared in TRANSITIONS (names both states).
+            RuntimeError: the machine is not bound to a context.
         """
-        ctx = self._ctx
-        if ctx is None:
-            raise RuntimeError(f"strategy {self.strategy_id} is not bound to a context")
-        ts = ctx.clock.now_ns()
+        ts = self._now()
         try:
             previous = self._table.transition(to, event, ts)
         except _core.IllegalTransitionError as exc:
@@ -321,6 +327,32 @@ class StrategyMachine(Generic[P]):
         self.transition_log.append(entry)
         if self.on_transition is not None:
             self.on_transition(*entry)
+
+    def transition_path(self, path: tuple[Any, ...], event: EventKind, reasons: tuple[str, ...]) -> None:
+        """Move through the states of ``path`` in order, all or nothing, in one call to the Rust
+        table (each step checked, audited and logged as by :meth:`transition`, same timestamp).
+
+        For a strategy that decides several steps at once on one event (e.g. detected ->
+        validating -> executing on the same book message).
+
+        Raises:
+            StrategyError: a step is not declared (names both states); no step is made.
+            ValueError: ``reasons`` does not give one reason per step.
+        """
+        if len(reasons) != len(path):
+            raise ValueError(f"transition_path needs one reason per step: {len(path)} steps, {len(reasons)} reasons")
+        ts = self._now()
+        try:
+            previous = self._table.transition_path(path, event, ts)
+        except _core.IllegalTransitionError as exc:
+            raise StrategyError(str(exc), state=self._names[self._table.state], cause=exc) from exc
+        names, log_, notify = self._names, self.transition_log, self.on_transition
+        for to, reason in zip(path, reasons):
+            entry = (ts, names[previous], names[to], reason)
+            log_.append(entry)
+            if notify is not None:
+                notify(*entry)
+            previous = to
 
     def fail(self, message: str, event: EventKind = EventKind.ERROR, cause: BaseException | None = None) -> None:
         """Record the error and move to ERROR (always allowed from a non-terminal state)."""
@@ -363,10 +395,9 @@ class StrategyMachine(Generic[P]):
         An exception from a handler moves the machine to ERROR with the error recorded; it is
         re-raised as :class:`StrategyError` only if it is one already (illegal transition).
         """
-        state = self._table.state
-        if state in self._terminal:
+        handler = self._handler_by_state[self._table.state]
+        if handler is None:  # COMPLETED / ERROR
             return
-        handler = self._handlers[state]
         try:
             await handler(event)
         except StrategyError as exc:
@@ -375,7 +406,7 @@ class StrategyMachine(Generic[P]):
         except Exception as exc:  # a strategy bug or venue failure must not kill the engine
             log.exception("%s: handler for %s failed", self.strategy_id, self.state.name)
             self.fail(f"{type(exc).__name__}: {exc}", _EVENT_KIND.get(type(event), EventKind.ERROR), exc)
-        if self.is_finished and self.ended_ns is None:
+        if self.ended_ns is None and self._table.state in self._terminal:
             self.ended_ns = self.ctx.now_ns()
 
     def result(self) -> StrategyResult:

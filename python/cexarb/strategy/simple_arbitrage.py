@@ -100,6 +100,11 @@ _SCANNING, _DETECTED, _VALIDATING, _BUYING = (
     A.SCANNING_OPPORTUNITIES, A.OPPORTUNITY_DETECTED, A.VALIDATING_OPPORTUNITY, A.EXECUTING_BUY_SIDE,
 )
 _EV_BOOK = EventKind.BOOK
+# detection and validation on the same book message: the states walked in one table call
+_ENTRY_PATH = (int(A.OPPORTUNITY_DETECTED), int(A.VALIDATING_OPPORTUNITY), int(A.EXECUTING_BUY_SIDE))
+_ENTRY_REASONS = ("net spread above threshold", "validate on current books", "validated")
+_SLIPPAGE_PATH = (int(A.OPPORTUNITY_DETECTED), int(A.VALIDATING_OPPORTUNITY), int(A.SCANNING_OPPORTUNITIES))
+_SLIPPAGE_REASONS = ("net spread above threshold", "validate on current books", "slippage above tolerance")
 _BUY, _LIMIT, _IOC, _REJECTED = Side.BUY, OrderType.LIMIT, TimeInForce.IOC, OrderStatus.REJECTED
 
 #: the buy leg of an opportunity: (qty_lots, limit_ticks, wire_qty, wire_price, qty, price)
@@ -232,33 +237,39 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             self.buy_key, self.sell_key = p.instrument_b, p.instrument_a
         self.detected_spread_bps = spread
         self._detected, self._detected_versions = x, (self._book_a.version, self._book_b.version)
-        self.cycle_start_ns = self.ctx.clock.now_ns()
-        self.transition(_DETECTED, _EV_BOOK, "net spread above threshold")
-        self.transition(_VALIDATING, _EV_BOOK, "validate on current books")
-        await self.on_validating_opportunity(event)
+        self.cycle_start_ns = self._now()
+        # Detected, and validated on the same books: the scan walked both legs for the size on
+        # the current message, so detection -> validation -> buy is one step of the table.
+        if x[3] > self._slippage_bps or x[4] > self._slippage_bps:
+            self.transition_path(_SLIPPAGE_PATH, _EV_BOOK, _SLIPPAGE_REASONS)
+            return
+        self.transition_path(_ENTRY_PATH, _EV_BOOK, _ENTRY_REASONS)
+        await self._buy(x)
 
     async def on_opportunity_detected(self, event: Any) -> None:
-        # detection moves on to validation at once (above); this runs only for an event that
-        # arrives in between
+        # detection moves on at once (above); this runs only for an event that arrives in between
         self.transition(_VALIDATING, _EV_BOOK, "validate on current books")
         await self.on_validating_opportunity(event)
 
     async def on_validating_opportunity(self, event: Any) -> None:
         p = self.params
-        # re-price only if a book moved since detection (detection and validation usually run on
-        # the same message)
+        # re-price only if a book moved since detection
         x = self._detected
         if (self._book_a.version, self._book_b.version) != self._detected_versions:
             x = self._scan()
         if x is None or x[6] is None or x[0] != (self.buy_key == p.instrument_a):
             self.transition(_SCANNING, _EV_BOOK, "opportunity gone on validation")
             return
-        spread, buy_slippage_bps, sell_slippage_bps = x[1], x[3], x[4]
-        if buy_slippage_bps > self._slippage_bps or sell_slippage_bps > self._slippage_bps:
+        if x[3] > self._slippage_bps or x[4] > self._slippage_bps:
             self.transition(_SCANNING, _EV_BOOK, "slippage above tolerance")
             return
-        lots, ticks, wire_qty, wire_price, qty, price = x[6]
         self.transition(_BUYING, _EV_BOOK, "validated")
+        await self._buy(x)
+
+    async def _buy(self, x: _Scan) -> None:
+        """The buy leg: an IOC limit at the validated scan's price (state EXECUTING_BUY_SIDE)."""
+        assert x[6] is not None
+        lots, ticks, wire_qty, wire_price, qty, price = x[6]
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
         orders = self.ctx.orders
         # ArbEntry has put qty and price on the buy instrument's grids and formatted them exactly
@@ -269,12 +280,15 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             tag="arb_buy", wire_qty=wire_qty, wire_price=wire_price, qty=qty, price=price,
         ))
         # bookkeeping after the order is out (not on the tick-to-order path)
-        self.markers.append((self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread:.2f} bps"))
+        p = self.params
+        self.markers.append(
+            (self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {x[1]:.2f} bps")
+        )
         self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
         if self.buy_order.status is _REJECTED:
             self.ctx.cancel_timer("execution_deadline")
             self._cool_down()
-            self.transition(A.SCANNING_OPPORTUNITIES, EventKind.ORDER_UPDATE, f"buy rejected: {self.buy_order.reject_reason}")
+            self.transition(_SCANNING, EventKind.ORDER_UPDATE, f"buy rejected: {self.buy_order.reject_reason}")
 
     async def on_executing_buy_side(self, event: Any) -> None:
         if isinstance(event, EndOfData):

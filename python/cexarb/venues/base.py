@@ -63,7 +63,7 @@ class RejectReason(enum.StrEnum):
 _GRID_TOL = 1e-6
 
 
-class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a strategy asks a venue to do. Price and quantity are held as integer ticks and lots.
 
     Build with :meth:`create`, which converts float price/qty at the edge and raises ValueError
@@ -177,7 +177,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A change of an order's state reported by a venue (ack, partial fill, cancel, reject).
 
     ``filled_qty`` / ``avg_fill_price`` are cumulative over the order's life.
@@ -193,7 +193,7 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
-class BookUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class BookUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The top of the local L2 book of ``instrument_key`` changed at ``ts_ns``.
 
     ``price_changed`` is True when a best bid/ask price moved (False: only a best quantity).

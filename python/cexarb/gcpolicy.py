@@ -1,0 +1,90 @@
+"""Cyclic garbage collection at safe points, never in the middle of a tick-to-order path.
+
+CPython's cyclic collector runs when the count of new container objects passes
+``gc.get_threshold()[0]`` (700 by default): at whichever allocation crosses it, which on a trading
+path is often between a book message and the order it provokes. Measured on the P2 path (one
+pass of the real BTC spot + perp replay, SIMPLE_ARBITRAGE trading on every wake): 197
+generation-0 collections of ~45 µs each, 17 generation-1 of ~0.5 ms and 2 full ones, i.e. about 2
+wakes in 100 paid a collection -- the whole p99 of the path.
+
+:class:`SafePointGc` switches the automatic collector off while a driver runs and lets the
+driver collect at points it chooses (after a message has been handled and its orders are out,
+and on an idle timer), with CPython's own thresholds and generation rule: generation 0 when its
+count passes threshold 0, generation 1 every threshold-1 generation-0 collections, a full
+collection every threshold-2 generation-1 collections (CPython adds a "long-lived pending > 25 %"
+condition for the full collection that Python cannot read; without it full collections are
+somewhat more frequent, which costs memory nothing). Memory stays bounded as with the automatic
+collector as long as the driver reaches a safe point regularly.
+
+It also freezes the start-up heap (``gc.freeze``): modules, instruments, recordings and
+snapshots are never garbage, so collections scan only what the trading loop allocates.
+
+References: Python docs, ``gc`` module (``disable``, ``get_count``, ``get_threshold``,
+``freeze``); "Garbage collector design", CPython developer guide (generations and thresholds).
+"""
+
+from __future__ import annotations
+
+import gc
+from types import TracebackType
+
+__all__ = ["SafePointGc"]
+
+
+class SafePointGc:
+    """Context manager: automatic GC off (start-up heap frozen) inside, :meth:`collect_if_due` at
+    the driver's safe points.
+
+    Args:
+        freeze: ``gc.collect()`` then ``gc.freeze()`` on entry, ``gc.unfreeze()`` on exit.
+
+    Attributes:
+        collections: collections made by :meth:`collect_if_due`, per generation ``[g0, g1, g2]``.
+
+    Nested use is allowed: an inner manager leaves the collector as the outer one set it.
+    """
+
+    def __init__(self, *, freeze: bool = True) -> None:
+        self.freeze = freeze
+        self.collections = [0, 0, 0]
+        self._was_enabled = False
+        self._threshold = (700, 10, 10)
+        self._entered = False
+
+    def __enter__(self) -> SafePointGc:
+        if self._entered:
+            raise RuntimeError("SafePointGc is not re-entrant; use a new instance")
+        self._entered = True
+        self._threshold = gc.get_threshold()
+        self._was_enabled = gc.isenabled()
+        if self.freeze:
+            gc.collect()
+            gc.freeze()
+        gc.disable()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._was_enabled:
+            gc.enable()
+        if self.freeze:
+            gc.unfreeze()
+        self._entered = False
+
+    def collect_if_due(self) -> int:
+        """Collect the generation CPython would collect now, if any; call at a safe point.
+
+        Returns:
+            The generation collected (0, 1 or 2), or -1 when no collection was due. Costs one
+            ``gc.get_count()`` when none is due.
+        """
+        c0, c1, c2 = gc.get_count()
+        t0, t1, t2 = self._threshold
+        if t0 <= 0 or c0 <= t0:
+            return -1
+        # CPython's collect_generations(): the oldest generation whose count passed its threshold
+        generation = 2 if c2 > t2 else 1 if c1 > t1 else 0
+        gc.collect(generation)
+        self.collections[generation] += 1
+        return generation
