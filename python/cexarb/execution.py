@@ -108,12 +108,13 @@ class OrderManager:
         elif coid in self.orders:
             raise ValueError(f"duplicate client_order_id {coid!r}")
         inst = request.instrument
+        key = inst.key
         order = request.to_order(self.clock.now_ns())
         self.orders[coid] = order
         self.n_orders += 1
         venue = self.venues.get(inst.venue)
         try:
-            self.risk.check(request, self._book(inst.key), self.positions.get(inst.key), len(self._open))
+            self.risk.check(request, self._book(key), self.positions.get(key), len(self._open))
         except RiskRejection as exc:
             order.status = _REJECTED
             order.reject_reason = f"risk: {exc}"

@@ -333,7 +333,9 @@ class StrategyMachine(Generic[P]):
         table (each step checked, audited and logged as by :meth:`transition`, same timestamp).
 
         For a strategy that decides several steps at once on one event (e.g. detected ->
-        validating -> executing on the same book message).
+        validating -> executing on the same book message). A strategy on a latency-critical
+        path may split it: :meth:`advance` (the table only) before it sends an order, and
+        :meth:`record_path` (the Python log and ``on_transition``) once the order is out.
 
         Raises:
             StrategyError: a step is not declared (names both states); no step is made.
@@ -341,13 +343,29 @@ class StrategyMachine(Generic[P]):
         """
         if len(reasons) != len(path):
             raise ValueError(f"transition_path needs one reason per step: {len(path)} steps, {len(reasons)} reasons")
+        previous, ts = self.advance(path, event)
+        self.record_path(previous, path, reasons, ts)
+
+    def advance(self, path: tuple[int, ...], event: int) -> tuple[int, int]:
+        """The table part of :meth:`transition_path`: all steps checked and audited in Rust.
+
+        Returns:
+            ``(state before the path, ts_ns of the steps)`` for :meth:`record_path`.
+
+        Raises:
+            StrategyError: a step is not declared (names both states); no step is made.
+        """
         ts = self._now()
         try:
-            previous = self._table.transition_path(path, event, ts)
+            return self._table.transition_path(path, event, ts), ts
         except _core.IllegalTransitionError as exc:
             raise StrategyError(str(exc), state=self._names[self._table.state], cause=exc) from exc
+
+    def record_path(self, previous: int, path: tuple[Any, ...], reasons: tuple[str, ...], ts: int) -> None:
+        """The log part of :meth:`transition_path`: one ``transition_log`` entry per step (and
+        ``on_transition``), for steps :meth:`advance` made at ``ts``."""
         names, log_, notify = self._names, self.transition_log, self.on_transition
-        for to, reason in zip(path, reasons):
+        for to, reason in zip(path, reasons, strict=True):
             entry = (ts, names[previous], names[to], reason)
             log_.append(entry)
             if notify is not None:

@@ -30,7 +30,9 @@ from typing import Any
 
 from cexarb import _core
 from cexarb.model import InstrumentKind, Order, OrderStatus, OrderType, Side, TimeInForce
-from cexarb.strategy.machine import EndOfData, EventKind, StrategyMachine, StrategyParams, StrategyType, TimerEvent
+from cexarb.strategy.machine import (
+    EndOfData, EventKind, StrategyError, StrategyMachine, StrategyParams, StrategyType, TimerEvent,
+)
 from cexarb.strategy.registry import register
 from cexarb.venues.base import BookUpdate, OrderRequest, OrderUpdate
 
@@ -100,6 +102,7 @@ _SCANNING, _DETECTED, _VALIDATING, _BUYING = (
     A.SCANNING_OPPORTUNITIES, A.OPPORTUNITY_DETECTED, A.VALIDATING_OPPORTUNITY, A.EXECUTING_BUY_SIDE,
 )
 _EV_BOOK = EventKind.BOOK
+_EV_BOOK_CODE = int(EventKind.BOOK)
 # detection and validation on the same book message: the states walked in one table call
 _ENTRY_PATH = (int(A.OPPORTUNITY_DETECTED), int(A.VALIDATING_OPPORTUNITY), int(A.EXECUTING_BUY_SIDE))
 _ENTRY_REASONS = ("net spread above threshold", "validate on current books", "validated")
@@ -151,7 +154,6 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.ending = False
         self.cooldown_until_ns = 0
         self.failed_cycles = 0
-        self._detected: _Scan | None = None
 
     def watched_instruments(self) -> tuple[str, ...]:
         return (self.params.instrument_a, self.params.instrument_b)
@@ -176,8 +178,8 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             p.min_profit_threshold * 1e4, p.slippage_tolerance,
             a.tick_size, a.lot_size, a.taker_fee, b.tick_size, b.lot_size, b.taker_fee,
         )
-        self._detected_versions = (-1, -1)
         self._slippage_bps = p.slippage_tolerance * 1e4
+        self._orders = ctx.orders
 
     # ---------------------------------------------------------------- helpers
     def _scan(self) -> _Scan | None:
@@ -198,10 +200,11 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         try:
             return self._entry.scan()
         except _core.PricingError as exc:
-            raise ValueError(
-                f"position_size_usdt {self.params.position_size_usdt} on {self.params.instrument_a} / "
-                f"{self.params.instrument_b}: {exc}"
-            ) from None
+            raise self._size_error(exc) from None
+
+    def _size_error(self, exc: Exception) -> ValueError:
+        p = self.params
+        return ValueError(f"position_size_usdt {p.position_size_usdt} on {p.instrument_a} / {p.instrument_b}: {exc}")
 
     def _cool_down(self) -> None:
         """A cycle traded nothing: ignore opportunities for ``cooldown_ms``."""
@@ -222,7 +225,10 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if event.ts_ns < self.cooldown_until_ns:
             return
         self.scans += 1
-        x = self._scan()
+        try:  # self._scan() inlined: this is the tick-to-order path
+            x = self._entry.scan()
+        except _core.PricingError as exc:
+            raise self._size_error(exc) from None
         if x is None:
             return
         spread = x[1]
@@ -236,15 +242,22 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         else:
             self.buy_key, self.sell_key = p.instrument_b, p.instrument_a
         self.detected_spread_bps = spread
-        self._detected, self._detected_versions = x, (self._book_a.version, self._book_b.version)
         self.cycle_start_ns = self._now()
         # Detected, and validated on the same books: the scan walked both legs for the size on
         # the current message, so detection -> validation -> buy is one step of the table.
         if x[3] > self._slippage_bps or x[4] > self._slippage_bps:
             self.transition_path(_SLIPPAGE_PATH, _EV_BOOK, _SLIPPAGE_REASONS)
             return
-        self.transition_path(_ENTRY_PATH, _EV_BOOK, _ENTRY_REASONS)
-        await self._buy(x)
+        # the tick-to-order path: the Rust table now (self.advance inlined), the request, the
+        # order out; the log entries and the rest of the bookkeeping once it is out
+        ts = self._now()
+        try:
+            previous = self._table.transition_path(_ENTRY_PATH, _EV_BOOK_CODE, ts)
+        except _core.IllegalTransitionError as exc:
+            raise StrategyError(str(exc), state=self.state.name, cause=exc) from exc
+        self.buy_order = await self._orders.submit(self._buy_request(x))
+        self.record_path(previous, _ENTRY_PATH, _ENTRY_REASONS, ts)
+        self._buy_sent(x[1])
 
     async def on_opportunity_detected(self, event: Any) -> None:
         # detection moves on at once (above); this runs only for an event that arrives in between
@@ -253,10 +266,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
 
     async def on_validating_opportunity(self, event: Any) -> None:
         p = self.params
-        # re-price only if a book moved since detection
-        x = self._detected
-        if (self._book_a.version, self._book_b.version) != self._detected_versions:
-            x = self._scan()
+        x = self._scan()  # on the books as they are now
         if x is None or x[6] is None or x[0] != (self.buy_key == p.instrument_a):
             self.transition(_SCANNING, _EV_BOOK, "opportunity gone on validation")
             return
@@ -264,27 +274,31 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             self.transition(_SCANNING, _EV_BOOK, "slippage above tolerance")
             return
         self.transition(_BUYING, _EV_BOOK, "validated")
-        await self._buy(x)
+        self.buy_order = await self._orders.submit(self._buy_request(x))
+        self._buy_sent(x[1])
 
-    async def _buy(self, x: _Scan) -> None:
-        """The buy leg: an IOC limit at the validated scan's price (state EXECUTING_BUY_SIDE)."""
+    def _buy_request(self, x: _Scan) -> OrderRequest:
+        """The buy leg of a validated scan: an IOC limit at its price (state EXECUTING_BUY_SIDE).
+
+        ArbEntry has put qty and price on the buy instrument's grids and formatted them exactly
+        (what :meth:`OrderRequest.create` does), so the request is built directly.
+        """
         assert x[6] is not None
         lots, ticks, wire_qty, wire_price, qty, price = x[6]
-        self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
-        orders = self.ctx.orders
-        # ArbEntry has put qty and price on the buy instrument's grids and formatted them exactly
-        # (what OrderRequest.create does), so the request is built directly
-        self.buy_order = await orders.submit(OrderRequest(
-            instrument=self._inst[self.buy_key], side=_BUY, type=_LIMIT, qty_lots=lots,
-            price_ticks=ticks, time_in_force=_IOC, client_order_id=orders.next_client_order_id(),
-            tag="arb_buy", wire_qty=wire_qty, wire_price=wire_price, qty=qty, price=price,
-        ))
-        # bookkeeping after the order is out (not on the tick-to-order path)
-        p = self.params
-        self.markers.append(
-            (self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {x[1]:.2f} bps")
+        return OrderRequest(
+            instrument=self._inst[self.buy_key], side=_BUY, type=_LIMIT, qty_lots=lots, price_ticks=ticks,
+            time_in_force=_IOC, client_order_id=self._orders.next_client_order_id(), tag="arb_buy",
+            wire_qty=wire_qty, wire_price=wire_price, qty=qty, price=price,
         )
-        self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(p.max_execution_time_ms * 1e6))
+
+    def _buy_sent(self, spread_bps: float) -> None:
+        """Bookkeeping once the buy order is out: markers, the execution deadline, a rejection."""
+        self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
+        self.markers.append(
+            (self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread_bps:.2f} bps")
+        )
+        self.ctx.set_timer("execution_deadline", self.cycle_start_ns + int(self.params.max_execution_time_ms * 1e6))
+        assert self.buy_order is not None
         if self.buy_order.status is _REJECTED:
             self.ctx.cancel_timer("execution_deadline")
             self._cool_down()
