@@ -487,7 +487,7 @@ class Engine:
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
         tasks: list[asyncio.Task[Any]] = []
-        gc_policy, gc_entered = SafePointGc(), False
+        gc_policy, gc_entered = SafePointGc(collect_first=True), False
         self._collect_if_due = gc_policy.collect_if_due
         try:
             async with contextlib.AsyncExitStack() as stack:
