@@ -29,7 +29,7 @@ def test_inside_the_manager_only_safe_points_collect() -> None:
         dead = weakref.ref(node)
         del node
         threshold = gc.get_threshold()[0]
-        keep = [[] for _ in range(threshold + 10)]  # pass threshold 0 with live containers
+        keep = [[] for _ in range(2 * threshold)]  # pass threshold 0 with live containers
         assert dead() is not None  # nothing collected on allocation
         assert gcp.collect_if_due() == 0
         assert dead() is None and gcp.collections == [1, 0, 0]
