@@ -14,6 +14,7 @@ funding, end of data); the handler of the current state runs. Nothing sleeps or 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Mapping, TypeVar
 
@@ -205,7 +206,8 @@ class StrategyContext:
         sink = self._timer_sink
         if sink is None:
             raise RuntimeError("timers need a running engine (context not bound)")
-        self._timers[name] = self.clock.schedule(ts_ns, lambda: sink(TimerEvent(name=name, ts_ns=ts_ns)))
+        # a partial over an untracked event: one object for the collector, not a closure and cells
+        self._timers[name] = self.clock.schedule(ts_ns, functools.partial(sink, TimerEvent(name=name, ts_ns=ts_ns)))
 
     def cancel_timer(self, name: str) -> None:
         handle = self._timers.pop(name, None)
