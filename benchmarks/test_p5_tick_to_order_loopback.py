@@ -16,7 +16,9 @@ request handling, ~250 µs here, to both clients). Clients, one after the other,
 on uvloop:
 
 * ``ours``: :class:`cexarb.venues.gateio.spot.GateSpot` (``enforce_rate_limits=False``: no
-  client-side rate limiter, as ccxt's is off) -- the market WS frame is decoded, its
+  client-side rate limiter, as ccxt's is off) -- the market WS frame reaches the connector inside
+  the connection's ``data_received`` (:class:`~cexarb.venues.ws.WsClient` direct delivery: no
+  task switch), is decoded, its
   :class:`~cexarb.venues.book_manager.BookManager` applies it, the ``subscribe_market`` handler
   gets the :class:`~cexarb.venues.base.BookUpdate`, builds an IOC ``OrderRequest`` 100 USDT under
   the local best bid and spawns ``place_order`` as a task -- ``place_order`` signs the order and

@@ -71,6 +71,7 @@ __all__ = [
     "BookManager",
     "BookSnapshot",
     "BookStats",
+    "DepthPush",
     "DepthUpdate",
     "GateRule",
     "MexcRule",
@@ -122,6 +123,27 @@ class DepthUpdate(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class DepthPush(Protocol):
+    """What :meth:`BookManager.on_update` reads of a depth push: the fields of
+    :class:`DepthUpdate`. A venue codec's own push type with these fields (Gate's
+    :class:`~cexarb.venues.gateio.codec.GateOrderBookUpdate`) is passed as it is, without a copy."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def first_id(self) -> int | None: ...
+    @property
+    def last_id(self) -> int: ...
+    @property
+    def bids(self) -> Levels: ...
+    @property
+    def asks(self) -> Levels: ...
+    @property
+    def full(self) -> bool: ...
+    @property
+    def ts_ms(self) -> int: ...
+
+
 class BookSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """A REST snapshot: ``last_id`` Gate ``id`` (``with_id=true``) / MEXC ``lastUpdateId``."""
 
@@ -169,13 +191,13 @@ class GateRule:
 
     def first(self, snapshot_id: int, first_id: int, last_id: int) -> Verdict:
         if last_id <= snapshot_id:
-            return Verdict.STALE
-        return Verdict.APPLY if first_id <= snapshot_id + 1 <= last_id else Verdict.GAP
+            return _STALE
+        return _APPLY if first_id <= snapshot_id + 1 <= last_id else _GAP
 
     def next(self, prev_last_id: int, first_id: int, last_id: int) -> Verdict:
         if last_id <= prev_last_id:
-            return Verdict.STALE
-        return Verdict.APPLY if first_id == prev_last_id + 1 else Verdict.GAP
+            return _STALE
+        return _APPLY if first_id == prev_last_id + 1 else _GAP
 
     def core_update(self, book: OrderBook, bids: Levels, asks: Levels, first_id: int, last_id: int) -> int:
         return book.apply_update(bids, asks, first_id, last_id)
@@ -189,17 +211,23 @@ class MexcRule:
 
     def first(self, snapshot_id: int, first_id: int, last_id: int) -> Verdict:
         if last_id < snapshot_id:
-            return Verdict.STALE
-        return Verdict.APPLY if first_id <= snapshot_id <= last_id else Verdict.GAP
+            return _STALE
+        return _APPLY if first_id <= snapshot_id <= last_id else _GAP
 
     def next(self, prev_last_id: int, first_id: int, last_id: int) -> Verdict:
         if last_id <= prev_last_id:
-            return Verdict.STALE
-        return Verdict.APPLY if first_id == prev_last_id + 1 else Verdict.GAP
+            return _STALE
+        return _APPLY if first_id == prev_last_id + 1 else _GAP
 
     def core_update(self, book: OrderBook, bids: Levels, asks: Levels, first_id: int, last_id: int) -> int:
         return book.apply_update(bids, asks, first_id, last_id, max(first_id - 1, 0))
 
+
+# the verdicts as module globals: read on every push (an Enum class attribute costs a lookup
+# through the enum's metaclass)
+_APPLY: Final = Verdict.APPLY
+_STALE: Final = Verdict.STALE
+_GAP: Final = Verdict.GAP
 
 GATE_RULE: Final = GateRule()
 MEXC_RULE: Final = MexcRule()
@@ -247,7 +275,7 @@ class _Symbol:
     def __init__(self, symbol: str, book: OrderBook, max_buffer: int) -> None:
         self.symbol = symbol
         self.book = book
-        self.buffer: deque[DepthUpdate] = deque(maxlen=max_buffer)
+        self.buffer: deque[DepthPush] = deque(maxlen=max_buffer)
         self.synced = False
         self.ever_synced = False
         self.awaiting_first = True
@@ -394,8 +422,9 @@ class BookManager:
 
     # ---- input ---------------------------------------------------------------------------------
 
-    def on_update(self, update: DepthUpdate) -> None:
-        """One decoded depth push (call in arrival order; never awaits)."""
+    def on_update(self, update: DepthPush) -> None:
+        """One decoded depth push, a :class:`DepthUpdate` or any :class:`DepthPush` (call in
+        arrival order; never awaits)."""
         state = self._symbols.get(update.symbol)
         if state is None:
             self.unknown_symbol_updates += 1
@@ -465,7 +494,7 @@ class BookManager:
         if was_synced:
             log.info("venue=%s symbol=%s out of sync: %s", self.venue, state.symbol, reason)
 
-    def _resync(self, state: _Symbol, reason: str, keep: DepthUpdate | None = None) -> None:
+    def _resync(self, state: _Symbol, reason: str, keep: DepthPush | None = None) -> None:
         if state.ever_synced:
             state.resync_count += 1
         log.warning("venue=%s symbol=%s resync #%d: %s", self.venue, state.symbol, state.resync_count, reason)
@@ -569,7 +598,7 @@ class BookManager:
         self._notify(state)
         return True
 
-    def _apply_full(self, state: _Symbol, update: DepthUpdate) -> None:
+    def _apply_full(self, state: _Symbol, update: DepthPush) -> None:
         try:
             state.book.apply_snapshot(update.bids, update.asks, update.last_id)
         except ValueError as exc:
@@ -596,7 +625,7 @@ class BookManager:
         state.synced_event.set()
         self._notify(state)
 
-    def _apply(self, state: _Symbol, update: DepthUpdate, *, live: bool) -> bool:
+    def _apply(self, state: _Symbol, update: DepthPush, *, live: bool) -> bool:
         """Check and apply one push to a synced book. False when the book went out of sync
         (resync scheduled when ``live``)."""
         assert update.first_id is not None and state.last_id is not None
@@ -605,10 +634,10 @@ class BookManager:
             verdict = rule.first(state.last_id, update.first_id, update.last_id)
         else:
             verdict = rule.next(state.last_id, update.first_id, update.last_id)
-        if verdict is Verdict.STALE:
+        if verdict is _STALE:
             state.stale += 1
             return True
-        if verdict is Verdict.GAP:
+        if verdict is _GAP:
             state.gap_count += 1
             if state.awaiting_first:
                 reason = f"snapshot {state.last_id} older than push {update.first_id}..{update.last_id}"

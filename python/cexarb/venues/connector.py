@@ -307,15 +307,15 @@ class ConnectorBase(abc.ABC):
             if inst is None:
                 return
             key = self._key_by_symbol[symbol] = inst.key
-        if not self._market_handlers:
+        handlers = self._market_handlers
+        if not handlers:
             return
-        self._emit_market(
-            BookUpdate(
-                instrument_key=key,
-                ts_ns=time.time_ns(),
-                price_changed=book.bbo_price_changed,
-            )
-        )
+        event = BookUpdate(instrument_key=key, ts_ns=time.time_ns(), price_changed=book.bbo_price_changed)
+        for handler in handlers:  # what _emit_market does, inline: one call less per book change
+            try:
+                handler(event)
+            except Exception:
+                log.exception("venue=%s market handler failed on BookUpdate", self.name)
 
     # ---- private stream -----------------------------------------------------------------------------
 

@@ -470,6 +470,18 @@ class GateAuth:
             return sent, self.signer.rest_header_lines(method, path, raw, body) + extra
         return "", self.signer.rest_header_lines(method, path, "", body) + extra
 
+    def line_signer(self, method: str, path: str) -> Callable[[bytes], bytes]:
+        """``body -> header lines`` of requests ``METHOD path`` without a query: what
+        :meth:`sign_lines` gives for that body, with the fixed part of the signature computed once
+        (:meth:`GateSigner.rest_line_signer`) -- the order-entry client's prepared path.
+
+        Raises:
+            ValueError: a header name or value with a line break (or not Latin-1).
+        """
+        self.sign_lines(method, path, (), b"")  # validates and encodes the extra header lines
+        assert self._extra_lines is not None
+        return self.signer.rest_line_signer(method, path, "", self._extra_lines)
+
 
 # =============================================================================================
 # The client

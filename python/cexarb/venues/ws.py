@@ -13,10 +13,20 @@ connection events to the consumer, which decodes with the venue codec and catche
   :class:`WsDisconnected` with the reason, :class:`WsOverflow` when frames were dropped because
   the consumer fell behind. After a disconnect or an overflow the consumer must resynchronise
   its state (the book manager resyncs every book).
-* **Delivery**: a ``handler`` callback runs in the reader task for each event (lowest latency;
-  an exception is logged and the connection goes on), or, without one, a bounded queue read with
+* **Delivery**: a ``handler`` callback runs for each event (lowest latency; an exception is
+  logged and the connection goes on), or, without one, a bounded queue read with
   :meth:`WsClient.recv`; when the queue is full the oldest frame is dropped, counted, and the
   next :meth:`~WsClient.recv` returns :class:`WsOverflow` first.
+* **Direct delivery** (handler mode, ``direct=True``): a data frame is handed to the handler
+  inside the connection's ``data_received``, right where aiohttp's own WebSocket parser
+  completes it, instead of through aiohttp's message queue, a wake-up of the reader task and
+  ``ws.receive()`` -- one event-loop iteration and a task switch less per frame. aiohttp still
+  owns the connection, the handshake, the parsing, the sends and the control frames (pings,
+  pongs, close), which go through its queue to the reader task as before; so does any frame
+  that arrives while earlier ones wait in that queue (order is kept) or before the
+  subscriptions were sent and :class:`WsConnected` delivered. This reaches into aiohttp's
+  WebSocket internals (checked when a connection opens: with an aiohttp whose internals differ,
+  every frame simply goes through ``receive()``; :attr:`WsClient.direct_active` tells which).
 * **Heartbeats** (:class:`Heartbeat`): protocol-level pings (aiohttp ``heartbeat``; aiohttp
   answers the server's pings, which Gate requires), app-level pings per venue --
   :func:`mexc_heartbeat` sends ``{"method":"PING"}`` (or lower-case ``ping`` as ccxt does) and
@@ -45,7 +55,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import aiohttp
 import msgspec
@@ -190,6 +200,68 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
 
 _CLOSE_TYPES: Final = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
 
+try:  # aiohttp's WebSocket message queue and parser (Cython when built): the direct-delivery hook
+    from aiohttp._websocket.reader import WebSocketDataQueue as _AioWsQueue
+    from aiohttp._websocket.reader import WebSocketReader as _AioWsReader
+    from aiohttp.base_protocol import BaseProtocol as _AioProtocol
+
+    _HAVE_AIO_WS = True
+except ImportError:  # pragma: no cover - an aiohttp without them: frames go through receive()
+    _HAVE_AIO_WS = False
+
+
+if _HAVE_AIO_WS:
+
+    class _DirectQueue(_AioWsQueue):
+        """aiohttp's WebSocket message queue of one connection, except that a data frame its
+        parser completes is delivered to ``client``'s handler right there, inside
+        ``data_received``, while nothing waits in the queue (so frames keep their order) and the
+        client's reader reads (see :meth:`WsClient._install_direct`). Control frames, a bare
+        ``ping`` to answer and everything else are queued for the reader, as aiohttp does.
+        Does what :meth:`WsClient._read` does with a frame: deadlines, pongs, counters, handler
+        errors logged."""
+
+        def __init__(
+            self, protocol: _AioProtocol, limit: int, *, loop: asyncio.AbstractEventLoop, client: WsClient
+        ) -> None:
+            super().__init__(protocol, limit, loop=loop)
+            self.client = client
+
+        def feed_data(self, data: Any, size: int) -> None:
+            client = self.client
+            clock = client._direct_clock
+            handler = client.handler
+            if clock is None or handler is None or self._buffer:
+                super().feed_data(data, size)
+                return
+            kind = data[0]
+            if kind is _TEXT:
+                payload = data[1]
+                hb = client.heartbeat
+                if hb.answer_text_ping and payload == "ping":  # the reader answers it (a send)
+                    super().feed_data(data, size)
+                    return
+                clock.last_rx = rx = clock.loop.time()
+                is_pong = hb.is_pong
+                if is_pong is not None and is_pong(payload):
+                    client.pongs += 1
+                    clock.ping_since = None
+                    return
+                clock.last_data = rx
+            elif kind is _BINARY:
+                payload = data[1]
+                clock.last_rx = clock.last_data = clock.loop.time()
+            else:
+                super().feed_data(data, size)
+                return
+            client.frames += 1
+            client.direct_frames += 1
+            try:
+                handler(WsFrame(payload, time.time_ns(), client._direct_conn))
+            except Exception:
+                client.handler_errors += 1
+                log.exception("ws=%s handler failed on WsFrame", client.name)
+
 
 class WsClient:
     """A self-healing WebSocket connection; ``async with WsClient(...) as ws:`` starts the reader.
@@ -210,6 +282,8 @@ class WsClient:
         max_reconnects: stop after this many reconnects in a row without success (None: never).
         bytes_as_text: send ``bytes`` payloads as text frames (default: every request of MEXC and
             Gate is JSON text, and their codecs return UTF-8 bytes); False sends them binary.
+        direct: with a ``handler``, deliver data frames inside ``data_received`` (see the module
+            docs, "Direct delivery"); False: every frame through ``ws.receive()`` in the reader.
         seed: RNG seed for the jitter (tests).
     """
 
@@ -231,6 +305,7 @@ class WsClient:
         max_msg_size: int = 16 * 1024 * 1024,
         max_reconnects: int | None = None,
         bytes_as_text: bool = True,
+        direct: bool = True,
         seed: int | None = None,
     ) -> None:
         if queue_size <= 0:
@@ -249,6 +324,7 @@ class WsClient:
         self.max_msg_size = max_msg_size
         self.max_reconnects = max_reconnects
         self.bytes_as_text = bytes_as_text
+        self.direct = direct
         self._rng = random.Random(seed)
         self._subscriptions: dict[str, Callable[[], Payload | list[Payload]]] = {}
         self._queue: deque[WsEvent] = deque()
@@ -258,6 +334,10 @@ class WsClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # direct delivery: the reader's deadlines while it reads (None: frames go through receive())
+        self._direct_clock: _ReadDeadlines | None = None
+        self._direct_conn = 0
+        self.direct_active = False  # the open connection delivers frames directly
         self.connected = asyncio.Event()
         self.conn_id = 0
         # counters (metrics, tests)
@@ -269,6 +349,7 @@ class WsClient:
         self.pings_sent = 0
         self.pongs = 0
         self.handler_errors = 0
+        self.direct_frames = 0  # frames delivered inside data_received
         self.last_disconnect_reason = ""
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -292,6 +373,7 @@ class WsClient:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Close the connection and end the reader task."""
         self._closing = True
+        self._direct_clock = None  # nothing more reaches the handler from data_received
         task, self._task = self._task, None
         ws = self._ws
         if ws is not None and not ws.closed:
@@ -421,6 +503,7 @@ class WsClient:
                 reason = "closed"
                 try:
                     self._ws = ws
+                    self.direct_active = self._install_direct(ws)
                     await self._send_frames(
                         ws, [f for make in list(self._subscriptions.values()) for f in _as_list(make())]
                     )
@@ -438,6 +521,8 @@ class WsClient:
                     reason = f"{type(exc).__name__}"
                 finally:
                     self._ws = None
+                    self._direct_clock = None
+                    self.direct_active = False
                     self.connected.clear()
                     if not ws.closed:
                         try:
@@ -477,6 +562,9 @@ class WsClient:
         wall_ns = time.time_ns
         clock = _ReadDeadlines(loop, task, self.stall_timeout_s, self.data_timeout_s, hb.pong_timeout_s, ping_every)
         clock.arm()
+        if self.direct_active:  # from here on data frames may reach the handler in data_received
+            self._direct_conn = conn_id
+            self._direct_clock = clock
         try:
             while True:
                 if clock.due:
@@ -549,9 +637,37 @@ class WsClient:
                     self.handler_errors += 1
                     log.exception("ws=%s handler failed on %s", self.name, type(frame).__name__)
         finally:
+            self._direct_clock = None
             clock.disarm()
 
+    # ---- direct delivery ------------------------------------------------------------------------
 
+    def _install_direct(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Give the new connection ``ws`` a :class:`_DirectQueue` (and a fresh aiohttp parser on
+        it) in place of aiohttp's queue, before anything was subscribed; False, with nothing
+        changed, when direct delivery is off, there is no handler, a message is already queued,
+        or this aiohttp's internals are not the ones expected."""
+        if not self.direct or self.handler is None or not _HAVE_AIO_WS:
+            return False
+        try:
+            old = ws._reader
+            proto = ws._conn.protocol if ws._conn is not None else None
+            if proto is None or type(old) is not _AioWsQueue or old._buffer or not hasattr(ws, "_parser"):
+                return False
+            data_received_cb = ws._on_data_received if self.heartbeat.protocol_ping_s is not None else None
+            queue = _DirectQueue(proto, old._limit // 2, loop=asyncio.get_running_loop(), client=self)
+            parser = _AioWsReader(queue, self.max_msg_size, compress=False, decode_text=True)
+            proto.set_parser(parser, queue, data_received_cb=data_received_cb)
+        except (AttributeError, TypeError) as exc:
+            log.info("ws=%s direct delivery unavailable (%s): frames go through receive()", self.name, exc)
+            return False
+        ws._reader = queue
+        ws._parser = parser
+        return True
+
+
+_TEXT: Final = aiohttp.WSMsgType.TEXT
+_BINARY: Final = aiohttp.WSMsgType.BINARY
 _TIMER_SLACK_S: Final = 0.002  # a deadline this close is due (uvloop timers have ms resolution)
 
 

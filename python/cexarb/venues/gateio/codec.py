@@ -362,6 +362,10 @@ class _FuturesBook(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _SPOT_TIF = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.POST_ONLY: "poc"}
+# members read on the order path as module globals (an attribute of an Enum class costs a lookup
+# through the enum's metaclass)
+_BUY: Final = Side.BUY
+_LIMIT: Final = OrderType.LIMIT
 
 
 def _order_status(status: str, finish_as: str, filled: float, what: str) -> tuple[OrderStatus, str | None]:
@@ -1019,26 +1023,31 @@ def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amoun
     """
     if request.reduce_only:
         raise ValueError("Gate spot: reduce_only is not supported, got reduce_only=True")
-    side = "buy" if request.side is Side.BUY else "sell"
-    text = text_for_client_order_id(request.client_order_id)
+    side = "buy" if request.side is _BUY else "sell"
+    cid = request.client_order_id
     symbol = request.instrument.symbol
     price = request.wire_price
+    qty = request.wire_qty
     if (
-        request.type is OrderType.LIMIT
+        request.type is _LIMIT
         and account == "spot"
-        and price is not None
+        and price  # (the checks of text_for_client_order_id and _is_decimal, inline: the order path)
+        and qty
+        and 0 < len(cid) <= 28
         and (symbol in _PLAIN_SYMBOLS or _plain_symbol(symbol))
-        and _is_decimal(request.wire_qty)
-        and _is_decimal(price)
+        and _TEXT_CHARS.issuperset(cid)
+        and _DECIMAL_CHARS.issuperset(qty)
+        and _DECIMAL_CHARS.issuperset(price)
     ):
         # the order path's body, formatted directly: the same bytes as the Struct below encodes
         # (defaults omitted: type "limit", account "spot", time_in_force "gtc")
         tif = _SPOT_TIF[request.time_in_force]
         tif_field = "" if tif == "gtc" else f',"time_in_force":"{tif}"'
         return (
-            f'{{"currency_pair":"{symbol}","side":"{side}","amount":"{request.wire_qty}",'
-            f'"price":"{price}"{tif_field},"text":"{text}"}}'
+            f'{{"currency_pair":"{symbol}","side":"{side}","amount":"{qty}",'
+            f'"price":"{price}"{tif_field},"text":"t-{cid}"}}'
         ).encode()
+    text = text_for_client_order_id(cid)
     if request.type is OrderType.MARKET:
         if request.side is Side.BUY and not quote_amount:
             raise ValueError("Gate spot market buy needs quote_amount (quote to spend), got None")
@@ -1545,9 +1554,25 @@ def decode_ws_frame(data: bytes | str) -> GateWsMessage:
         GateCodecError: not JSON, not a frame, or a known channel's result of the wrong shape,
             naming the channel and the JSON path.
     """
-    book = _fast_book_update(data)
-    if book is not None:
-        return book
+    # the hot frame first (what _fast_book_update does for both markets, inline for spot)
+    if isinstance(data, str):
+        spot = data.find(_SPOT_BOOK_TAG, 0, _TAG_WINDOW)
+    else:
+        spot = data.find(_SPOT_BOOK_TAG_B, 0, _TAG_WINDOW)
+    if spot >= 0:
+        try:
+            frame = _SPOT_BOOK_FRAME.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            frame = None
+        if frame is not None and frame.channel == "spot.order_book_update" and frame.event == "update" and frame.error is None:
+            r = frame.result
+            return GateOrderBookUpdate(
+                channel=frame.channel, symbol=r.s, ts_ms=r.t, first_id=r.U, last_id=r.u, bids=r.b, asks=r.a, full=r.full, depth=r.l
+            )
+    else:
+        book = _fast_book_update(data)
+        if book is not None:
+            return book
     env = _decode(_ENVELOPE, data, "WS frame")
     if env.header is not None:  # WS trading-API reply
         errs = env.data.errs if env.data is not None else None

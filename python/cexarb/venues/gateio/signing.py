@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from binascii import hexlify as _hexlify
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final
@@ -72,6 +73,14 @@ class _HmacSha512:
         self._inner = _sha512(key.translate(_IPAD))
         self._outer = _sha512(key.translate(_OPAD))
 
+    def states_after(self, prefix: bytes) -> tuple[object, object]:
+        """(inner hash state with the key pad and ``prefix`` absorbed, outer hash state with the
+        key pad absorbed): the HMAC of ``prefix + tail`` is then ``outer.update(inner.update(tail)
+        .digest())`` on copies of the two -- a message with a fixed start costs only its tail."""
+        inner = self._inner.copy()
+        inner.update(prefix)
+        return inner, self._outer.copy()
+
     def hexdigest(self, message: bytes) -> str:
         inner = self._inner.copy()
         inner.update(message)
@@ -82,6 +91,7 @@ class _HmacSha512:
 
 #: hex SHA-512 of the empty string, what an empty body hashes to
 EMPTY_BODY_SHA512 = hashlib.sha512(b"").hexdigest()
+_EMPTY_BODY_SHA512_B: Final = EMPTY_BODY_SHA512.encode()
 #: Timestamp must be within this many seconds of server time [GT-DOC]
 MAX_CLOCK_SKEW_S = 60
 
@@ -226,6 +236,41 @@ class GateSigner:
         body_hex = _sha512(body).hexdigest() if body else EMPTY_BODY_SHA512
         sign = self._hmac.hexdigest(f"{method.upper()}\n{path}\n{query}\n{body_hex}\n{ts}".encode())
         return key_line + f"Timestamp: {ts}\r\nSIGN: {sign}\r\nContent-Type: application/json\r\n".encode()
+
+    def rest_line_signer(self, method: str, path: str, query: str = "", extra: bytes = b"") -> Callable[[bytes], bytes]:
+        """A function ``body -> header lines`` for requests ``METHOD path?query``: for each body the
+        lines :meth:`rest_header_lines` gives (``KEY``, ``Timestamp``, ``SIGN``, ``Content-Type``),
+        signed when called, followed by ``extra`` (ready HTTP/1.1 lines). The HMAC state after the
+        fixed start of the signed text (``METHOD\npath\nquery\n``) is computed here once, so a
+        signature costs the body's SHA-512 and the HMAC of ~140 bytes. Never log the lines.
+
+        Raises:
+            ValueError: the API key contains a line break or a non-Latin-1 character.
+        """
+        key_line = self._key_line
+        if key_line is None:
+            raise ValueError("Gate API key cannot be sent in an HTTP header (line break or non-Latin-1 character)")
+        inner0, outer0 = self._hmac.states_after(f"{method.upper()}\n{path}\n{query}\n".encode())
+        clock = self._clock_s
+        sha512 = _sha512
+        hexlify = _hexlify
+        empty = _EMPTY_BODY_SHA512_B
+        ts_cache: list[object] = [-1, b""]  # integer second, its Timestamp bytes
+
+        def lines(body: bytes) -> bytes:
+            now = int(clock())
+            if now != ts_cache[0]:
+                ts_cache[0] = now
+                ts_cache[1] = b"%d" % now
+            ts = ts_cache[1]
+            inner = inner0.copy()  # type: ignore[attr-defined]
+            inner.update(b"%s\n%s" % (hexlify(sha512(body).digest()) if body else empty, ts))
+            outer = outer0.copy()  # type: ignore[attr-defined]
+            outer.update(inner.digest())
+            sign = hexlify(outer.digest())
+            return b"%sTimestamp: %s\r\nSIGN: %s\r\nContent-Type: application/json\r\n%s" % (key_line, ts, sign, extra)
+
+        return lines
 
     def ws_auth(self, channel: str, event: str, time_s: int) -> dict[str, str]:
         """The ``auth`` object of a private-channel subscribe/unsubscribe request."""

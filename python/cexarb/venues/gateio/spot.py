@@ -46,7 +46,7 @@ from cexarb.model import (
     TimeInForce,
 )
 from cexarb.venues.base import OrderRequest
-from cexarb.venues.book_manager import GATE_RULE, BookSnapshot, DepthUpdate
+from cexarb.venues.book_manager import GATE_RULE, BookSnapshot
 from cexarb.venues.connector import (
     TIMEOUT_S,
     ConnectorBase,
@@ -81,6 +81,10 @@ __all__ = ["GateConnectorBase", "GateSpot"]
 log = logging.getLogger(__name__)
 
 _API = "/api/v4"
+# read on every order: module globals (an Enum class attribute costs a metaclass lookup)
+_ORDER = EndpointClass.ORDER
+_MARKET = OrderType.MARKET
+_BUY = Side.BUY
 _SPOT_ORDERS = f"{_API}/spot/orders"
 
 
@@ -255,10 +259,10 @@ class GateConnectorBase(ConnectorBase):
     # ---- streams ------------------------------------------------------------------------------------
 
     def _on_market_event(self, event: WsEvent) -> None:
-        if type(event) is not WsFrame:
+        books = self._books
+        if type(event) is not WsFrame or books is None:
             self._manager.handle_ws_event(event, lambda frame: None)
             return
-        books = self._manager
         try:
             msg = codec.decode_ws_frame(event.data)
         except codec.GateCodecError as exc:
@@ -270,8 +274,8 @@ class GateConnectorBase(ConnectorBase):
                 exc,
             )
             return
-        if isinstance(msg, codec.GateOrderBookUpdate):
-            books.on_update(DepthUpdate.from_gate(msg))
+        if type(msg) is codec.GateOrderBookUpdate:
+            books.on_update(msg)  # a DepthPush as it is: no copy into a DepthUpdate
         elif isinstance(msg, codec.GateTradesUpdate):
             for t in msg.trades:
                 inst = self._by_symbol.get(
@@ -377,14 +381,10 @@ class GateConnectorBase(ConnectorBase):
             order.status = OrderStatus.REJECTED
             order.reject_reason = str(exc)
             return _resolved(order)
-        reply = self._oe.start_request(
-            "POST",
-            self._order_path(),
-            (),
-            body,
-            endpoint_class=EndpointClass.ORDER,
-            symbol=request.instrument.symbol,
-        )
+        oe = self._order_entry
+        if oe is None:
+            oe = self._oe  # raises: no credentials / not started
+        reply = oe.start_request("POST", self._order_path(), (), body, endpoint_class=_ORDER, symbol=request.instrument.symbol)
         # the record after the write: no reply or push can be handled before we return to the loop
         order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order
@@ -528,7 +528,7 @@ class GateSpot(GateConnectorBase):
     market_buy_band_bps: float = 50.0
 
     def _order_body(self, request: OrderRequest) -> bytes:
-        if request.type is OrderType.MARKET and request.side is Side.BUY:
+        if request.type is _MARKET and request.side is _BUY:
             request = self.market_buy_as_ioc_limit(request)
         return codec.spot_order_body(request)
 
