@@ -186,6 +186,18 @@ class ArbEntry:
         self,
     ) -> tuple[bool, float, float, float, float, int, tuple[int, int, str, str, float, float] | None] | None: ...
 
+# ---- signing ----
+@final
+class PrefixedHmacSha512:
+    """HMAC-SHA512 (RFC 2104) with ``key`` and a fixed ``prefix`` absorbed once; never prints them."""
+
+    def __init__(self, key: bytes, prefix: bytes) -> None: ...
+    def hexdigest(self, tail: bytes) -> bytes:
+        """Lower-case hex HMAC of ``prefix + tail``."""
+    def gate_rest_lines(self, body: bytes, timestamp: bytes, key_line: bytes, extra: bytes) -> bytes:
+        """Gate.io v4 REST header lines (KEY line, Timestamp, SIGN, Content-Type, ``extra``) for a
+        request whose ``METHOD\\npath\\nquery\\n`` is the prefix."""
+
 # ---- risk ----
 @final
 class PreTradeRisk:

@@ -8,6 +8,7 @@ pub mod fsm;
 pub mod hedge;
 pub mod pricing;
 pub mod risk;
+pub mod sign;
 
 #[cfg(feature = "python")]
 mod python;

@@ -743,6 +743,48 @@ impl PyArbEntry {
 }
 
 // ---------------------------------------------------------------------------------------------
+// signing
+
+/// HMAC-SHA512 with the key and a fixed message prefix absorbed once (`sign::PrefixedHmacSha512`).
+/// `PrefixedHmacSha512(key: bytes, prefix: bytes)`; holds only hash states, never prints them.
+#[pyclass(name = "PrefixedHmacSha512", module = "cexarb._core", frozen)]
+pub struct PyPrefixedHmacSha512 {
+    inner: crate::sign::PrefixedHmacSha512,
+}
+
+#[pymethods]
+impl PyPrefixedHmacSha512 {
+    #[new]
+    fn new(key: &[u8], prefix: &[u8]) -> Self {
+        Self { inner: crate::sign::PrefixedHmacSha512::new(key, prefix) }
+    }
+
+    /// Lower-case hex HMAC of prefix + tail, as bytes.
+    fn hexdigest<'py>(&self, py: Python<'py>, tail: &[u8]) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, &self.inner.hex(tail))
+    }
+
+    /// Gate.io v4 REST header lines for a request whose `METHOD\npath\nquery\n` is the prefix:
+    /// `key_line + b"Timestamp: " + timestamp + b"\r\nSIGN: " + sign + b"\r\nContent-Type:
+    /// application/json\r\n" + extra`, sign = hex HMAC of prefix + hex(SHA512(body)) + "\n" +
+    /// timestamp.
+    fn gate_rest_lines<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+        timestamp: &[u8],
+        key_line: &[u8],
+        extra: &[u8],
+    ) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, &crate::sign::gate_rest_lines(&self.inner, body, timestamp, key_line, extra))
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "PrefixedHmacSha512(<secret>)"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // risk
 
 /// Pre-trade limits (`risk::PreTradeLimits`); 0 switches a limit off.
@@ -1125,6 +1167,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(best_cross, m)?)?;
     m.add_class::<PyArbEntry>()?;
     m.add_class::<PyPreTradeRisk>()?;
+    m.add_class::<PyPrefixedHmacSha512>()?;
     m.add_function(wrap_pyfunction!(decimals_for_step, m)?)?;
 
     m.add_function(wrap_pyfunction!(hedge_ratio, m)?)?;
