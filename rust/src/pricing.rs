@@ -127,17 +127,57 @@ pub fn ticks_to_decimal_str(ticks: i64, tick_size: f64) -> Result<String, Pricin
     Ok(format_scaled(value, decimals))
 }
 
-/// Formats the integer `value` scaled by `10^-decimals` as a plain decimal string.
+/// Formats the integer `value` scaled by `10^-decimals` as a plain decimal string
+/// (`12345, 2` -> `"123.45"`, `5, 3` -> `"0.005"`, `-7, 0` -> `"-7"`), digits written directly
+/// (no `format!` machinery: this is on the order path).
 pub(crate) fn format_scaled(value: i128, decimals: u32) -> String {
-    let sign = if value < 0 { "-" } else { "" };
+    // sign + 39 digits of u128 + point + up to MAX_DECIMALS leading zeros
+    let mut buf = [0u8; 80];
+    let mut pos = buf.len();
+    let mut push = |digit: u8| {
+        pos -= 1;
+        if let Some(slot) = buf.get_mut(pos) {
+            *slot = digit;
+        }
+    };
     let magnitude = value.unsigned_abs();
-    if decimals == 0 {
-        return format!("{sign}{magnitude}");
+    if let Ok(mut m) = u64::try_from(magnitude) {
+        for _ in 0..decimals {
+            push(b'0' + (m % 10) as u8);
+            m /= 10;
+        }
+        if decimals > 0 {
+            push(b'.');
+        }
+        loop {
+            push(b'0' + (m % 10) as u8);
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut m = magnitude;
+        for _ in 0..decimals {
+            push(b'0' + (m % 10) as u8);
+            m /= 10;
+        }
+        if decimals > 0 {
+            push(b'.');
+        }
+        loop {
+            push(b'0' + (m % 10) as u8);
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
     }
-    let scale = 10u128.pow(decimals);
-    let int_part = magnitude / scale;
-    let frac_part = magnitude % scale;
-    format!("{sign}{int_part}.{frac_part:0width$}", width = decimals as usize)
+    if value < 0 {
+        push(b'-');
+    }
+    // only ASCII digits, '.', '-' were written
+    buf.get(pos..).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default().to_owned()
 }
 
 /// Entry spread in bps of buying `qty` on `buy_book` and selling `qty` on `sell_book`, net of
@@ -269,6 +309,22 @@ impl DecimalStep {
             .checked_mul(self.units)
             .ok_or(PricingError::Overflow { ticks: n, tick_size: self.step })?;
         Ok(format_scaled(value, self.decimals))
+    }
+
+    /// The `f64` nearest to the exact decimal `n * step` -- the float that parsing
+    /// [`Self::format`]'s text gives -- computed as `(n * units) / 10^decimals` when both are
+    /// exact in `f64` (one correctly rounded division), else by parsing the text.
+    ///
+    /// Errors: [`PricingError::Overflow`] as [`Self::format`].
+    pub fn value(&self, n: i64) -> Result<f64, PricingError> {
+        let scaled = i128::from(n)
+            .checked_mul(self.units)
+            .ok_or(PricingError::Overflow { ticks: n, tick_size: self.step })?;
+        if scaled.unsigned_abs() < (1u128 << 53) && self.decimals <= 22 {
+            return Ok(scaled as f64 / 10f64.powi(self.decimals as i32));
+        }
+        let text = format_scaled(scaled, self.decimals);
+        text.parse::<f64>().map_err(|_| PricingError::Overflow { ticks: n, tick_size: self.step })
     }
 
     /// `qty / step` as a whole count, when `qty` is on the grid within 1e-6 step (plus 1e-12
@@ -567,6 +623,44 @@ mod tests {
         assert_eq!(tick.format(600_001).unwrap(), "60000.1");
         assert!(matches!(tick.format(i64::MAX), Ok(_) | Err(PricingError::Overflow { .. })));
         assert!(DecimalStep::new(0.0).is_err());
+    }
+
+    #[test]
+    fn format_scaled_and_value_match_the_plain_formulas() {
+        fn reference(value: i128, decimals: u32) -> String {
+            let sign = if value < 0 { "-" } else { "" };
+            let magnitude = value.unsigned_abs();
+            if decimals == 0 {
+                return format!("{sign}{magnitude}");
+            }
+            let scale = 10u128.pow(decimals);
+            format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale, width = decimals as usize)
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let edges = [0i128, 1, -1, 9, 10, 99, 100, i128::from(i64::MAX), i128::from(i64::MIN), i128::MAX, i128::MIN + 1];
+        for decimals in 0..=MAX_DECIMALS {
+            for &v in &edges {
+                assert_eq!(format_scaled(v, decimals), reference(v, decimals), "{v} {decimals}");
+            }
+            for _ in 0..200 {
+                let v = i128::from(next() as i64) >> (next() % 60);
+                assert_eq!(format_scaled(v, decimals), reference(v, decimals), "{v} {decimals}");
+            }
+        }
+        for step in [0.01, 0.1, 0.00001, 0.001, 1.0, 0.5, 0.25, 1e-8, 5.0] {
+            let grid = DecimalStep::new(step).unwrap();
+            for _ in 0..2_000 {
+                let n = (next() % 2_000_000_000_000) as i64 - 1_000_000_000_000;
+                let parsed: f64 = grid.format(n).unwrap().parse().unwrap();
+                assert_eq!(grid.value(n).unwrap(), parsed, "{n} * {step}");
+            }
+        }
     }
 
     #[test]

@@ -724,9 +724,8 @@ impl PyArbEntry {
                 let lots = lot.count(signal.qty)?;
                 let wire_qty = lot.format(lots)?;
                 let wire_price = tick.format(ticks)?;
-                let qty = wire_qty.parse::<f64>().map_err(|e| PyValueError::new_err(format!("qty {wire_qty:?}: {e}")))?;
-                let price =
-                    wire_price.parse::<f64>().map_err(|e| PyValueError::new_err(format!("price {wire_price:?}: {e}")))?;
+                let qty = lot.value(lots)?;
+                let price = tick.value(ticks)?;
                 Some((lots, ticks, wire_qty, wire_price, qty, price))
             }
         };
