@@ -242,15 +242,14 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         else:
             self.buy_key, self.sell_key = p.instrument_b, p.instrument_a
         self.detected_spread_bps = spread
-        self.cycle_start_ns = self._now()
+        self.cycle_start_ns = ts = self._now()
         # Detected, and validated on the same books: the scan walked both legs for the size on
         # the current message, so detection -> validation -> buy is one step of the table.
         if x[3] > self._slippage_bps or x[4] > self._slippage_bps:
             self.transition_path(_SLIPPAGE_PATH, _EV_BOOK, _SLIPPAGE_REASONS)
             return
-        # the tick-to-order path: the Rust table now (self.advance inlined), the request, the
-        # order out; the log entries and the rest of the bookkeeping once it is out
-        ts = self._now()
+        # the tick-to-order path: the Rust table now (self.advance inlined, same timestamp as the
+        # detection), the request, the order out; the log and the bookkeeping once it is out
         try:
             previous = self._table.transition_path(_ENTRY_PATH, _EV_BOOK_CODE, ts)
         except _core.IllegalTransitionError as exc:
