@@ -90,6 +90,16 @@ class OrderBook:
         prev_update_id: int | None = None,
     ) -> int: ...
     def apply_delta(self, delta: L2Delta) -> int: ...
+    def apply_push(
+        self,
+        push: GateDepth | object,  # or any object with ``bids`` / ``asks`` levels
+        first_update_id: int,
+        last_update_id: int,
+        prev_update_id: int | None = None,
+    ) -> int:
+        """apply_update with the levels of ``push``: a :class:`GateDepth` hands them over natively
+        (no Python list per level), any other object as its ``bids`` / ``asks``. Same codes and
+        errors as apply_update."""
     def flush(self) -> int: ...
     @property
     def pending_rows(self) -> int: ...
@@ -138,6 +148,54 @@ def replay_deltas(book: OrderBook, deltas: Sequence[L2Delta]) -> tuple[int, int,
     BookInputError at the first bad delta (earlier deltas stay applied).
     """
 
+@final
+class GateDepth:
+    """A Gate ``spot.order_book_update`` / ``futures.order_book_update`` push parsed in Rust
+    (frozen). Reads like the codec's ``GateOrderBookUpdate``; ``bids`` / ``asks`` build new lists
+    of ``(price, qty)`` (prices quote per base unit; qty base units or contracts; 0 deletes)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def ts_ms(self) -> int:
+        """``t``, epoch milliseconds."""
+    @property
+    def first_id(self) -> int:
+        """``U``."""
+    @property
+    def last_id(self) -> int:
+        """``u``."""
+    @property
+    def full(self) -> bool: ...
+    @property
+    def depth(self) -> int:
+        """``l`` (0 when absent)."""
+    @property
+    def bids(self) -> list[tuple[float, float]]: ...
+    @property
+    def asks(self) -> list[tuple[float, float]]: ...
+    @property
+    def n_levels(self) -> int: ...
+
+def gate_spot_limit_body(
+    symbol: str, side: str, amount: str, price: str, time_in_force: str, client_order_id: str
+) -> bytes | None:
+    """Compact JSON ``POST /spot/orders`` body of a Gate spot limit order (the codec's
+    ``GateSpotOrderBody`` bytes; Gate API v4 "Create an order"): ``amount`` base units and
+    ``price`` quote as exact decimal strings, ``side`` buy / sell, ``time_in_force`` gtc / ioc /
+    post_only (Gate poc), ``text`` = ``"t-" + client_order_id``. None when a field needs escaping
+    or a check (symbol outside ``[0-9A-Za-z_]{1,64}``, decimals outside ``[0-9.]+``, client order
+    id not 1-28 of ``[0-9A-Za-z_.-]``, unknown side / time in force)."""
+
+def parse_gate_depth(data: bytes | str) -> GateDepth | None:
+    """The frame as a :class:`GateDepth` when it is a ``*.order_book_update`` push of the subset
+    the Rust parser takes (plain JSON numbers / decimal strings, non-negative; see
+    ``rust/src/gate.rs``); None for any other frame or push -- decode those with
+    ``cexarb.venues.gateio.codec.decode_ws_frame``, which names what is wrong with a bad one.
+    Raises TypeError when ``data`` is neither bytes nor str."""
+
 # ---- pricing ----
 def entry_spread_bps(
     buy_book: OrderBook, sell_book: OrderBook, qty: float, buy_taker_fee: float, sell_taker_fee: float
@@ -155,6 +213,15 @@ def best_cross(
 def order_wire(
     qty_lots: int, lot_size: float, price_ticks: int | None, tick_size: float
 ) -> tuple[str, str | None, float, float | None]: ...
+def order_fields(
+    instrument: object, qty: float, price: float | None, price_ticks: int | None, limit_required: bool
+) -> tuple[int, int | None, str, str | None, float, float | None]:
+    """``OrderRequest.create``'s checks and formatting in one call: ``(qty_lots, price_ticks,
+    wire_qty, wire_price, qty, price)``. ``instrument``: anything with ``lot_size`` / ``tick_size``;
+    ``qty`` base units (contracts) on the lot grid, ``price`` quote on the tick grid (within 1e-6
+    step + 1e-12 relative) or ``price_ticks`` whole ticks, not both; neither: market (None
+    price fields), a ValueError when ``limit_required``. ValueError messages name the field and
+    the value given; PricingError for a bad tick/lot size."""
 @final
 class ArbEntry:
     """SIMPLE_ARBITRAGE entry scan of two books in one call: sizing at book a's mid (the coarser

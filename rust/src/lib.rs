@@ -5,7 +5,9 @@
 
 pub mod book;
 pub mod fsm;
+pub mod gate;
 pub mod hedge;
+pub mod order;
 pub mod pricing;
 pub mod risk;
 pub mod sign;
@@ -15,6 +17,7 @@ mod python;
 
 pub use book::{ApplyOutcome, BookError, BookSide, Depth, Execution, L2Delta, OrderBook, Side};
 pub use fsm::{FsmError, TransitionTable};
+pub use gate::{parse_depth_update, GateDepthUpdate, GateMarket, NotTaken};
 pub use hedge::{EwmaVolatility, HedgeError, RollingOls};
 pub use pricing::PricingError;
 pub use risk::{OrderCheck, PreTradeLimits, RiskBreach};

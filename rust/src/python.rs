@@ -8,11 +8,13 @@ use numpy::prelude::*;
 use numpy::{PyArray2, PyArrayDyn, PyUntypedArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::book::{self, ApplyOutcome, BookError, BookSide, L2Delta, OrderBook, Side};
 use crate::fsm::{FsmError, TransitionTable};
+use crate::gate::{self, GateDepthUpdate};
 use crate::hedge::{self, EwmaVolatility, HedgeError, RollingOls};
+use crate::order::{self, OrderFieldError, PriceInput};
 use crate::pricing;
 
 pyo3::create_exception!(
@@ -397,6 +399,45 @@ impl PyOrderBook {
         Ok(outcome.code())
     }
 
+    /// Applies one depth push given as an object: a parsed :class:`GateDepth` (its native levels,
+    /// no Python list per level) or anything with ``bids`` / ``asks`` level sequences (as
+    /// :meth:`apply_update` takes them). ``first_update_id`` / ``last_update_id`` /
+    /// ``prev_update_id`` as in :meth:`apply_update` (the caller's sequencing rule picks them);
+    /// returns the same codes and raises the same BookInputError (book unchanged).
+    #[pyo3(signature = (push, first_update_id, last_update_id, prev_update_id=None))]
+    fn apply_push(
+        &mut self,
+        push: &Bound<'_, PyAny>,
+        first_update_id: u64,
+        last_update_id: u64,
+        prev_update_id: Option<u64>,
+    ) -> PyResult<u8> {
+        if !self.inner.is_valid() {
+            return Ok(self
+                .inner
+                .apply_update(&[], &[], first_update_id, last_update_id, prev_update_id)?
+                .code());
+        }
+        if let Ok(depth) = push.cast::<PyGateDepth>() {
+            let depth = &depth.get().inner;
+            let outcome =
+                self.inner.apply_update(&depth.bids, &depth.asks, first_update_id, last_update_id, prev_update_id)?;
+            return Ok(outcome.code());
+        }
+        let py = push.py();
+        let bids = push.getattr(pyo3::intern!(py, "bids"))?;
+        let asks = push.getattr(pyo3::intern!(py, "asks"))?;
+        self.extract_inputs(&bids, &asks)?;
+        let outcome = self.inner.apply_update(
+            &self.in_bids,
+            &self.in_asks,
+            first_update_id,
+            last_update_id,
+            prev_update_id,
+        )?;
+        Ok(outcome.code())
+    }
+
     /// Stores the deep rows of the last update that are still pending; returns how many.
     ///
     /// Reads never need this (they see pending rows); a driver calls it after the strategies
@@ -587,6 +628,134 @@ fn replay_deltas(
         Ok((applied, stale, gaps))
     })?;
     Ok(counts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gate depth pushes
+
+/// A Gate ``spot.order_book_update`` / ``futures.order_book_update`` push parsed in Rust (see
+/// ``parse_gate_depth``); its levels stay native until :meth:`OrderBook.apply_push` applies them.
+/// Reads like the codec's ``GateOrderBookUpdate`` (a ``DepthPush`` for the book manager).
+#[pyclass(frozen, name = "GateDepth", module = "cexarb._core")]
+pub struct PyGateDepth {
+    inner: GateDepthUpdate,
+    symbol: Py<PyString>,
+}
+
+fn levels_list<'py>(py: Python<'py>, levels: &[(f64, f64)]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, levels.iter().map(|&(p, q)| (p, q)))
+}
+
+#[pymethods]
+impl PyGateDepth {
+    /// ``spot.order_book_update`` or ``futures.order_book_update``.
+    #[getter]
+    fn channel(&self) -> &'static str {
+        self.inner.market.channel()
+    }
+    /// ``s``: currency pair / contract.
+    #[getter]
+    fn symbol(&self, py: Python<'_>) -> Py<PyString> {
+        self.symbol.clone_ref(py)
+    }
+    /// ``t``: event time, epoch ms.
+    #[getter]
+    fn ts_ms(&self) -> u64 {
+        self.inner.ts_ms
+    }
+    /// ``U``: first update id.
+    #[getter]
+    fn first_id(&self) -> u64 {
+        self.inner.first_id
+    }
+    /// ``u``: last update id.
+    #[getter]
+    fn last_id(&self) -> u64 {
+        self.inner.last_id
+    }
+    /// ``full``: the push replaces the book (PROTOCOLS.md §2.5 rule 6).
+    #[getter]
+    fn full(&self) -> bool {
+        self.inner.full
+    }
+    /// ``l``: subscribed level count (0 when absent).
+    #[getter]
+    fn depth(&self) -> u64 {
+        self.inner.depth
+    }
+    /// ``b`` as a new list of ``(price, qty)`` tuples (a copy; the book path never needs it).
+    #[getter]
+    fn bids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        levels_list(py, &self.inner.bids)
+    }
+    /// ``a`` as a new list of ``(price, qty)`` tuples.
+    #[getter]
+    fn asks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        levels_list(py, &self.inner.asks)
+    }
+    /// Bid rows + ask rows.
+    #[getter]
+    fn n_levels(&self) -> usize {
+        self.inner.bids.len() + self.inner.asks.len()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "GateDepth(channel={:?}, symbol={:?}, ts_ms={}, first_id={}, last_id={}, full={}, depth={}, \
+             n_bids={}, n_asks={})",
+            self.inner.market.channel(),
+            self.inner.symbol,
+            self.inner.ts_ms,
+            self.inner.first_id,
+            self.inner.last_id,
+            if self.inner.full { "True" } else { "False" },
+            self.inner.depth,
+            self.inner.bids.len(),
+            self.inner.asks.len()
+        )
+    }
+}
+
+/// Parses a Gate WS frame (``bytes`` or ``str``) when it is a ``spot.order_book_update`` /
+/// ``futures.order_book_update`` push this parser takes; None for any other frame and for a
+/// depth push outside its subset (``rust/src/gate.rs``) -- decode those with the general codec,
+/// which also names what is wrong with a malformed one.
+#[pyfunction]
+fn parse_gate_depth(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Option<PyGateDepth>> {
+    let parsed = if let Ok(bytes) = data.cast::<PyBytes>() {
+        gate::parse_depth_update(bytes.as_bytes())
+    } else if let Ok(text) = data.cast::<PyString>() {
+        gate::parse_depth_update(text.to_str()?.as_bytes())
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "parse_gate_depth: data must be bytes or str, got {}",
+            type_name(data)
+        )));
+    };
+    match parsed {
+        Ok(inner) => {
+            let symbol = PyString::new(py, &inner.symbol).unbind();
+            Ok(Some(PyGateDepth { inner, symbol }))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// The compact JSON ``POST /spot/orders`` body of a Gate spot limit order as bytes, or None when
+/// a field needs escaping or a check (the codec's general path then builds it or raises); see
+/// ``rust/src/gate.rs`` ``spot_limit_order_body``. ``amount`` (base units) / ``price`` (quote)
+/// exact decimal strings; ``side`` buy / sell; ``time_in_force`` gtc / ioc / post_only.
+#[pyfunction]
+fn gate_spot_limit_body<'py>(
+    py: Python<'py>,
+    symbol: &str,
+    side: &str,
+    amount: &str,
+    price: &str,
+    time_in_force: &str,
+    client_order_id: &str,
+) -> Option<Bound<'py, PyBytes>> {
+    gate::spot_limit_order_body(symbol, side, amount, price, time_in_force, client_order_id)
+        .map(|body| PyBytes::new(py, &body))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -916,6 +1085,86 @@ fn order_wire(
     Ok((wire_qty, wire_price, qty, price))
 }
 
+/// `OrderRequest.create`'s checks and wire formatting in one call:
+/// `(qty_lots, price_ticks, wire_qty, wire_price, qty, price)`.
+///
+/// `qty` base units (or contracts), a whole number of ``instrument.lot_size`` lots within 1e-6
+/// lot (plus 1e-12 relative float noise); `price` quote currency on the ``instrument.tick_size``
+/// grid within 1e-6 tick, or `price_ticks` whole ticks (not both); neither: a market order
+/// (`price_ticks`, `wire_price`, `price` None), an error when `limit_required`. `wire_qty` /
+/// `wire_price` exact decimal strings of the counts (`ticks_to_decimal_str`), `qty` / `price`
+/// the floats nearest them. Raises ValueError naming the field and the value given (the caller's
+/// own `repr`), PricingError for a bad tick/lot size.
+#[pyfunction]
+#[pyo3(signature = (instrument, qty, price, price_ticks, limit_required))]
+#[allow(clippy::type_complexity)]
+fn order_fields(
+    instrument: &Bound<'_, PyAny>,
+    qty: &Bound<'_, PyAny>,
+    price: Option<&Bound<'_, PyAny>>,
+    price_ticks: Option<&Bound<'_, PyAny>>,
+    limit_required: bool,
+) -> PyResult<(i64, Option<i64>, String, Option<String>, f64, Option<f64>)> {
+    let py = instrument.py();
+    let lot_obj = instrument.getattr(pyo3::intern!(py, "lot_size"))?;
+    let tick_obj = instrument.getattr(pyo3::intern!(py, "tick_size"))?;
+    let lot_size: f64 = lot_obj.extract()?;
+    let tick_size: f64 = tick_obj.extract()?;
+    let repr = |obj: Option<&Bound<'_, PyAny>>| -> PyResult<String> {
+        Ok(match obj {
+            Some(o) => o.repr()?.to_string(),
+            None => "None".to_owned(),
+        })
+    };
+    let fail = |err: OrderFieldError| -> PyResult<PyErr> {
+        Ok(match err {
+            OrderFieldError::QtyNotPositive => {
+                PyValueError::new_err(format!("order qty must be finite and > 0, got {}", repr(Some(qty))?))
+            }
+            OrderFieldError::QtyOffLot => PyValueError::new_err(format!(
+                "order qty {} is not a multiple of lot_size {}",
+                repr(Some(qty))?,
+                repr(Some(&lot_obj))?
+            )),
+            OrderFieldError::PriceAndTicks => PyValueError::new_err(format!(
+                "give price or price_ticks, not both (price {}, price_ticks {})",
+                repr(price)?,
+                repr(price_ticks)?
+            )),
+            OrderFieldError::TicksNotPositive => {
+                PyValueError::new_err(format!("order price_ticks must be > 0, got {}", repr(price_ticks)?))
+            }
+            OrderFieldError::PriceRequired => {
+                PyValueError::new_err("order price is required for a limit order, got None")
+            }
+            OrderFieldError::PriceNotPositive => {
+                PyValueError::new_err(format!("order price must be finite and > 0, got {}", repr(price)?))
+            }
+            OrderFieldError::PriceOffTick => PyValueError::new_err(format!(
+                "order price {} is not a multiple of tick_size {}",
+                repr(price)?,
+                repr(Some(&tick_obj))?
+            )),
+            OrderFieldError::Wire(e) => e.into(),
+        })
+    };
+    let lots = order::qty_lots(qty.extract::<f64>()?, lot_size).or_else(|e| Err(fail(e)?))?;
+    let input = match (price_ticks, price) {
+        (Some(_), Some(_)) => return Err(fail(OrderFieldError::PriceAndTicks)?),
+        (Some(t), None) => match t.extract::<i64>() {
+            Ok(ticks) => PriceInput::Ticks(ticks),
+            // not a plain int (a float, a big int...): Python's own `price_ticks <= 0`, `int()`
+            Err(_) if t.le(0)? => return Err(fail(OrderFieldError::TicksNotPositive)?),
+            Err(_) => PriceInput::Ticks(py.get_type::<pyo3::types::PyInt>().call1((t,))?.extract::<i64>()?),
+        },
+        (None, Some(p)) => PriceInput::Price(p.extract::<f64>()?),
+        (None, None) => PriceInput::None,
+    };
+    let ticks = order::price_ticks(input, tick_size, limit_required).or_else(|e| Err(fail(e)?))?;
+    let f = order::wire(lots, lot_size, ticks, tick_size).or_else(|e| Err(fail(e)?))?;
+    Ok((f.qty_lots, f.price_ticks, f.wire_qty, f.wire_price, f.qty, f.price))
+}
+
 /// Number of decimals of the shortest decimal representation of step.
 #[pyfunction]
 fn decimals_for_step(step: f64) -> PyResult<u32> {
@@ -1155,6 +1404,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyL2Delta>()?;
     m.add_class::<PyOrderBook>()?;
     m.add_function(wrap_pyfunction!(replay_deltas, m)?)?;
+    m.add_class::<PyGateDepth>()?;
+    m.add_function(wrap_pyfunction!(parse_gate_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_spot_limit_body, m)?)?;
 
     m.add_function(wrap_pyfunction!(entry_spread_bps, m)?)?;
     m.add_function(wrap_pyfunction!(exit_spread_bps, m)?)?;
@@ -1163,6 +1415,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expected_funding_pnl, m)?)?;
     m.add_function(wrap_pyfunction!(ticks_to_decimal_str, m)?)?;
     m.add_function(wrap_pyfunction!(order_wire, m)?)?;
+    m.add_function(wrap_pyfunction!(order_fields, m)?)?;
     m.add_function(wrap_pyfunction!(best_cross, m)?)?;
     m.add_class::<PyArbEntry>()?;
     m.add_class::<PyPreTradeRisk>()?;

@@ -11,7 +11,6 @@ objects and applies those events to them.
 from __future__ import annotations
 
 import enum
-import math
 from typing import Callable, Protocol, runtime_checkable
 
 import msgspec
@@ -59,8 +58,12 @@ class RejectReason(enum.StrEnum):
     VENUE_ERROR = "venue_error"
 
 
-# Grid check, as in the Rust book: within 1e-6 of a whole tick/lot (plus 1e-12 relative float noise).
-_GRID_TOL = 1e-6
+# OrderRequest.create's checks and formatting, in Rust (grid check as in the Rust book: within
+# 1e-6 of a whole tick/lot plus 1e-12 relative float noise)
+_order_fields = _core.order_fields
+# read on the order path as module globals (an Enum class attribute costs a metaclass lookup)
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
 
 
 class OrderRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -115,35 +118,12 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         Raises:
             ValueError: naming ``qty`` or ``price`` and the offending value.
         """
-        if not (qty > 0 and qty != math.inf):  # also rejects NaN
-            raise ValueError(f"order qty must be finite and > 0, got {qty!r}")
-        lots_f = qty / instrument.lot_size
-        lots = round(lots_f)
-        if lots <= 0 or abs(lots_f - lots) > max(_GRID_TOL, lots_f * 1e-12):
-            raise ValueError(f"order qty {qty!r} is not a multiple of lot_size {instrument.lot_size!r}")
-        ticks: int | None
-        if price_ticks is not None:
-            if price is not None:
-                raise ValueError(f"give price or price_ticks, not both (price {price!r}, price_ticks {price_ticks!r})")
-            if price_ticks <= 0:
-                raise ValueError(f"order price_ticks must be > 0, got {price_ticks!r}")
-            ticks = int(price_ticks)
-            otype = OrderType.LIMIT if type is None else type
-        elif price is None:
-            ticks = None
-            otype = OrderType.MARKET if type is None else type
-            if otype is OrderType.LIMIT:
-                raise ValueError("order price is required for a limit order, got None")
-        else:
-            if not (price > 0 and price != math.inf):
-                raise ValueError(f"order price must be finite and > 0, got {price!r}")
-            ticks_f = price / instrument.tick_size
-            ticks = round(ticks_f)
-            if abs(ticks_f - ticks) > max(_GRID_TOL, ticks_f * 1e-12):
-                raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
-            otype = OrderType.LIMIT if type is None else type
-        # one boundary crossing: both exact decimal strings and the floats nearest them
-        wire_qty, wire_price, fqty, fprice = _core.order_wire(lots, instrument.lot_size, ticks, instrument.tick_size)
+        # one boundary crossing: the checks (messages name the field and the value given), the
+        # integer ticks/lots, both exact decimal strings and the floats nearest them
+        lots, ticks, wire_qty, wire_price, fqty, fprice = _order_fields(
+            instrument, qty, price, price_ticks, type is _LIMIT
+        )
+        otype = type if type is not None else (_MARKET if ticks is None else _LIMIT)
         return cls(
             instrument=instrument,
             side=side,

@@ -60,7 +60,7 @@ from typing import Final, Protocol, Self
 
 import msgspec
 
-from cexarb._core import APPLIED, CROSSED, OrderBook
+from cexarb._core import APPLIED, CROSSED, OrderBook, parse_gate_depth
 from cexarb.venues.gateio import codec as gate_codec
 from cexarb.venues.mexc import codec as mexc_codec
 from cexarb.venues.ws import WsConnected, WsDisconnected, WsEvent, WsFrame, WsOverflow
@@ -126,7 +126,9 @@ class DepthUpdate(msgspec.Struct, frozen=True, kw_only=True):
 class DepthPush(Protocol):
     """What :meth:`BookManager.on_update` reads of a depth push: the fields of
     :class:`DepthUpdate`. A venue codec's own push type with these fields (Gate's
-    :class:`~cexarb.venues.gateio.codec.GateOrderBookUpdate`) is passed as it is, without a copy."""
+    :class:`~cexarb.venues.gateio.codec.GateOrderBookUpdate`, or the Rust-parsed
+    :class:`~cexarb._core.GateDepth` of the hot ``*.order_book_update`` frames, whose levels never
+    become Python objects on the way to the book) is passed as it is, without a copy."""
 
     @property
     def symbol(self) -> str: ...
@@ -179,8 +181,11 @@ class SequenceRule(Protocol):
         """A push after one that was applied (``prev_last_id`` its last id)."""
         ...
 
-    def core_update(self, book: OrderBook, bids: Levels, asks: Levels, first_id: int, last_id: int) -> int:
-        """Apply the push to the core book in the mode that enforces the same rule."""
+    def core_update(self, book: OrderBook, update: DepthPush, first_id: int, last_id: int) -> int:
+        """Apply the push's levels to the core book in the mode that enforces the same rule
+        (one core call, :meth:`OrderBook.apply_push`: a Rust-parsed
+        :class:`~cexarb._core.GateDepth` hands its levels over natively, other pushes as their
+        ``bids`` / ``asks`` lists)."""
         ...
 
 
@@ -199,8 +204,8 @@ class GateRule:
             return _STALE
         return _APPLY if first_id == prev_last_id + 1 else _GAP
 
-    def core_update(self, book: OrderBook, bids: Levels, asks: Levels, first_id: int, last_id: int) -> int:
-        return book.apply_update(bids, asks, first_id, last_id)
+    def core_update(self, book: OrderBook, update: DepthPush, first_id: int, last_id: int) -> int:
+        return book.apply_push(update, first_id, last_id)
 
 
 class MexcRule:
@@ -219,8 +224,8 @@ class MexcRule:
             return _STALE
         return _APPLY if first_id == prev_last_id + 1 else _GAP
 
-    def core_update(self, book: OrderBook, bids: Levels, asks: Levels, first_id: int, last_id: int) -> int:
-        return book.apply_update(bids, asks, first_id, last_id, max(first_id - 1, 0))
+    def core_update(self, book: OrderBook, update: DepthPush, first_id: int, last_id: int) -> int:
+        return book.apply_push(update, first_id, last_id, max(first_id - 1, 0))
 
 
 # the verdicts as module globals: read on every push (an Enum class attribute costs a lookup
@@ -650,7 +655,7 @@ class BookManager:
                 self._invalidate(state, reason)
             return False
         try:
-            result = rule.core_update(state.book, update.bids, update.asks, update.first_id, update.last_id)
+            result = rule.core_update(state.book, update, update.first_id, update.last_id)
         except ValueError as exc:
             log.error("venue=%s symbol=%s push rejected by the book: %s", self.venue, state.symbol, exc)
             result = -1
@@ -697,13 +702,21 @@ class BookManager:
 # ---- decoders for handle_ws_event ------------------------------------------------------------------
 
 
-def decode_gate_depth(frame: WsFrame) -> DepthUpdate | None:
+def decode_gate_depth(frame: WsFrame) -> DepthPush | None:
     """A Gate WS frame as a depth push (``*.order_book_update`` / ``*.obu``), None for other frames.
+
+    ``*.order_book_update`` pushes come parsed in Rust (:func:`~cexarb._core.parse_gate_depth`,
+    a :class:`~cexarb._core.GateDepth`); everything else, and any push that parser does not
+    take, through the codec (:class:`DepthUpdate`).
 
     Raises:
         ValueError: (GateCodecError) a malformed frame.
     """
-    message = gate_codec.decode_ws_frame(frame.data)
+    data = frame.data
+    push = parse_gate_depth(data)
+    if push is not None:
+        return push
+    message = gate_codec.decode_ws_frame(data)
     if isinstance(message, gate_codec.GateOrderBookUpdate):
         return DepthUpdate.from_gate(message)
     return None

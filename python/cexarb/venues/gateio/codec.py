@@ -22,8 +22,11 @@ private orders / user trades / balances / positions, WS trading-API responses, a
 frame, a ``spot``/``futures.order_book_update`` push as Gate formats it, is recognised by its
 ``"channel":..,"event":"update"`` text near the start and decoded in one pass (a typed Struct of
 the whole frame, no envelope + ``Raw`` + second decode); anything that does not fit that path
-takes the general one, which raises the errors. The spot order body is formatted directly (the
-same bytes as :class:`GateSpotOrderBody` encodes) when its symbol and decimals need no escaping.
+takes the general one, which raises the errors. (Connectors parse that frame in Rust first,
+``_core.parse_gate_depth``, and call this only for frames it does not take.) The spot limit
+order body is built in Rust (``_core.gate_spot_limit_body``: the same bytes as
+:class:`GateSpotOrderBody` encodes) when its symbol, decimals and client order id need no
+escaping or check.
 
 JSON types vary (ids int or string, sizes int or decimal string with ``X-Gate-Size-Decimal``,
 times int, float or string), so numeric fields decode with ``strict=False`` and ids as
@@ -39,6 +42,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from cexarb._core import gate_spot_limit_body as _spot_limit_body
 from cexarb.model import (
     Balance,
     BookTicker,
@@ -994,21 +998,6 @@ def decode_futures_amend_body(data: bytes | str) -> GateFuturesAmendBody:
 # ---- outgoing order bodies -----------------------------------------------------------------
 
 _JSON = msgspec.json.Encoder()
-_PLAIN_SYMBOL = re.compile(r"[0-9A-Za-z_]{1,64}")
-_PLAIN_SYMBOLS: set[str] = set()  # symbols that need no JSON escaping (checked once each)
-_DECIMAL_CHARS: Final = frozenset("0123456789.")
-
-
-def _plain_symbol(symbol: str) -> bool:
-    if _PLAIN_SYMBOL.fullmatch(symbol) is None:
-        return False
-    if len(_PLAIN_SYMBOLS) < 100_000:
-        _PLAIN_SYMBOLS.add(symbol)
-    return True
-
-
-def _is_decimal(value: str) -> bool:
-    return bool(value) and _DECIMAL_CHARS.issuperset(value)
 
 
 def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amount: str | None = None) -> bytes:
@@ -1023,30 +1012,18 @@ def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amoun
     """
     if request.reduce_only:
         raise ValueError("Gate spot: reduce_only is not supported, got reduce_only=True")
-    side = "buy" if request.side is _BUY else "sell"
     cid = request.client_order_id
-    symbol = request.instrument.symbol
     price = request.wire_price
-    qty = request.wire_qty
-    if (
-        request.type is _LIMIT
-        and account == "spot"
-        and price  # (the checks of text_for_client_order_id and _is_decimal, inline: the order path)
-        and qty
-        and 0 < len(cid) <= 28
-        and (symbol in _PLAIN_SYMBOLS or _plain_symbol(symbol))
-        and _TEXT_CHARS.issuperset(cid)
-        and _DECIMAL_CHARS.issuperset(qty)
-        and _DECIMAL_CHARS.issuperset(price)
-    ):
-        # the order path's body, formatted directly: the same bytes as the Struct below encodes
-        # (defaults omitted: type "limit", account "spot", time_in_force "gtc")
-        tif = _SPOT_TIF[request.time_in_force]
-        tif_field = "" if tif == "gtc" else f',"time_in_force":"{tif}"'
-        return (
-            f'{{"currency_pair":"{symbol}","side":"{side}","amount":"{qty}",'
-            f'"price":"{price}"{tif_field},"text":"t-{cid}"}}'
-        ).encode()
+    if request.type is _LIMIT and account == "spot" and price is not None:
+        # the order path's body, built in Rust in one call: the same bytes as the Struct below
+        # encodes (defaults omitted: type "limit", account "spot", time_in_force "gtc"); None when
+        # a field needs escaping or a check -- the general path below then raises or encodes
+        body = _spot_limit_body(
+            request.instrument.symbol, request.side, request.wire_qty, price, request.time_in_force, cid
+        )
+        if body is not None:
+            return body
+    side = "buy" if request.side is _BUY else "sell"
     text = text_for_client_order_id(cid)
     if request.type is OrderType.MARKET:
         if request.side is Side.BUY and not quote_amount:

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from cexarb._core import parse_gate_depth
 from cexarb.model import (
     Balance,
     Fill,
@@ -263,8 +264,13 @@ class GateConnectorBase(ConnectorBase):
         if type(event) is not WsFrame or books is None:
             self._manager.handle_ws_event(event, lambda frame: None)
             return
+        data = event.data
+        push = parse_gate_depth(data)  # the hot frame, parsed in Rust (None: anything else)
+        if push is not None:
+            books.on_update(push)  # its levels go to the Rust book natively (OrderBook.apply_push)
+            return
         try:
-            msg = codec.decode_ws_frame(event.data)
+            msg = codec.decode_ws_frame(data)
         except codec.GateCodecError as exc:
             self.decode_errors += 1
             log.error(
