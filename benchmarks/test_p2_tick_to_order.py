@@ -115,6 +115,7 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
     messages = _merged(recording)
     instruments = {k: recording.streams[k].instrument for k in (SPOT, PERP)}
     results: list[dict[str, float]] = []
+    by_message: list[np.ndarray] = []  # per pass: latency of each message's order (NaN: none)
 
     def one_pass() -> None:
         clock = SimClock(0)
@@ -135,10 +136,11 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
         scanning = int(ArbitrageState.SCANNING_OPPORTUNITIES)
         book_watch, TOP = strategy.book_watch, int(BookWatch.TOP)
         latencies: list[int] = []
+        per_message = np.full(len(messages), np.nan)
 
         async def run() -> None:
             await strategy.start()
-            for src, delta in messages:
+            for j, (src, delta) in enumerate(messages):
                 t0 = time.perf_counter_ns()
                 book = blist[src]
                 book.apply_delta(delta)
@@ -147,6 +149,7 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
                     await strategy.handle(BookUpdate(instrument_key=keys[src], ts_ns=0))
                     if len(arrivals) > before:
                         latencies.append(arrivals[-1] - t0)
+                        per_message[j] = arrivals[-1] - t0
                     strategy._table.reset(scanning)  # next message starts a new cycle
                 book.flush()  # deep rows of a big message, after the order is out (as drivers do)
                 collect_if_due()  # the drivers' GC safe point: after the message, orders out
@@ -157,12 +160,21 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
             collect_if_due = gcp.collect_if_due
             asyncio.run(run())
         results.append(_percentiles(latencies))
+        by_message.append(per_message)
         assert latencies, "no order was produced"
 
     benchmark.pedantic(one_pass, rounds=3, iterations=1)
     best = min(results, key=lambda r: r["p99_us"])
     benchmark.extra_info.update(best)
+    # The same messages produce the same orders in every pass; a message's fastest pass is its
+    # cost with most of the host's interruptions (CPU steal, other processes) left out. A
+    # diagnostic beside the figure above, not a replacement for it.
+    fastest = np.nanmin(np.vstack(by_message), axis=0)
+    fastest = fastest[~np.isnan(fastest)] / 1e3
+    intrinsic = {"p50_us": float(np.percentile(fastest, 50)), "p99_us": float(np.percentile(fastest, 99))}
+    benchmark.extra_info["per_message_fastest_pass"] = intrinsic
     print(f"\nP2 tick-to-order: {best}")
+    print(f"P2 tick-to-order, each message's fastest of {len(by_message)} passes: {intrinsic}")
 
 
 @pytest.mark.benchmark(group="P2-tick-to-order")
