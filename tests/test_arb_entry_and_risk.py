@@ -11,16 +11,23 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from cexarb import _core
 from cexarb.clock import SimClock
 from cexarb.execution import OrderManager
-from cexarb.model import Instrument, InstrumentKind, Order, OrderStatus, Position, Side, TimeInForce
+from cexarb.model import (
+    Instrument,
+    InstrumentKind,
+    Order,
+    OrderStatus,
+    Position,
+    Side,
+    TimeInForce,
+)
 from cexarb.replay import known_instrument
 from cexarb.risk import RiskLimits, RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SPOT_KEY, PERP_KEY = "binance-spot:BTCUSDT", "binance-usdm:BTCUSDT"
 SPOT = known_instrument("binance-spot", "BTCUSDT")
@@ -113,7 +120,7 @@ def test_arb_entry_boundaries_and_errors() -> None:
 # risk
 
 def _policy(**limits: float) -> RiskPolicy:
-    base = dict(max_order_notional=0.0, max_position_notional=0.0, price_band_bps=0.0, max_open_orders=0)
+    base = {"max_order_notional": 0.0, "max_position_notional": 0.0, "price_band_bps": 0.0, "max_open_orders": 0}
     base.update(limits)
     return RiskPolicy(RiskLimits(**base))
 

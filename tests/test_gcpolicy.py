@@ -6,7 +6,6 @@ import gc
 import weakref
 
 import pytest
-
 from cexarb.gcpolicy import SafePointGc
 from cexarb.model import Order, OrderType, Side
 from cexarb.replay import known_instrument
@@ -60,10 +59,8 @@ def test_nested_managers_leave_the_collector_as_the_outer_one_set_it() -> None:
         with SafePointGc(freeze=False) as inner:
             assert not gc.isenabled()
         assert not gc.isenabled()
-        with pytest.raises(RuntimeError, match="not re-entrant"):
-            with inner:
-                with inner:
-                    pass
+        with pytest.raises(RuntimeError, match="not re-entrant"), inner, inner:
+            pass
     assert gc.isenabled()
 
 

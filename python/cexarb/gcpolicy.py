@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 from types import TracebackType
+from typing import Self
 
 __all__ = ["SafePointGc"]
 
@@ -55,7 +56,7 @@ class SafePointGc:
         self._threshold = (700, 10, 10)
         self._entered = False
 
-    def __enter__(self) -> SafePointGc:
+    def __enter__(self) -> Self:
         if self._entered:
             raise RuntimeError("SafePointGc is not re-entrant; use a new instance")
         self._entered = True
