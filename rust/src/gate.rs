@@ -122,44 +122,32 @@ pub fn parse_depth_update(frame: &[u8]) -> Result<GateDepthUpdate, NotTaken> {
     } else {
         return Err(NotTaken::NotDepth);
     };
-    let unsupported = |e: serde_json::Error| NotTaken::Unsupported(e.to_string());
-    let update = match market {
-        GateMarket::Spot => {
-            let MapOnly(frame): MapOnly<Frame<'_, MapOnly<SpotResult<'_>>>> =
-                serde_json::from_slice(frame).map_err(unsupported)?;
-            frame.check(market)?;
-            let r = frame.result.0;
-            GateDepthUpdate {
-                market,
-                symbol: r.s.into_owned(),
-                ts_ms: r.t.0,
-                first_id: r.first.0,
-                last_id: r.last.0,
-                bids: r.b.0,
-                asks: r.a.0,
-                full: r.full,
-                depth: r.l.0,
-            }
-        }
-        GateMarket::Futures => {
-            let MapOnly(frame): MapOnly<Frame<'_, MapOnly<FuturesResult<'_>>>> =
-                serde_json::from_slice(frame).map_err(unsupported)?;
-            frame.check(market)?;
-            let r = frame.result.0;
-            GateDepthUpdate {
-                market,
-                symbol: r.s.into_owned(),
-                ts_ms: r.t.0,
-                first_id: r.first.0,
-                last_id: r.last.0,
-                bids: r.b.0,
-                asks: r.a.0,
-                full: r.full,
-                depth: r.l.0,
-            }
-        }
-    };
-    Ok(update)
+    match market {
+        GateMarket::Spot => depth_update::<SpotLevel>(market, frame),
+        GateMarket::Futures => depth_update::<MapOnly<FuturesLevel>>(market, frame),
+    }
+}
+
+/// One market's depth push, its levels read as `L`.
+fn depth_update<L>(market: GateMarket, frame: &[u8]) -> Result<GateDepthUpdate, NotTaken>
+where
+    L: Level + for<'de> Deserialize<'de>,
+{
+    let MapOnly(frame): MapOnly<Frame<'_, MapOnly<DepthResult<'_, L>>>> =
+        serde_json::from_slice(frame).map_err(|e| NotTaken::Unsupported(e.to_string()))?;
+    frame.check(market)?;
+    let r = frame.result.0;
+    Ok(GateDepthUpdate {
+        market,
+        symbol: r.s.into_owned(),
+        ts_ms: r.t.0,
+        first_id: r.first.0,
+        last_id: r.last.0,
+        bids: r.b.0,
+        asks: r.a.0,
+        full: r.full,
+        depth: r.l.0,
+    })
 }
 
 // ---- serde views ---------------------------------------------------------------------------
@@ -190,8 +178,11 @@ impl<R> Frame<'_, R> {
     }
 }
 
+/// `result` of a depth update; `L` is the market's level shape (spot `["p","s"]`, futures
+/// `{"p":..,"s":..}`), both read into `(price, qty)` pairs.
 #[derive(Deserialize)]
-struct SpotResult<'a> {
+#[serde(bound(deserialize = "L: Level + Deserialize<'de>"))]
+struct DepthResult<'a, L> {
     t: Uint,
     #[serde(default)]
     full: bool,
@@ -204,28 +195,9 @@ struct SpotResult<'a> {
     #[serde(rename = "u")]
     last: Uint,
     #[serde(default)]
-    b: Levels<SpotLevel>,
+    b: Levels<L>,
     #[serde(default)]
-    a: Levels<SpotLevel>,
-}
-
-#[derive(Deserialize)]
-struct FuturesResult<'a> {
-    t: Uint,
-    #[serde(default)]
-    full: bool,
-    #[serde(default)]
-    l: Uint,
-    #[serde(borrow)]
-    s: Cow<'a, str>,
-    #[serde(rename = "U")]
-    first: Uint,
-    #[serde(rename = "u")]
-    last: Uint,
-    #[serde(default)]
-    b: Levels<MapOnly<FuturesLevel>>,
-    #[serde(default)]
-    a: Levels<MapOnly<FuturesLevel>>,
+    a: Levels<L>,
 }
 
 /// A non-negative integer: a JSON integer or a string of digits (no sign, no leading zero).

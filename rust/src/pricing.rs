@@ -140,38 +140,31 @@ pub(crate) fn format_scaled(value: i128, decimals: u32) -> String {
             *slot = digit;
         }
     };
+    // the fractional digits, the point, then at least one integer digit; on u64 when the value
+    // fits (u128 division is a library call)
+    macro_rules! digits {
+        ($m:expr) => {{
+            let mut m = $m;
+            for _ in 0..decimals {
+                push(b'0' + (m % 10) as u8);
+                m /= 10;
+            }
+            if decimals > 0 {
+                push(b'.');
+            }
+            loop {
+                push(b'0' + (m % 10) as u8);
+                m /= 10;
+                if m == 0 {
+                    break;
+                }
+            }
+        }};
+    }
     let magnitude = value.unsigned_abs();
-    if let Ok(mut m) = u64::try_from(magnitude) {
-        for _ in 0..decimals {
-            push(b'0' + (m % 10) as u8);
-            m /= 10;
-        }
-        if decimals > 0 {
-            push(b'.');
-        }
-        loop {
-            push(b'0' + (m % 10) as u8);
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-    } else {
-        let mut m = magnitude;
-        for _ in 0..decimals {
-            push(b'0' + (m % 10) as u8);
-            m /= 10;
-        }
-        if decimals > 0 {
-            push(b'.');
-        }
-        loop {
-            push(b'0' + (m % 10) as u8);
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
+    match u64::try_from(magnitude) {
+        Ok(small) => digits!(small),
+        Err(_) => digits!(magnitude),
     }
     if value < 0 {
         push(b'-');
