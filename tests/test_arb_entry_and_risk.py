@@ -183,6 +183,14 @@ def test_inverse_perp_notional_and_unusable_books() -> None:
         _policy().check(_req(Side.BUY, 0.01), one_sided, None, 0)
 
 
+def test_new_limits_take_effect_for_the_next_order() -> None:
+    policy = _policy(max_order_notional=1_000.0)
+    with pytest.raises(RiskRejection):
+        policy.check(_req(Side.BUY, 0.02, 60_000.0), BOOK, None, 0)
+    policy.limits = RiskLimits(max_order_notional=2_000.0)
+    policy.check(_req(Side.BUY, 0.02, 60_000.0), BOOK, None, 0)
+
+
 def test_bad_limits_name_the_field() -> None:
     with pytest.raises(ValueError, match="max_open_orders must be >= 0, got -1"):
         RiskLimits(max_open_orders=-1)

@@ -56,9 +56,17 @@ class RiskPolicy:
     def __init__(self, limits: RiskLimits | None = None) -> None:
         self.limits = limits or RiskLimits()
         self.rejections = 0
-        lim = self.limits
+
+    @property
+    def limits(self) -> RiskLimits:
+        """The limits in force; assigning new ones takes effect for the next order."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: RiskLimits) -> None:
+        self._limits = limits
         self._core = _core.PreTradeRisk(
-            lim.max_order_notional, lim.max_position_notional, lim.price_band_bps, lim.max_open_orders
+            limits.max_order_notional, limits.max_position_notional, limits.price_band_bps, limits.max_open_orders
         )
 
     def check(self, request: OrderRequest, book: OrderBook, position: Position | None, open_orders: int) -> None:
