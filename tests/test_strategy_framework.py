@@ -76,6 +76,25 @@ def test_illegal_transition_names_both_states_and_leaves_state() -> None:
     assert s.audit() == []
 
 
+def test_a_transition_path_is_all_or_nothing() -> None:
+    s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH))
+    H = HedgingState
+    # the second step (OPENING_SPOT_POSITION -> REBALANCING) is not declared: nothing happens
+    with pytest.raises(StrategyError) as info:
+        s.transition_path((H.OPENING_SPOT_POSITION, H.REBALANCING), EventKind.BOOK, ("a", "b"))
+    assert "OPENING_SPOT_POSITION" in str(info.value) and "REBALANCING" in str(info.value)
+    assert s.state is H.ANALYZING_MARKET and s.audit() == [] and s.transition_log == []
+    with pytest.raises(ValueError, match="one reason per step"):
+        s.transition_path((H.OPENING_SPOT_POSITION,), EventKind.BOOK, ())
+    s.transition_path((H.OPENING_SPOT_POSITION, H.OPENING_FUTURES_HEDGE), EventKind.BOOK, ("spot", "hedge"))
+    assert s.state is H.OPENING_FUTURES_HEDGE
+    assert [(a, b, r) for _, a, b, r in s.transition_log] == [
+        ("ANALYZING_MARKET", "OPENING_SPOT_POSITION", "spot"),
+        ("OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "hedge"),
+    ]
+    assert [(f, t, e) for f, t, e, _ in s.audit()] == [(0, 1, int(EventKind.BOOK)), (1, 2, int(EventKind.BOOK))]
+
+
 def test_transitions_are_audited_with_event_and_time() -> None:
     clock = SimClock(5_000)
     s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH), clock)
