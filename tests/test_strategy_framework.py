@@ -83,7 +83,7 @@ def test_a_transition_path_is_all_or_nothing() -> None:
     with pytest.raises(StrategyError) as info:
         s.transition_path((H.OPENING_SPOT_POSITION, H.REBALANCING), EventKind.BOOK, ("a", "b"))
     assert "OPENING_SPOT_POSITION" in str(info.value) and "REBALANCING" in str(info.value)
-    assert s.state is H.ANALYZING_MARKET and s.audit() == [] and s.transition_log == []
+    assert s.state is H.ANALYZING_MARKET and s.audit() == [] and list(s.transition_log) == []
     with pytest.raises(ValueError, match="one reason per step"):
         s.transition_path((H.OPENING_SPOT_POSITION,), EventKind.BOOK, ())
     s.transition_path((H.OPENING_SPOT_POSITION, H.OPENING_FUTURES_HEDGE), EventKind.BOOK, ("spot", "hedge"))
@@ -93,6 +93,16 @@ def test_a_transition_path_is_all_or_nothing() -> None:
         ("OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "hedge"),
     ]
     assert [(f, t, e) for f, t, e, _ in s.audit()] == [(0, 1, int(EventKind.BOOK)), (1, 2, int(EventKind.BOOK))]
+
+
+def test_the_python_logs_keep_the_most_recent_entries() -> None:
+    s = bind(registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH))
+    s.transition_log = type(s.transition_log)(maxlen=2)
+    H = HedgingState
+    for to in (H.OPENING_SPOT_POSITION, H.OPENING_FUTURES_HEDGE, H.MONITORING_POSITIONS):
+        s.transition(to, EventKind.BOOK, to.name)
+    assert [r for *_, r in s.transition_log] == ["OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS"]
+    assert type(s).LOG_MAX >= 100_000 and s.markers.maxlen == type(s).LOG_MAX
 
 
 def test_transitions_are_audited_with_event_and_time() -> None:

@@ -13,6 +13,7 @@ funding, end of data); the handler of the current state runs. Nothing sleeps or 
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import logging
@@ -244,6 +245,8 @@ class StrategyMachine(Generic[P]):
     COMPLETED: ClassVar[Any]
     ERROR: ClassVar[Any]
     BOOK_WATCH: ClassVar[Mapping[Any, BookWatch]] = {}
+    #: entries kept in ``transition_log`` and ``markers`` (oldest dropped first)
+    LOG_MAX: ClassVar[int] = 1_000_000
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -277,8 +280,11 @@ class StrategyMachine(Generic[P]):
         self.error: str | None = None
         self.started_ns: int | None = None
         self.ended_ns: int | None = None
-        self.markers: list[tuple[int, str, str]] = []  # (ts_ns, kind, text) for reports
-        self.transition_log: list[tuple[int, str, str, str]] = []  # (ts_ns, from, to, reason)
+        # (ts_ns, kind, text) for reports, and (ts_ns, from, to, reason) per transition: the most
+        # recent LOG_MAX of each, so a long live run does not grow without bound (the Rust audit
+        # ring is bounded too)
+        self.markers: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=self.LOG_MAX)
+        self.transition_log: collections.deque[tuple[int, str, str, str]] = collections.deque(maxlen=self.LOG_MAX)
         self.on_transition: Callable[[int, str, str, str], None] | None = None
 
     # ---- binding and identity
