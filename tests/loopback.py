@@ -1,6 +1,6 @@
-"""Helpers shared by the loopback tests: a simulator server and a started connector as async
-context managers (every wait bounded), a bounded condition wait, and the local book compared with
-the simulator's."""
+"""Helpers shared by the loopback tests: an aiohttp app or the simulator served on 127.0.0.1 and a
+started connector as async context managers (every wait bounded), a bounded condition wait, and
+the local book compared with the simulator's."""
 
 from __future__ import annotations
 
@@ -11,9 +11,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aiohttp import web
 from cexarb.venues.sim.server import AccountSpec, SimServer
 
 C = TypeVar("C")
+
+
+@asynccontextmanager
+async def serve(app: web.Application, scheme: str = "http", path: str = "") -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 at a free port; yields ``{scheme}://127.0.0.1:{port}{path}``."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()
 
 
 @asynccontextmanager

@@ -18,11 +18,10 @@ protobuf frames, Gate ``full`` resets, crossed books, book age. Bounded loops an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -47,6 +46,7 @@ from cexarb.venues.mexc import codec as mx
 from cexarb.venues.mexc import proto
 from cexarb.venues.rest import RestClient, RetryPolicy
 from cexarb.venues.ws import Backoff, WsClient, WsConnected, WsDisconnected, WsEvent
+from loopback import serve
 
 GATE = Path("api") / "gateio"
 MARKETS = {
@@ -67,19 +67,6 @@ MARKETS = {
         "channel": "futures.order_book_update",
     },
 }
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

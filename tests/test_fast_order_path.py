@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,17 +22,31 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 from aiohttp import web
-from cexarb.model import Instrument, InstrumentKind, OrderStatus, OrderType, Side, TimeInForce
+from cexarb.model import (
+    Instrument,
+    InstrumentKind,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from cexarb.venues import rest
 from cexarb.venues.base import OrderRequest, OrderUpdate
 from cexarb.venues.gateio import codec
 from cexarb.venues.gateio.signing import GateSigner, sign_rest, verify_rest
 from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import EndpointClass, Limit, RateLimiter, Scope, VenueLimits
+from cexarb.venues.ratelimit import (
+    EndpointClass,
+    Limit,
+    RateLimiter,
+    Scope,
+    VenueLimits,
+)
 from cexarb.venues.secrets import ApiCredentials, Secret
 from cexarb.venues.sim.server import AccountSpec, SimServer
 from cexarb.venues.ws import Backoff
+from loopback import serve
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 CREDS = ApiCredentials(KEY, SECRET)
@@ -71,18 +84,6 @@ class Venue:
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.slow_s)
         return web.json_response({})
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -24,25 +24,20 @@ from cexarb.venues import rest
 from cexarb.venues.gateio.signing import GateAuthError, GateSigner, verify_rest
 from cexarb.venues.mexc.signing import MexcAuthError, MexcSigner, verify
 from cexarb.venues.order_entry import OrderEntryClient
-from cexarb.venues.ratelimit import EndpointClass, Limit, RateLimiter, RateLimitExceeded, Scope, VenueLimits
+from cexarb.venues.ratelimit import (
+    EndpointClass,
+    Limit,
+    RateLimiter,
+    RateLimitExceeded,
+    Scope,
+    VenueLimits,
+)
 from cexarb.venues.secrets import ApiCredentials, Secret
+from loopback import serve
 
 KEY, SECRET = "mx0aBYs33eIilxBWC5", "45d0b3c26f2644f19bfb98b07741b2f5"
 CREDS = ApiCredentials(KEY, SECRET)
 ORDER = [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "LIMIT"), ("quantity", "0.001"), ("price", "60000.5")]
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 class Venue:

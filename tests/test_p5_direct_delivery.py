@@ -13,10 +13,8 @@ Every wait is bounded by ``asyncio.timeout``; every loop by a count.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -30,6 +28,7 @@ from cexarb.venues.ws import (
     WsFrame,
     gate_heartbeat,
 )
+from loopback import serve
 
 FAST = Backoff(initial_s=0.02, max_s=0.1, reset_after_s=5.0)
 
@@ -70,18 +69,6 @@ class Pusher:
         return ws
 
 
-@contextlib.asynccontextmanager
-async def serve(pusher: Pusher) -> AsyncIterator[str]:
-    runner = web.AppRunner(pusher.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
-    finally:
-        await runner.cleanup()
-
-
 def _frame(i: int) -> str:
     return json.dumps({"seq": i})
 
@@ -120,7 +107,7 @@ async def _run(
         ):
             raise ValueError("handler bug")
 
-    async with serve(pusher) as url, aiohttp.ClientSession() as session:
+    async with serve(pusher.app, "ws", "/ws") as url, aiohttp.ClientSession() as session:
         client = WsClient(
             "t",
             url,

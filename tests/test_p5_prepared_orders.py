@@ -10,10 +10,8 @@ every signature (:func:`verify_rest`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -21,6 +19,7 @@ from cexarb.venues.gateio.signing import GateSigner, verify_rest
 from cexarb.venues.order_entry import _MAX_PREPARED, OrderEntryClient
 from cexarb.venues.rest import GateAuth
 from cexarb.venues.secrets import ApiCredentials, Secret
+from loopback import serve
 
 KEY, SECRET = "gate-key-p5", "gate-secret-p5"
 NEW_KEY, NEW_SECRET = "gate-key-p5-rotated", "gate-secret-p5-rotated"
@@ -104,18 +103,6 @@ class Venue:
         )
         self.verified += 1
         return web.json_response({"path": request.rel_url.raw_path, "n": self.verified})
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def test_prepared_paths_are_bounded_and_every_request_verifies() -> None:

@@ -11,7 +11,6 @@ become the typed exceptions; the client-side limiter holds requests; nothing sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -24,24 +23,19 @@ from aiohttp import web
 from cexarb.venues import rest
 from cexarb.venues.gateio.signing import GateAuthError, GateSigner, verify_rest
 from cexarb.venues.mexc.signing import MexcAuthError, MexcSigner, verify
-from cexarb.venues.ratelimit import EndpointClass, Limit, RateLimiter, RateLimitExceeded, Scope, VenueLimits
+from cexarb.venues.ratelimit import (
+    EndpointClass,
+    Limit,
+    RateLimiter,
+    RateLimitExceeded,
+    Scope,
+    VenueLimits,
+)
 from cexarb.venues.secrets import ApiCredentials, Secret
+from loopback import serve
 
 KEY, SECRET = "mx0aBYs33eIilxBWC5", "45d0b3c26f2644f19bfb98b07741b2f5"
 CREDS = ApiCredentials(KEY, SECRET)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 class Venue:

@@ -31,21 +31,9 @@ from cexarb.venues.ws import (
     gate_heartbeat,
     mexc_heartbeat,
 )
+from loopback import serve
 
 FAST = Backoff(initial_s=0.02, max_s=0.1, reset_after_s=5.0)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 class WsServer:
