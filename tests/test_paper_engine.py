@@ -173,6 +173,8 @@ def test_config_errors_name_the_field():
         good.replace("gateio-spot]", "binance-x]", 1): "venues.binance-x",
         good.replace("params = {", 'params = { position_size_usdt = "x",'): "strategies[0].params.position_size_usdt",
         good.replace('mode = "paper"', 'mode = "demo"'): "mode",
+        good + "\n[latency]\nwarm_interval_us = 0\n": "latency",
+        good + "\n[latency]\nbusy_pol = true\n": "latency.busy_pol",
     }
     for text, field in cases.items():
         with pytest.raises(ConfigError) as info:
@@ -186,9 +188,12 @@ def test_example_config_parses():
     assert [s.strategy_id for s in cfg.build_strategies()] == ["sfh-gate"]
 
 
-async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, tmp_path):
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["sleeping-loop", "busy-poll"])
+async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, tmp_path, busy_poll):
     """MEXC spot (protobuf WS market data) and Gate spot in one paper run: one forced arbitrage
-    cycle (threshold below the fees) buys on one venue and sells the same qty on the other."""
+    cycle (threshold below the fees) buys on one venue and sells the same qty on the other. The
+    same with ``[latency] busy_poll = true`` (cexarb.hotpath): the loop polls while the engine
+    runs and stops polling when it returns."""
     base, ws = server.base_url, server.ws_base_url
     mexc, gate = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
     path = tmp_path / "arb.toml"
@@ -221,9 +226,17 @@ instrument_b = "{gate}"
 position_size_usdt = 200.0
 min_profit_threshold = -0.01
 max_cycles = 1
+
+[latency]
+busy_poll = {str(busy_poll).lower()}
 """)
     engine = Engine(load_config(path), paper=True)
     result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
+    if busy_poll:
+        assert engine.busy_poll is not None and not engine.busy_poll.running
+        assert engine.busy_poll.polls > 1000, engine.busy_poll.polls  # a loop that never slept
+    else:
+        assert engine.busy_poll is None
     run = result.strategies["arb-paper"]
     assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
     assert run.result.additional_data["cycles"] == 1

@@ -28,6 +28,9 @@ Example (paper trading spot/futures hedging on Gate.io against a local ``cexarb 
     [risk]                        # cexarb.risk.RiskLimits
     max_order_notional = 5000.0
 
+    [latency]                     # optional; cexarb.hotpath
+    busy_poll = false             # true: the event loop polls without sleeping (costs one core)
+
     [[strategies]]
     type = "spot_futures_hedging"
     [strategies.params]           # the strategy's Params (validated by the strategy registry)
@@ -62,6 +65,7 @@ from cexarb.venues.sim.venue import SimLatency
 __all__ = [
     "VENUE_KINDS",
     "ConfigError",
+    "LatencyConfig",
     "PaperConfig",
     "RunConfig",
     "StrategyConfig",
@@ -126,6 +130,24 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError(f"leverage must be finite and > 0, got {self.leverage!r}")
 
 
+class LatencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the engine's event loop waits for market data (:mod:`cexarb.hotpath`).
+
+    Attributes:
+        busy_poll: poll the sockets without ever sleeping (:class:`cexarb.hotpath.BusyPoll`), so
+            a market frame finds the loop running instead of waking it. Costs one core at 100 %;
+            only worth it with a core to spare for it.
+        warm_interval_us: the least time between two runs of the hot-path warmers, µs (> 0).
+    """
+
+    busy_poll: bool = False
+    warm_interval_us: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.warm_interval_us < float("inf")):
+            raise ValueError(f"warm_interval_us must be finite and > 0, got {self.warm_interval_us!r}")
+
+
 class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One strategy: its registry type and its parameters (validated by :func:`registry.create`)."""
 
@@ -151,6 +173,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     close_timeout_s: float = 15.0
     paper: PaperConfig = PaperConfig()
     risk: RiskLimits = RiskLimits()
+    latency: LatencyConfig = LatencyConfig()
 
     def __post_init__(self) -> None:
         for name in ("duration_s",):
@@ -218,10 +241,10 @@ def parse_config(data: Mapping[str, Any] | str | bytes, *, source: str = "<confi
         cfg = msgspec.convert(dict(data), RunConfig, strict=True)
     except msgspec.ValidationError as exc:
         text, field = _field_of(str(exc))
-        if field is None:
-            for marker in ("missing required field `", "unknown field `"):
-                if marker in text:
-                    field = text.split(marker, 1)[1].split("`", 1)[0]
+        for marker in ("missing required field `", "unknown field `"):  # msgspec gives the table
+            if marker in text:
+                name = text.split(marker, 1)[1].split("`", 1)[0]
+                field = f"{field}.{name}" if field else name
         raise ConfigError(f"{text} ({source})", field) from None
     for name in cfg.venues:
         if name not in VENUE_KINDS:

@@ -49,6 +49,7 @@ from cexarb.clock import LiveClock
 from cexarb.config import RunConfig
 from cexarb.execution import OrderManager
 from cexarb.gcpolicy import SafePointGc
+from cexarb.hotpath import BusyPoll
 from cexarb.model import (
     Fill,
     FundingEvent,
@@ -208,6 +209,8 @@ class Engine:
         self.funding_rates: dict[str, float] = {}
         self._instruments: dict[str, Instrument] = {}
         self._contexts: list[StrategyContext] = []
+        #: the loop's busy polling while :meth:`run` runs, when ``config.latency.busy_poll``
+        self.busy_poll: BusyPoll | None = None
 
     # ------------------------------------------------------------------ control
     def stop(self, reason: str = "stop requested") -> None:
@@ -502,6 +505,9 @@ class Engine:
                 # and the orders it provokes (cexarb.gcpolicy)
                 gc_policy.__enter__()
                 gc_entered = True
+                if self.config.latency.busy_poll:  # poll the sockets without sleeping (cexarb.hotpath)
+                    self.busy_poll = BusyPoll(warm_interval_us=self.config.latency.warm_interval_us)
+                    self.busy_poll.start()
                 log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
@@ -512,6 +518,8 @@ class Engine:
                 self._detach_market()
                 runs = {r.strategy.strategy_id: self._strategy_run(r) for r in self.runners}
         finally:
+            if self.busy_poll is not None:
+                self.busy_poll.stop()
             if gc_entered:
                 gc_policy.__exit__(None, None, None)
             for sig in installed:

@@ -40,7 +40,7 @@ from cexarb.venues.base import (
 from cexarb.venues.book_manager import BookManager, BookSnapshot, SequenceRule
 from cexarb.venues.order_entry import OrderEntryClient
 from cexarb.venues.ratelimit import RateLimiter, RateLimitExceeded, VenueLimits
-from cexarb.venues.rest import OutcomeUnknownError, RestClient, VenueError
+from cexarb.venues.rest import OutcomeUnknownError, QueryParams, RestClient, VenueError
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.ws import Backoff, WsClient, WsEvent
 
@@ -490,6 +490,31 @@ class ConnectorBase(abc.ABC):
 
     @abc.abstractmethod
     async def place_order(self, request: OrderRequest) -> Order: ...
+
+    @abc.abstractmethod
+    def _order_wire(self, request: OrderRequest) -> tuple[str, str, QueryParams, bytes]:
+        """``(method, path, query params, body)`` of the request that places ``request``, built by
+        the same codec functions :meth:`place_order` uses (ValueError: not expressible)."""
+        ...
+
+    def warm_order(self, request: OrderRequest) -> int:
+        """Run :meth:`place_order`'s path for ``request`` up to the socket write, and send nothing.
+
+        Builds the venue's order request -- codec, exact decimal strings, a fresh timestamp and
+        signature, the HTTP bytes -- and the :class:`Order` record, then drops them: no byte leaves
+        the process, no order is recorded, the rate limiter is not touched. It keeps the order
+        path's code and data in the CPU caches between orders (:class:`cexarb.hotpath.BusyPoll`
+        runs it as a warmer). Returns the size of the request it built, bytes.
+
+        Raises:
+            ValueError: ``request`` is not expressible on this venue (as :meth:`place_order` would
+                reject it).
+            RuntimeError: no credentials, or the connector is not started.
+        """
+        method, path, params, body = self._order_wire(request)
+        data = self._oe.build(method, path, params, body)
+        request.to_order(0)
+        return len(data)
 
     @abc.abstractmethod
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool: ...

@@ -396,6 +396,9 @@ class GateConnectorBase(ConnectorBase):
         self._orders[request.client_order_id] = order
         return self._order_reply(request, order, reply)
 
+    def _order_wire(self, request: OrderRequest) -> tuple[str, str, tuple[()], bytes]:
+        return "POST", self._order_path(), (), self._order_body(request)
+
     async def _order_reply(
         self, request: OrderRequest, order: Order, reply: Awaitable[OrderEntryResponse]
     ) -> Order:

@@ -448,6 +448,9 @@ class MexcSpot(ConnectorBase):
             order.updated_ns = now_ns()
         return order
 
+    def _order_wire(self, request: OrderRequest) -> tuple[str, str, list[tuple[str, str]], bytes]:
+        return "POST", f"{_V}/order", codec.order_params(request), b""
+
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
         inst = self._instrument(instrument_key)
         params = [("symbol", inst.symbol), ("origClientOrderId", client_order_id)]

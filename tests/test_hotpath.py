@@ -1,0 +1,205 @@
+"""Busy polling and hot-path warming (:mod:`cexarb.hotpath`, ``ConnectorBase.warm_order``).
+
+On the real event loop (uvloop where the suite runs on it): the loop keeps polling while
+:class:`BusyPoll` runs and sleeps again after ``stop``; warmers run at most once per interval; a
+failing warmer is counted, logged once and does not stop the polling. Against the loopback
+simulator, for each venue: ``warm_order`` builds a signed request and sends nothing (the order
+client's request count is unchanged, the venue has no such order), after which the same request
+is placed for real and accepted. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+
+import pytest
+from cexarb.hotpath import BusyPoll
+from cexarb.model import OrderStatus, Side, TimeInForce
+from cexarb.venues.base import OrderRequest
+from cexarb.venues.gateio.futures import GateUsdtFutures
+from cexarb.venues.gateio.spot import GateSpot
+from cexarb.venues.mexc.spot import MexcSpot
+from cexarb.venues.secrets import ApiCredentials
+from cexarb.venues.sim.server import AccountSpec
+from cexarb.venues.ws import Backoff
+from loopback import sim_server, started
+
+KEY, SECRET, UID = "hot-key-1", "hot-secret-1", 10001
+
+
+async def test_busy_poll_keeps_the_loop_polling_and_stops() -> None:
+    poll = BusyPoll()
+    with poll:
+        assert poll.running
+        await asyncio.sleep(0.02)  # an otherwise idle loop: without BusyPoll, one wake
+        polls = poll.polls
+    assert polls > 20, polls  # one per loop iteration; thousands on an idle machine
+    assert not poll.running
+    await asyncio.sleep(0.01)
+    assert poll.polls == polls  # stopped: no more iterations counted
+    assert poll.warm_runs == 0  # no warmers, none run
+
+
+async def test_warmers_run_at_most_once_per_interval() -> None:
+    runs: list[int] = []
+    poll = BusyPoll(warm_interval_us=2_000.0)
+    poll.add_warmer(lambda: runs.append(time.perf_counter_ns()))
+    t0 = time.perf_counter_ns()
+    with poll:
+        await asyncio.sleep(0.03)
+    elapsed_ns = time.perf_counter_ns() - t0
+    assert 1 <= len(runs) == poll.warm_runs <= elapsed_ns // 2_000_000 + 1
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
+    # (stamped inside the warmer, a little after the poll read the clock: 100 µs of slack)
+    assert all(g >= 1_900_000 for g in gaps), gaps
+
+
+async def test_a_failing_warmer_is_counted_logged_once_and_polling_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good: list[int] = []
+
+    def bad() -> None:
+        raise ValueError("warm-up failed on purpose")
+
+    poll = BusyPoll(warm_interval_us=500.0)
+    poll.add_warmer(bad)
+    poll.add_warmer(lambda: good.append(1))
+    with caplog.at_level(logging.WARNING, logger="cexarb.hotpath"), poll:
+        await asyncio.sleep(0.02)
+    assert (
+        poll.warm_errors == poll.warm_runs == len(good) >= 2
+    )  # the warmer after it still ran
+    warnings = [r for r in caplog.records if "warmer" in r.getMessage()]
+    assert (
+        len(warnings) == 1 and "warm-up failed on purpose" in warnings[0].getMessage()
+    )
+    poll.remove_warmer(bad)
+    with poll:
+        await asyncio.sleep(0.005)
+    assert poll.warm_errors == len(good) - (
+        poll.warm_runs - poll.warm_errors
+    )  # no new errors
+    with pytest.raises(ValueError):
+        poll.remove_warmer(bad)
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf"), "100"])
+def test_bad_interval_is_refused_naming_the_field(interval: object) -> None:
+    with pytest.raises(ValueError, match="warm_interval_us"):
+        BusyPoll(warm_interval_us=interval)  # type: ignore[arg-type]
+
+
+def test_a_warmer_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        BusyPoll().add_warmer(42)  # type: ignore[arg-type]
+
+
+def _gate_spot(server) -> GateSpot:
+    return GateSpot(
+        ApiCredentials(KEY, SECRET, uid=str(UID)),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws/v4/",
+        symbols=["BTC_USDT"],
+        backoff=Backoff(initial_s=0.05, max_s=0.3),
+        seed=1,
+    )
+
+
+def _gate_futures(server) -> GateUsdtFutures:
+    return GateUsdtFutures(
+        ApiCredentials(KEY, SECRET),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/v4/ws/usdt",
+        symbols=["BTC_USDT"],
+        backoff=Backoff(initial_s=0.05, max_s=0.3),
+        seed=1,
+    )
+
+
+def _mexc(server) -> MexcSpot:
+    return MexcSpot(
+        ApiCredentials(KEY, SECRET),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws",
+        symbols=["BTCUSDT"],
+        backoff=Backoff(initial_s=0.05, max_s=0.3),
+        seed=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "qty"),
+    [
+        (_gate_spot, "gateio-spot:BTC_USDT", 0.001),
+        (_gate_futures, "gateio-futures:BTC_USDT", 1.0),
+        (_mexc, "mexc-spot:BTCUSDT", 0.001),
+    ],
+    ids=["gate-spot", "gate-futures", "mexc-spot"],
+)
+async def test_warm_order_builds_the_signed_request_and_sends_nothing(
+    binance_dir, make, key: str, qty: float
+) -> None:
+    async with (
+        sim_server(
+            binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)
+        ) as server,
+        started(make(server)) as venue,
+    ):
+        inst = venue.instruments()[key]
+        bid, _ = server.market.books[key].best()
+        request = OrderRequest.create(
+            inst,
+            Side.BUY,
+            qty,
+            price_ticks=bid[0] - 20_000,
+            time_in_force=TimeInForce.GTC,
+            client_order_id="warm1",
+        )
+        oe = venue._oe
+        sent_before, orders_before = oe.requests, dict(venue._orders)
+        poll = BusyPoll(warm_interval_us=200.0)
+        poll.add_warmer(lambda: venue.warm_order(request))
+        assert (
+            venue.warm_order(request) > 100
+        )  # the request line, signed headers and body
+        with poll:
+            await asyncio.sleep(0.02)
+        assert poll.warm_runs >= 2 and poll.warm_errors == 0
+        assert oe.requests == sent_before  # nothing written on the order connection
+        assert dict(venue._orders) == orders_before  # and nothing recorded
+        assert (
+            await asyncio.wait_for(venue.get_order(key, "warm1"), 5) is None
+        )  # the venue never saw it
+        order = await asyncio.wait_for(
+            venue.place_order(request), 5
+        )  # the same request, for real
+        assert order.status is OrderStatus.NEW and order.client_order_id == "warm1"
+        assert await asyncio.wait_for(venue.cancel_order(key, "warm1"), 5)
+
+
+async def test_warm_order_refuses_what_place_order_would_reject(binance_dir) -> None:
+    async with (
+        sim_server(
+            binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)
+        ) as server,
+        started(_gate_spot(server)) as venue,
+    ):
+        inst = venue.instruments()["gateio-spot:BTC_USDT"]
+        # Gate spot has no reduce-only orders (PROTOCOLS.md): place_order rejects it unsent
+        request = OrderRequest.create(
+            inst,
+            Side.BUY,
+            0.001,
+            price_ticks=600_000,
+            time_in_force=TimeInForce.IOC,
+            client_order_id="warm2",
+            reduce_only=True,
+        )
+        with pytest.raises(ValueError):
+            venue.warm_order(request)
+        order = await asyncio.wait_for(venue.place_order(request), 5)
+        assert order.status is OrderStatus.REJECTED
