@@ -58,6 +58,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from cexarb.gcpolicy import SafePointGc
 from cexarb.hotpath import BusyPoll
 from cexarb.model import OrderStatus, Side, TimeInForce
 from cexarb.venues.base import BookUpdate, OrderRequest
@@ -123,6 +124,9 @@ async def _drive(host: str) -> np.ndarray:
     Both clients run with the heap built during their start-up frozen (``gc.collect()`` then
     ``gc.freeze()``, as :class:`cexarb.engine.Engine` does once it runs): full collections then
     scan only what the trading loop allocates, not pytest's, numpy's and ccxt's module objects.
+    Our clients also collect as the engine does (:class:`cexarb.gcpolicy.SafePointGc`: the
+    automatic collector off, a collection when CPython's thresholds say one is due at the safe
+    point after each order's reply); ccxt runs with CPython's automatic collector, as ccxt users do.
     """
     gc.collect()
     gc.freeze()
@@ -180,6 +184,8 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
         seen: dict[int, int] = {}
         clock = time.monotonic_ns
 
+        gc_policy = SafePointGc()  # as cexarb.engine runs: no collection between frame and order
+
         def done(task: asyncio.Task[Any]) -> None:
             tasks.discard(task)
             if task.cancelled():
@@ -187,6 +193,7 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
             exc = task.exception()
             if exc is not None or task.result().status not in (OrderStatus.CANCELED, OrderStatus.FILLED):
                 bad.append(exc or task.result())
+            gc_policy.collect_if_due()  # the safe point: the order is out and answered
 
         def order_for(book: Any, u: int) -> OrderRequest:
             return OrderRequest.create(
@@ -224,7 +231,8 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
             poll.add_warmer(warm)
             poll.start()
         try:
-            rows = await _drive(host)
+            with gc_policy:
+                rows = await _drive(host)
         finally:
             poll.stop()
         if busy_poll:
