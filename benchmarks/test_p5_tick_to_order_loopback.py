@@ -26,7 +26,8 @@ on uvloop:
   returns its coroutine; the task only waits for the reply;
 * ``ours-busy-poll``: the same, with :class:`cexarb.hotpath.BusyPoll` on the client's loop: it
   polls the sockets without sleeping (one core at 100 %), and at most every 100 µs runs the
-  handler's path all but the send (the book read, the ``OrderRequest``, and
+  path all but the book change and the send (the latest depth frame parsed again,
+  :meth:`~cexarb.venues.connector.ConnectorBase.warm_market`; the book read, the ``OrderRequest``, and
   :meth:`~cexarb.venues.connector.ConnectorBase.warm_order`: body, signature, request bytes),
   which keeps that path in the CPU caches between frames. Opt-in: the default ``ours`` row is
   the framework as it runs unless asked;
@@ -220,7 +221,9 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
             task.add_done_callback(done)
 
         def warm() -> None:
-            """on_market's path, all but the send (cexarb.hotpath)."""
+            """The frame's parse and on_market's path, all but the book change and the send
+            (cexarb.hotpath)."""
+            venue.warm_market()
             book = venue.book(SPOT_KEY)
             if book.best_bid_ticks() is not None:
                 venue.warm_order(order_for(book, last[0]))

@@ -3,7 +3,8 @@
 On the real event loop (uvloop where the suite runs on it): the loop keeps polling while
 :class:`BusyPoll` runs and sleeps again after ``stop``; warmers run at most once per interval; a
 failing warmer is counted, logged once and does not stop the polling. Against the loopback
-simulator, for each venue: ``warm_order`` builds a signed request and sends nothing (the order
+simulator, for each venue: ``warm_market`` decodes the latest depth frame again and leaves the
+book as it was; ``warm_order`` builds a signed request and sends nothing (the order
 client's request count is unchanged, the venue has no such order), after which the same request
 is placed for real and accepted. Every wait is bounded.
 """
@@ -25,7 +26,7 @@ from cexarb.venues.mexc.spot import MexcSpot
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec
 from cexarb.venues.ws import Backoff
-from loopback import sim_server, started
+from loopback import sim_server, started, wait_for
 
 KEY, SECRET, UID = "hot-key-1", "hot-secret-1", 10001
 
@@ -140,7 +141,7 @@ def _mexc(server) -> MexcSpot:
     ],
     ids=["gate-spot", "gate-futures", "mexc-spot"],
 )
-async def test_warm_order_builds_the_signed_request_and_sends_nothing(
+async def test_warm_market_and_warm_order_touch_nothing(
     binance_dir, make, key: str, qty: float
 ) -> None:
     async with (
@@ -149,6 +150,14 @@ async def test_warm_order_builds_the_signed_request_and_sends_nothing(
         ) as server,
         started(make(server)) as venue,
     ):
+        # warm_market: the latest depth frame decoded again, no book touched (sync code: no
+        # frame can arrive between the two reads)
+        await wait_for(lambda: venue._last_depth_frame is not None, 10, "a depth frame")
+        book = venue.book(key)
+        before = (book.last_update_id, *(a.tolist() for a in book.depth(20)))
+        assert all(venue.warm_market() for _ in range(3))
+        assert (book.last_update_id, *(a.tolist() for a in book.depth(20))) == before
+
         inst = venue.instruments()[key]
         bid, _ = server.market.books[key].best()
         request = OrderRequest.create(
@@ -179,6 +188,15 @@ async def test_warm_order_builds_the_signed_request_and_sends_nothing(
         )  # the same request, for real
         assert order.status is OrderStatus.NEW and order.client_order_id == "warm1"
         assert await asyncio.wait_for(venue.cancel_order(key, "warm1"), 5)
+
+
+def test_warm_market_before_any_frame_does_nothing() -> None:
+    venue = GateSpot(
+        ApiCredentials(KEY, SECRET),
+        rest_url="http://127.0.0.1:9",
+        ws_url="ws://127.0.0.1:9/ws/v4/",
+    )
+    assert venue.warm_market() is False
 
 
 async def test_warm_order_refuses_what_place_order_would_reject(binance_dir) -> None:

@@ -497,6 +497,27 @@ class ConnectorBase(abc.ABC):
         the same codec functions :meth:`place_order` uses (ValueError: not expressible)."""
         ...
 
+    #: the latest depth frame as it came off the socket (:meth:`warm_market` decodes it again)
+    _last_depth_frame: str | bytes | None = None
+
+    def _decode_depth_frame(self, data: str | bytes) -> object:
+        """The depth push in ``data``, decoded as the market handler decodes it (no side effect)."""
+        raise NotImplementedError
+
+    def warm_market(self) -> bool:
+        """Decode the latest depth frame again and drop the result: the market handler's parse,
+        run without touching any book (a warmer for :class:`cexarb.hotpath.BusyPoll`). False,
+        doing nothing, before the first depth frame.
+
+        Raises:
+            ValueError: never for a frame the handler decoded (the same bytes, the same decoder).
+        """
+        data = self._last_depth_frame
+        if data is None:
+            return False
+        self._decode_depth_frame(data)
+        return True
+
     def warm_order(self, request: OrderRequest) -> int:
         """Run :meth:`place_order`'s path for ``request`` up to the socket write, and send nothing.
 

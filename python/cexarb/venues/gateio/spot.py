@@ -268,6 +268,7 @@ class GateConnectorBase(ConnectorBase):
         push = parse_gate_depth(data)  # the hot frame, parsed in Rust (None: anything else)
         if push is not None:
             books.on_update(push)  # its levels go to the Rust book natively (OrderBook.apply_push)
+            self._last_depth_frame = data
             return
         try:
             msg = codec.decode_ws_frame(data)
@@ -395,6 +396,9 @@ class GateConnectorBase(ConnectorBase):
         order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order
         return self._order_reply(request, order, reply)
+
+    def _decode_depth_frame(self, data: str | bytes) -> object:
+        return parse_gate_depth(data)
 
     def _order_wire(self, request: OrderRequest) -> tuple[str, str, tuple[()], bytes]:
         return "POST", self._order_path(), (), self._order_body(request)

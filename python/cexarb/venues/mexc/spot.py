@@ -323,6 +323,7 @@ class MexcSpot(ConnectorBase):
                 books.on_update(
                     DepthUpdate.from_mexc(codec.depth_update_from_push(push))
                 )
+                self._last_depth_frame = data
             elif isinstance(body, (proto.PublicAggreDeals, proto.PublicDeals)):
                 inst = self._inst_of(push)
                 if inst is not None:
@@ -447,6 +448,11 @@ class MexcSpot(ConnectorBase):
             order.status = OrderStatus.NEW
             order.updated_ns = now_ns()
         return order
+
+    def _decode_depth_frame(self, data: str | bytes) -> object:
+        if isinstance(data, str):
+            raise ValueError("MEXC depth frames are binary (protobuf)")
+        return DepthUpdate.from_mexc(codec.depth_update_from_push(codec.decode_push(data)))
 
     def _order_wire(self, request: OrderRequest) -> tuple[str, str, list[tuple[str, str]], bytes]:
         return "POST", f"{_V}/order", codec.order_params(request), b""
