@@ -1,6 +1,7 @@
 """Helpers shared by the loopback tests: an aiohttp app or the simulator served on 127.0.0.1 and a
-started connector as async context managers (every wait bounded), a bounded condition wait, and
-the local book compared with the simulator's."""
+started connector as async context managers (every wait bounded), the three venue connectors
+pointed at a simulator, a bounded condition wait, and the local book compared with the
+simulator's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from cexarb.venues.gateio.futures import GateUsdtFutures
+from cexarb.venues.gateio.spot import GateSpot
+from cexarb.venues.mexc.spot import MexcSpot
+from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.ws import Backoff
 
 C = TypeVar("C")
 
@@ -39,6 +45,46 @@ async def sim_server(binance_dir: Path, *accounts: AccountSpec, **options: Any) 
         yield srv
     finally:
         await asyncio.wait_for(srv.stop(), 30)
+
+
+def _connector_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Fast reconnects and a fixed seed unless the test says otherwise."""
+    return {"backoff": Backoff(initial_s=0.05, max_s=0.3), "seed": 1} | options
+
+
+def gate_spot(server: SimServer, key: str, secret: str, uid: int | None = None, **options: Any) -> GateSpot:
+    """A Gate spot connector for ``BTC_USDT`` on ``server`` (not started)."""
+    creds = ApiCredentials(key, secret, uid=str(uid)) if uid is not None else ApiCredentials(key, secret)
+    return GateSpot(
+        creds,
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws/v4/",
+        symbols=["BTC_USDT"],
+        **_connector_options(options),
+    )
+
+
+def gate_futures(server: SimServer, key: str, secret: str, **options: Any) -> GateUsdtFutures:
+    """A Gate USDT futures connector for ``BTC_USDT`` on ``server`` (not started; no uid: it reads
+    it from ``/account/detail``)."""
+    return GateUsdtFutures(
+        ApiCredentials(key, secret),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/v4/ws/usdt",
+        symbols=["BTC_USDT"],
+        **_connector_options(options),
+    )
+
+
+def mexc_spot(server: SimServer, key: str, secret: str, **options: Any) -> MexcSpot:
+    """A MEXC spot connector for ``BTCUSDT`` on ``server`` (not started)."""
+    return MexcSpot(
+        ApiCredentials(key, secret),
+        rest_url=server.base_url,
+        ws_url=server.ws_base_url + "/ws",
+        symbols=["BTCUSDT"],
+        **_connector_options(options),
+    )
 
 
 @asynccontextmanager

@@ -23,11 +23,14 @@ from cexarb.venues.base import (
     PrivateVenue,
     PublicVenue,
 )
-from cexarb.venues.gateio.futures import GateUsdtFutures
-from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec
-from cexarb.venues.ws import Backoff
-from loopback import assert_book_matches_server, sim_server, started, wait_for
+from loopback import (
+    assert_book_matches_server,
+    gate_futures,
+    sim_server,
+    started,
+    wait_for,
+)
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 FUT_KEY = "gateio-futures:BTC_USDT"
@@ -42,16 +45,7 @@ async def server(binance_dir):
 @pytest.fixture
 async def venue(server):
     # no uid in the credentials: the connector reads it from /account/detail
-    async with started(
-        GateUsdtFutures(
-            ApiCredentials(KEY, SECRET),
-            rest_url=server.base_url,
-            ws_url=server.ws_base_url + "/v4/ws/usdt",
-            symbols=["BTC_USDT"],
-            backoff=Backoff(initial_s=0.05, max_s=0.3),
-            seed=1,
-        )
-    ) as conn:
+    async with started(gate_futures(server, KEY, SECRET)) as conn:
         yield conn
 
 

@@ -19,8 +19,13 @@ from cexarb.venues.base import (
 from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec
-from cexarb.venues.ws import Backoff
-from loopback import assert_book_matches_server, sim_server, started, wait_for
+from loopback import (
+    assert_book_matches_server,
+    gate_spot,
+    sim_server,
+    started,
+    wait_for,
+)
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 SPOT_KEY = "gateio-spot:BTC_USDT"
@@ -34,16 +39,7 @@ async def server(binance_dir):
 
 @pytest.fixture
 async def venue(server):
-    async with started(
-        GateSpot(
-            ApiCredentials(KEY, SECRET, uid=str(UID)),
-            rest_url=server.base_url,
-            ws_url=server.ws_base_url + "/ws/v4/",
-            symbols=["BTC_USDT"],
-            backoff=Backoff(initial_s=0.05, max_s=0.3),
-            seed=1,
-        )
-    ) as conn:
+    async with started(gate_spot(server, KEY, SECRET, UID)) as conn:
         yield conn
 
 
@@ -273,13 +269,7 @@ async def test_gate_spot_market_buy_goes_out_as_an_ioc_limit_for_the_exact_base_
 async def test_gate_spot_order_the_client_limiter_cannot_fit_is_rejected_locally(server):
     """Gate allows 10 spot orders/s per pair: an 11th that cannot get a slot before the order
     deadline comes back REJECTED by our own limiter and never reaches the venue."""
-    conn = GateSpot(
-        ApiCredentials(KEY, SECRET, uid=str(UID)),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws/v4/",
-        symbols=["BTC_USDT"],
-        order_timeout_s=0.2,
-    )
+    conn = gate_spot(server, KEY, SECRET, UID, order_timeout_s=0.2)
     async with conn:
         inst = conn.instruments()[SPOT_KEY]
         bid = server.market.books[SPOT_KEY].best()[0]

@@ -16,11 +16,14 @@ from cexarb.venues.base import (
     PrivateVenue,
     PublicVenue,
 )
-from cexarb.venues.mexc.spot import MexcSpot
-from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec
-from cexarb.venues.ws import Backoff
-from loopback import assert_book_matches_server, sim_server, started, wait_for
+from loopback import (
+    assert_book_matches_server,
+    mexc_spot,
+    sim_server,
+    started,
+    wait_for,
+)
 
 KEY, SECRET = "mx-key-1", "mx-secret-1"
 BOOK_KEY = "mexc-spot:BTCUSDT"
@@ -34,16 +37,7 @@ async def server(binance_dir):
 
 @pytest.fixture
 async def venue(server):
-    async with started(
-        MexcSpot(
-            ApiCredentials(KEY, SECRET),
-            rest_url=server.base_url,
-            ws_url=server.ws_base_url + "/ws",
-            symbols=["BTCUSDT"],
-            backoff=Backoff(initial_s=0.05, max_s=0.3),
-            seed=1,
-        )
-    ) as conn:
+    async with started(mexc_spot(server, KEY, SECRET)) as conn:
         yield conn
 
 

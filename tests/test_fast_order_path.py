@@ -34,7 +34,6 @@ from cexarb.venues import rest
 from cexarb.venues.base import OrderRequest, OrderUpdate
 from cexarb.venues.gateio import codec
 from cexarb.venues.gateio.signing import GateSigner, sign_rest, verify_rest
-from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.order_entry import OrderEntryClient
 from cexarb.venues.ratelimit import (
     EndpointClass,
@@ -45,8 +44,7 @@ from cexarb.venues.ratelimit import (
 )
 from cexarb.venues.secrets import ApiCredentials, Secret
 from cexarb.venues.sim.server import AccountSpec, SimServer
-from cexarb.venues.ws import Backoff
-from loopback import serve
+from loopback import gate_spot, serve
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 CREDS = ApiCredentials(KEY, SECRET)
@@ -279,15 +277,7 @@ async def server(binance_dir):  # type: ignore[no-untyped-def]
 
 
 async def test_place_order_has_sent_when_it_returns_and_limits_can_be_off(server: SimServer) -> None:
-    conn = GateSpot(
-        ApiCredentials(KEY, SECRET, uid=str(UID)),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws/v4/",
-        symbols=["BTC_USDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        enforce_rate_limits=False,
-        seed=1,
-    )
+    conn = gate_spot(server, KEY, SECRET, UID, enforce_rate_limits=False)
     async with conn:
         assert conn._limiter is None
         pushed: list[OrderUpdate] = []

@@ -25,8 +25,7 @@ from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.mexc.spot import MexcSpot
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.sim.server import AccountSpec
-from cexarb.venues.ws import Backoff
-from loopback import sim_server, started, wait_for
+from loopback import gate_futures, gate_spot, mexc_spot, sim_server, started, wait_for
 
 KEY, SECRET, UID = "hot-key-1", "hot-secret-1", 10001
 
@@ -100,36 +99,15 @@ def test_a_warmer_must_be_callable() -> None:
 
 
 def _gate_spot(server) -> GateSpot:
-    return GateSpot(
-        ApiCredentials(KEY, SECRET, uid=str(UID)),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws/v4/",
-        symbols=["BTC_USDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
+    return gate_spot(server, KEY, SECRET, UID)
 
 
 def _gate_futures(server) -> GateUsdtFutures:
-    return GateUsdtFutures(
-        ApiCredentials(KEY, SECRET),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/v4/ws/usdt",
-        symbols=["BTC_USDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
+    return gate_futures(server, KEY, SECRET)
 
 
 def _mexc(server) -> MexcSpot:
-    return MexcSpot(
-        ApiCredentials(KEY, SECRET),
-        rest_url=server.base_url,
-        ws_url=server.ws_base_url + "/ws",
-        symbols=["BTCUSDT"],
-        backoff=Backoff(initial_s=0.05, max_s=0.3),
-        seed=1,
-    )
+    return mexc_spot(server, KEY, SECRET)
 
 
 @pytest.mark.parametrize(
