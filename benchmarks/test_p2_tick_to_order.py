@@ -8,9 +8,10 @@ spread for the size, both books walked in Rust) → order request (integer ticks
 strings) → risk check → the venue's ``place_order``. The time from before ``apply_delta`` to the
 venue receiving the request is one sample. Goal: p99 <= 20 us.
 
-A big message stores its top rows at once and leaves the deeper rows pending (reads see them;
-``rust/src/book.rs`` "Top first"); the loop flushes them after the sample, as the live book
-manager does once its handlers have run, so each sample still starts from a fully stored book.
+A message side of 16 or more sorted rows stores its 8 best rows at once and leaves the deeper
+rows pending (reads see them; ``rust/src/book.rs`` "Top first"; every row is validated before
+anything is stored); the loop flushes them after the sample, as the live book manager does once
+its handlers have run, so each sample still starts from a fully stored book.
 Garbage collection runs as the drivers run it (:class:`cexarb.gcpolicy.SafePointGc`): the start-up
 heap frozen, the automatic collector off, and a collection, when CPython's thresholds say one is
 due, at the safe point after each message (after the flush), never inside a sample.
@@ -23,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
-
 from cexarb import _core
 from cexarb.backtest import ReplayPublicVenue
 from cexarb.clock import SimClock

@@ -234,7 +234,9 @@ busy_poll = {str(busy_poll).lower()}
     result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
     if busy_poll:
         assert engine.busy_poll is not None and not engine.busy_poll.running
-        assert engine.busy_poll.polls > 1000, engine.busy_poll.polls  # a loop that never slept
+        # a loop that never slept: a sleeping one would not have run the callback at all, and one
+        # that polls runs it thousands of times a second (hundreds under a loaded machine)
+        assert engine.busy_poll.polls > 100, engine.busy_poll.polls
     else:
         assert engine.busy_poll is None
     run = result.strategies["arb-paper"]
