@@ -3,7 +3,8 @@
 One call per message, then a best bid/ask read, for every message of BTCUSDT spot, BTCUSDT
 USDⓈ-M and BTCUSD_PERP COIN-M (PROVENANCE §1), all in ``group="P1-book-ingest"``:
 
-(a) ours: ``OrderBook.apply_delta(L2Delta)`` per message from Python + ``best_bid()``/``best_ask()``;
+(a) ours: ``OrderBook.apply_delta(L2Delta)`` per message from Python + ``bbo()`` (best bid and
+    ask, price and quantity, in one read);
 (b) ours: ``OrderBook.apply_update(bids, asks, U, u, pu)`` with numpy arrays built in advance;
 (c) ours, native: ``replay_deltas(book, deltas)`` — the same Rust book driven by a Rust loop (also
     reads best bid/ask per message): the in-run baseline for the Python boundary cost;
@@ -60,11 +61,10 @@ def test_p1_ours_apply_delta(benchmark, p1_data) -> None:
 
     def run(books: list[OrderBook]) -> list[tuple[float, float, float, float]]:
         for book, deltas in zip(books, all_deltas):
-            apply, best_bid, best_ask = book.apply_delta, book.best_bid, book.best_ask
+            apply, bbo = book.apply_delta, book.bbo
             for delta in deltas:
                 apply(delta)
-                best_bid()
-                best_ask()
+                bbo()
         return _rust_bbo(books)
 
     got = benchmark.pedantic(run, setup=lambda: _fresh_rust_books(p1_data), rounds=p1_data.rounds, iterations=1)
@@ -87,14 +87,13 @@ def test_p1_ours_apply_update_numpy(benchmark, p1_data) -> None:
 
     def run(books: list[OrderBook]) -> list[tuple[float, float, float, float]]:
         for book, msgs in zip(books, inputs):
-            update, best_bid, best_ask = book.apply_update, book.best_bid, book.best_ask
+            update, bbo = book.apply_update, book.bbo
             for snap, bids, asks, first, last, prev in msgs:
                 if snap:
                     book.apply_snapshot(bids, asks, last)
                 else:
                     update(bids, asks, first, last, prev)
-                best_bid()
-                best_ask()
+                bbo()
         return _rust_bbo(books)
 
     got = benchmark.pedantic(run, setup=lambda: _fresh_rust_books(p1_data), rounds=p1_data.rounds, iterations=1)
@@ -130,11 +129,10 @@ def test_p1_boundary_paired(benchmark, p1_data) -> None:
 
     def python_loop(books: list[OrderBook]) -> None:
         for book, deltas in zip(books, all_deltas):
-            apply, best_bid, best_ask = book.apply_delta, book.best_bid, book.best_ask
+            apply, bbo = book.apply_delta, book.bbo
             for delta in deltas:
                 apply(delta)
-                best_bid()
-                best_ask()
+                bbo()
 
     def native_loop(books: list[OrderBook]) -> None:
         for book, deltas in zip(books, all_deltas):

@@ -151,6 +151,7 @@ def test_bid_below_ask_unless_crossed(bids, asks, batches) -> None:
         if code in (APPLIED, CROSSED):
             last = u
         bb, ba = book.best_bid(), book.best_ask()
+        assert book.bbo() == (*(bb or (None, None)), *(ba or (None, None)))
         if book.is_crossed:
             assert not book.is_valid and bb is not None and ba is not None and bb[0] >= ba[0]
             assert reference.crossed

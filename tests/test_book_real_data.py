@@ -93,6 +93,7 @@ def test_every_message_matches_reference(key: str, recording, binance_dir: Path)
         assert book.best_bid_ticks() == to_ticks(bb[0]) and book.best_ask_ticks() == to_ticks(ba[0]), i
         rb, ra = book.best_bid(), book.best_ask()
         assert rb is not None and ra is not None
+        assert book.bbo() == (*rb, *ra), i  # the one-call read, pending rows or not
         assert rb[1] == float(bb[1]) and ra[1] == float(ba[1]), i
         assert abs(rb[0] - float(bb[0])) < tick / 2 and abs(ra[0] - float(ba[0])) < tick / 2, i
         if book.pending_rows:
@@ -214,6 +215,7 @@ def test_updates_before_snapshot_are_not_synced(key: str, recording) -> None:
     assert set(_replay(book, stream.deltas[1:50])) == {NOT_SYNCED}
     assert (book.n_bids, book.n_asks) == (0, 0)
     assert book.best_bid() is None and book.best_ask() is None
+    assert book.bbo() == (None, None, None, None)
     assert book.gap_count == 0
     with pytest.raises(SequenceGapError):
         book.require_valid()

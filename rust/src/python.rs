@@ -463,6 +463,13 @@ impl PyOrderBook {
     fn best_ask(&self) -> Option<(f64, f64)> {
         self.inner.best_ask()
     }
+    /// The BBO in one read: ``(bid_price, bid_qty, ask_price, ask_qty)`` (quote currency, base
+    /// units or contracts); a side with no level gives None for both its fields. Same values as
+    /// ``best_bid()`` and ``best_ask()``, one boundary crossing instead of two.
+    fn bbo(&self) -> (Option<f64>, Option<f64>, Option<f64>, Option<f64>) {
+        let (bid, ask) = (self.inner.best_bid(), self.inner.best_ask());
+        (bid.map(|b| b.0), bid.map(|b| b.1), ask.map(|a| a.0), ask.map(|a| a.1))
+    }
     fn best_bid_ticks(&self) -> Option<i64> {
         self.inner.best_bid_ticks()
     }
