@@ -633,21 +633,23 @@ class BookManager:
     def _apply(self, state: _Symbol, update: DepthPush, *, live: bool) -> bool:
         """Check and apply one push to a synced book. False when the book went out of sync
         (resync scheduled when ``live``)."""
-        assert update.first_id is not None and state.last_id is not None
+        # the ids read once: on a Rust-parsed push each read is a call into the extension
+        first_id, last_id = update.first_id, update.last_id
+        assert first_id is not None and state.last_id is not None
         rule = self.rule
         if state.awaiting_first:
-            verdict = rule.first(state.last_id, update.first_id, update.last_id)
+            verdict = rule.first(state.last_id, first_id, last_id)
         else:
-            verdict = rule.next(state.last_id, update.first_id, update.last_id)
+            verdict = rule.next(state.last_id, first_id, last_id)
         if verdict is _STALE:
             state.stale += 1
             return True
         if verdict is _GAP:
             state.gap_count += 1
             if state.awaiting_first:
-                reason = f"snapshot {state.last_id} older than push {update.first_id}..{update.last_id}"
+                reason = f"snapshot {state.last_id} older than push {first_id}..{last_id}"
             else:
-                reason = f"sequence gap: push {update.first_id}..{update.last_id} after {state.last_id}"
+                reason = f"sequence gap: push {first_id}..{last_id} after {state.last_id}"
             if live:
                 self._resync(state, reason, keep=update)
             else:
@@ -655,7 +657,7 @@ class BookManager:
                 self._invalidate(state, reason)
             return False
         try:
-            result = rule.core_update(state.book, update, update.first_id, update.last_id)
+            result = rule.core_update(state.book, update, first_id, last_id)
         except ValueError as exc:
             log.error("venue=%s symbol=%s push rejected by the book: %s", self.venue, state.symbol, exc)
             result = -1
@@ -674,7 +676,7 @@ class BookManager:
             else:
                 self._invalidate(state, reason)
             return False
-        state.last_id = update.last_id
+        state.last_id = last_id
         state.awaiting_first = False
         state.applied += 1
         state.last_change = self._clock()
