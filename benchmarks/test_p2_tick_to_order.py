@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -95,6 +96,40 @@ class CaptureVenue:
         return {}
 
 
+class Rig(NamedTuple):
+    """One pass's set-up: SIMPLE_ARBITRAGE bound to fresh books, the order manager and capture
+    venues; ``arrivals`` gets the venue's time stamp of each order request."""
+
+    strategy: Any
+    books: list[_core.OrderBook]  # [spot, perp]
+    keys: list[str]
+    arrivals: list[int]
+    scanning: int  # the SCANNING_OPPORTUNITIES state, to start each wake from
+    book_watch: Callable[[], int]
+    top: int  # BookWatch.TOP
+
+
+def build_rig(instruments: dict[str, Any]) -> Rig:
+    """The strategy, with its threshold set so that every wake trades, on fresh books."""
+    clock = SimClock(0)
+    books = {k: _core.OrderBook(i.tick_size, i.lot_size) for k, i in instruments.items()}
+    public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
+    arrivals: list[int] = []
+    venues = {i.venue: CaptureVenue(i.venue, arrivals) for i in instruments.values()}
+    orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(RiskLimits(max_open_orders=0)))
+    strategy = registry.create(
+        StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b=PERP, position_size_usdt=1_000.0,
+        min_profit_threshold=-0.05, max_cycles=0, cooldown_ms=0.0,
+    )
+    ctx = StrategyContext(clock=clock, public=public, private=venues, orders=orders)
+    ctx._timer_sink = lambda ev: None
+    strategy.bind(ctx)
+    return Rig(
+        strategy, [books[SPOT], books[PERP]], [SPOT, PERP], arrivals,
+        int(ArbitrageState.SCANNING_OPPORTUNITIES), strategy.book_watch, int(BookWatch.TOP),
+    )
+
+
 def _merged(recording) -> list[tuple[int, object]]:
     parts = []
     for idx, key in enumerate((SPOT, PERP)):
@@ -118,23 +153,7 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
     by_message: list[np.ndarray] = []  # per pass: latency of each message's order (NaN: none)
 
     def one_pass() -> None:
-        clock = SimClock(0)
-        books = {k: _core.OrderBook(i.tick_size, i.lot_size) for k, i in instruments.items()}
-        public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
-        arrivals: list[int] = []
-        venues = {i.venue: CaptureVenue(i.venue, arrivals) for i in instruments.values()}
-        orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(RiskLimits(max_open_orders=0)))
-        strategy = registry.create(
-            StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b=PERP, position_size_usdt=1_000.0,
-            min_profit_threshold=-0.05, max_cycles=0, cooldown_ms=0.0,
-        )
-        ctx = StrategyContext(clock=clock, public=public, private=venues, orders=orders)
-        ctx._timer_sink = lambda ev: None
-        strategy.bind(ctx)
-        keys = [SPOT, PERP]
-        blist = [books[SPOT], books[PERP]]
-        scanning = int(ArbitrageState.SCANNING_OPPORTUNITIES)
-        book_watch, TOP = strategy.book_watch, int(BookWatch.TOP)
+        strategy, blist, keys, arrivals, scanning, book_watch, TOP = build_rig(instruments)
         latencies: list[int] = []
         per_message = np.full(len(messages), np.nan)
 

@@ -20,38 +20,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cexarb import _core
-from cexarb.backtest import ReplayPublicVenue
-from cexarb.clock import SimClock
-from cexarb.execution import OrderManager
 from cexarb.gcpolicy import SafePointGc
 from cexarb.replay import load_recording
-from cexarb.risk import RiskLimits, RiskPolicy
-from cexarb.strategy import ArbitrageState, StrategyContext, StrategyType, registry
-from cexarb.strategy.machine import BookWatch
 from cexarb.venues.base import BookUpdate
-from test_p2_tick_to_order import DATA, PERP, SPOT, CaptureVenue, _merged
+from test_p2_tick_to_order import DATA, PERP, SPOT, _merged, build_rig
 
 
 def one_pass(messages: list, instruments: dict) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     """Per message: (total ns, apply ns); NaN where no order went out."""
-    clock = SimClock(0)
-    books = {k: _core.OrderBook(i.tick_size, i.lot_size) for k, i in instruments.items()}
-    public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
-    arrivals: list[int] = []
-    venues = {i.venue: CaptureVenue(i.venue, arrivals) for i in instruments.values()}
-    orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(RiskLimits(max_open_orders=0)))
-    strategy = registry.create(
-        StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b=PERP, position_size_usdt=1_000.0,
-        min_profit_threshold=-0.05, max_cycles=0, cooldown_ms=0.0,
-    )
-    ctx = StrategyContext(clock=clock, public=public, private=venues, orders=orders)
-    ctx._timer_sink = lambda ev: None
-    strategy.bind(ctx)
-    keys = [SPOT, PERP]
-    blist = [books[SPOT], books[PERP]]
-    scanning = int(ArbitrageState.SCANNING_OPPORTUNITIES)
-    book_watch, TOP = strategy.book_watch, int(BookWatch.TOP)
+    strategy, blist, keys, arrivals, scanning, book_watch, TOP = build_rig(instruments)
     total = np.full(len(messages), np.nan)
     apply = np.full(len(messages), np.nan)
     pc = time.perf_counter_ns
