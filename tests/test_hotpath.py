@@ -199,3 +199,37 @@ async def test_warm_order_refuses_what_place_order_would_reject(binance_dir) -> 
             venue.warm_order(request)
         order = await asyncio.wait_for(venue.place_order(request), 5)
         assert order.status is OrderStatus.REJECTED
+
+
+async def test_simple_arbitrage_warm_reads_the_books_and_changes_nothing(recording) -> None:
+    """``StrategyMachine.warm``: a no-op before start; on real books, SIMPLE_ARBITRAGE's entry scan
+    runs and its state, transitions, orders and statistics stay as they were."""
+    from cexarb import _core
+    from cexarb.backtest import ReplayPublicVenue
+    from cexarb.clock import SimClock
+    from cexarb.execution import OrderManager
+    from cexarb.risk import RiskPolicy
+    from cexarb.strategy import StrategyContext, StrategyType, registry
+
+    spot, perp = "binance-spot:BTCUSDT", "binance-usdm:BTCUSDT"
+    instruments = {k: recording.streams[k].instrument for k in (spot, perp)}
+    books = {k: _core.OrderBook(i.tick_size, i.lot_size) for k, i in instruments.items()}
+    for key, book in books.items():  # the first 200 real messages of each stream
+        for delta in recording.streams[key].book.deltas[:200]:
+            book.apply_delta(delta)
+        book.flush()
+    public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
+    clock = SimClock(0)
+    orders = OrderManager(clock, {}, books.__getitem__, RiskPolicy())
+    strategy = registry.create(
+        StrategyType.SIMPLE_ARBITRAGE, instrument_a=spot, instrument_b=perp, position_size_usdt=1_000.0,
+        min_profit_threshold=-0.05,
+    )
+    strategy.warm()  # not bound, not started: nothing to read yet, no error
+    strategy.bind(StrategyContext(clock=clock, public=public, private={}, orders=orders))
+    await strategy.start()
+    assert strategy._entry.scan() is not None  # books ready: the scan has something to compute
+    before = (strategy.state, strategy._table.total_transitions, strategy.scans, orders.n_orders)
+    for _ in range(3):
+        strategy.warm()
+    assert (strategy.state, strategy._table.total_transitions, strategy.scans, orders.n_orders) == before

@@ -237,6 +237,8 @@ busy_poll = {str(busy_poll).lower()}
         # a loop that never slept: a sleeping one would not have run the callback at all, and one
         # that polls runs it thousands of times a second (hundreds under a loaded machine)
         assert engine.busy_poll.polls > 100, engine.busy_poll.polls
+        # the warmers (both connectors' depth parse, the strategy's entry scan) ran, none failed
+        assert engine.busy_poll.warm_runs > 10 and engine.busy_poll.warm_errors == 0
     else:
         assert engine.busy_poll is None
     run = result.strategies["arb-paper"]

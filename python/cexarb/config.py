@@ -135,8 +135,10 @@ class LatencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     Attributes:
         busy_poll: poll the sockets without ever sleeping (:class:`cexarb.hotpath.BusyPoll`), so
-            a market frame finds the loop running instead of waking it. Costs one core at 100 %;
-            only worth it with a core to spare for it.
+            a market frame finds the loop running instead of waking it, and run the warmers (each
+            connector's ``warm_market``, each strategy's ``warm``). Costs one core at 100 %; only
+            worth it with a core to spare for it (on a 2-core VM shared with other busy processes
+            it made the tail worse, see benchmarks/test_p5_tick_to_order_loopback.py).
         warm_interval_us: the least time between two runs of the hot-path warmers, µs (> 0).
     """
 

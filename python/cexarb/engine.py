@@ -506,8 +506,15 @@ class Engine:
                 gc_policy.__enter__()
                 gc_entered = True
                 if self.config.latency.busy_poll:  # poll the sockets without sleeping (cexarb.hotpath)
-                    self.busy_poll = BusyPoll(warm_interval_us=self.config.latency.warm_interval_us)
-                    self.busy_poll.start()
+                    self.busy_poll = poll = BusyPoll(warm_interval_us=self.config.latency.warm_interval_us)
+                    # warmers: each connector's depth parse and each strategy's next decision
+                    # (paper orders go to the in-process simulated venue: no order path to warm)
+                    for conn in self.connectors.values():
+                        if hasattr(conn, "warm_market"):
+                            poll.add_warmer(conn.warm_market)
+                    for runner in self.runners:
+                        poll.add_warmer(runner.strategy.warm)
+                    poll.start()
                 log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))

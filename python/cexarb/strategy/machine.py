@@ -313,6 +313,15 @@ class StrategyMachine(Generic[P]):
         """The :class:`BookWatch` level of the current state (the driver asks before waking)."""
         return self._watch[self._table.state]
 
+    def warm(self) -> None:
+        """Run the reads of this strategy's next decision on the current books and act on nothing.
+
+        A hot-path warmer (:class:`cexarb.hotpath.BusyPoll`; the engine runs it with
+        ``[latency] busy_poll = true``): it keeps the decision path in the CPU caches between
+        events. It must not change any state, send anything or raise for a book that is not
+        ready. The default does nothing.
+        """
+
     def watched_instruments(self) -> tuple[str, ...]:
         """Instrument keys whose book updates wake this strategy; subclasses override."""
         return ()

@@ -101,6 +101,7 @@ A = ArbitrageState
 _SCANNING, _DETECTED, _VALIDATING, _BUYING = (
     A.SCANNING_OPPORTUNITIES, A.OPPORTUNITY_DETECTED, A.VALIDATING_OPPORTUNITY, A.EXECUTING_BUY_SIDE,
 )
+_SCANNING_CODE = int(A.SCANNING_OPPORTUNITIES)
 _EV_BOOK = EventKind.BOOK
 _EV_BOOK_CODE = int(EventKind.BOOK)
 # detection and validation on the same book message: the states walked in one table call
@@ -180,6 +181,17 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         )
         self._slippage_bps = p.slippage_tolerance * 1e4
         self._orders = ctx.orders
+
+    def warm(self) -> None:
+        """The entry scan (:class:`cexarb._core.ArbEntry`: reads both books, changes nothing) on the
+        current books, its result dropped: what the next book update runs first while scanning."""
+        entry = getattr(self, "_entry", None)  # set by start()
+        if entry is None or self._table.state != _SCANNING_CODE:
+            return
+        try:
+            entry.scan()
+        except _core.PricingError:  # a size error: the handler reports it on the next update
+            pass
 
     # ---------------------------------------------------------------- helpers
     def _scan(self) -> _Scan | None:
