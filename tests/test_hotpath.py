@@ -36,7 +36,7 @@ async def test_busy_poll_keeps_the_loop_polling_and_stops() -> None:
         assert poll.running
         await asyncio.sleep(0.02)  # an otherwise idle loop: without BusyPoll, one wake
         polls = poll.polls
-    assert polls > 20, polls  # one per loop iteration; thousands on an idle machine
+    assert polls > 10, polls  # one per loop iteration (thousands on an idle machine); a sleeping loop: 1
     assert not poll.running
     await asyncio.sleep(0.01)
     assert poll.polls == polls  # stopped: no more iterations counted
