@@ -500,9 +500,10 @@ class ConnectorBase(abc.ABC):
     #: the latest depth frame as it came off the socket (:meth:`warm_market` decodes it again)
     _last_depth_frame: str | bytes | None = None
 
+    @abc.abstractmethod
     def _decode_depth_frame(self, data: str | bytes) -> object:
         """The depth push in ``data``, decoded as the market handler decodes it (no side effect)."""
-        raise NotImplementedError
+        ...
 
     def warm_market(self) -> bool:
         """Decode the latest depth frame again and drop the result: the market handler's parse,
