@@ -381,7 +381,7 @@ class GateConnectorBase(ConnectorBase):
                 request, client_order_id=new_client_order_id()
             )
         try:
-            body = self._order_body(request)
+            method, path, _, body = self._order_wire(request)  # what warm_order builds too
         except ValueError as exc:
             order = request.to_order(now_ns())
             self._orders[request.client_order_id] = order
@@ -391,7 +391,7 @@ class GateConnectorBase(ConnectorBase):
         oe = self._order_entry
         if oe is None:
             oe = self._oe  # raises: no credentials / not started
-        reply = oe.start_request("POST", self._order_path(), (), body, endpoint_class=_ORDER, symbol=request.instrument.symbol)
+        reply = oe.start_request(method, path, (), body, endpoint_class=_ORDER, symbol=request.instrument.symbol)
         # the record after the write: no reply or push can be handled before we return to the loop
         order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order

@@ -426,14 +426,15 @@ class MexcSpot(ConnectorBase):
         order = request.to_order(now_ns())
         self._orders[request.client_order_id] = order
         try:
-            params = codec.order_params(request)
+            method, path, params, _ = self._order_wire(request)  # what warm_order builds too
         except ValueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = str(exc)
             return order
         try:
-            resp = await self._oe.post(
-                f"{_V}/order",
+            resp = await self._oe.request(
+                method,
+                path,
                 params,
                 endpoint_class=EndpointClass.ORDER,
                 symbol=request.instrument.symbol,
@@ -451,7 +452,7 @@ class MexcSpot(ConnectorBase):
 
     def _decode_depth_frame(self, data: str | bytes) -> object:
         if isinstance(data, str):
-            raise ValueError("MEXC depth frames are binary (protobuf)")
+            raise TypeError(f"MEXC depth frames are binary (protobuf), got text data={data[:40]!r}")
         return DepthUpdate.from_mexc(codec.depth_update_from_push(codec.decode_push(data)))
 
     def _order_wire(self, request: OrderRequest) -> tuple[str, str, list[tuple[str, str]], bytes]:
