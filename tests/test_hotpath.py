@@ -233,3 +233,22 @@ async def test_simple_arbitrage_warm_reads_the_books_and_changes_nothing(recordi
     for _ in range(3):
         strategy.warm()
     assert (strategy.state, strategy._table.total_transitions, strategy.scans, orders.n_orders) == before
+
+
+async def test_a_bound_method_warmer_is_removed_and_logged_by_equality(caplog: pytest.LogCaptureFixture) -> None:
+    """``obj.method`` fetched twice gives two objects that compare equal: removal and the
+    first-error log follow the warmer, not the object's id."""
+
+    class Failing:
+        def warm(self) -> None:
+            raise RuntimeError("boom")
+
+    target = Failing()
+    poll = BusyPoll(warm_interval_us=200.0)
+    poll.add_warmer(target.warm)
+    with caplog.at_level(logging.WARNING, logger="cexarb.hotpath"), poll:
+        await asyncio.sleep(0.005)
+    assert poll.warm_errors >= 1
+    assert len([r for r in caplog.records if "warmer" in r.getMessage()]) == 1
+    poll.remove_warmer(target.warm)  # a new bound method object, equal to the registered one
+    assert poll._warmers == [] and poll._failed == []

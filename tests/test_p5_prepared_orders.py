@@ -10,8 +10,10 @@ every signature (:func:`verify_rest`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -105,38 +107,39 @@ class Venue:
         return web.json_response({"path": request.rel_url.raw_path, "n": self.verified})
 
 
-async def test_prepared_paths_are_bounded_and_every_request_verifies() -> None:
-    venue = Venue()
+@contextlib.asynccontextmanager
+async def _client_of(venue: Venue) -> AsyncIterator[OrderEntryClient]:
+    """An order-entry client with the original key, connected to ``venue`` served on loopback."""
     async with serve(venue.app) as url:
         auth = GateAuth(GateSigner(ApiCredentials(KEY, SECRET)))
-        async with OrderEntryClient(
-            "gateio-spot", url, auth=auth, request_timeout_s=5.0
-        ) as client:
-            n = _MAX_PREPARED + 8
-            for i in range(n):  # cancels by id: a new path each time
-                resp = await client.start_request(
-                    "DELETE", f"{PATH}/t-c{i}", idempotent=True
-                )
-                assert json.loads(resp.body)["path"] == f"{PATH}/t-c{i}"
-            assert len(client._prepared) == _MAX_PREPARED
+        async with OrderEntryClient("gateio-spot", url, auth=auth, request_timeout_s=5.0) as client:
+            yield client
+
+
+async def test_prepared_paths_are_bounded_and_every_request_verifies() -> None:
+    venue = Venue()
+    async with _client_of(venue) as client:
+        n = _MAX_PREPARED + 8
+        for i in range(n):  # cancels by id: a new path each time
             resp = await client.start_request(
-                "POST", PATH, (), BODY
-            )  # not prepared: the general path
-            assert resp.status == 200
-            assert venue.verified == n + 1
+                "DELETE", f"{PATH}/t-c{i}", idempotent=True
+            )
+            assert json.loads(resp.body)["path"] == f"{PATH}/t-c{i}"
+        assert len(client._prepared) == _MAX_PREPARED
+        resp = await client.start_request(
+            "POST", PATH, (), BODY
+        )  # not prepared: the general path
+        assert resp.status == 200
+        assert venue.verified == n + 1
 
 
 async def test_a_new_auth_drops_what_was_prepared_with_the_old_key() -> None:
     venue = Venue()
-    async with serve(venue.app) as url:
-        auth = GateAuth(GateSigner(ApiCredentials(KEY, SECRET)))
-        async with OrderEntryClient(
-            "gateio-spot", url, auth=auth, request_timeout_s=5.0
-        ) as client:
-            await client.start_request("POST", PATH, (), BODY)
-            assert ("POST", PATH) in client._prepared
-            venue.key, venue.secret = NEW_KEY, NEW_SECRET
-            client.auth = GateAuth(GateSigner(ApiCredentials(NEW_KEY, NEW_SECRET)))
-            assert not client._prepared
-            resp = await client.start_request("POST", PATH, (), BODY)
-            assert resp.status == 200 and venue.verified == 2
+    async with _client_of(venue) as client:
+        await client.start_request("POST", PATH, (), BODY)
+        assert ("POST", PATH) in client._prepared
+        venue.key, venue.secret = NEW_KEY, NEW_SECRET
+        client.auth = GateAuth(GateSigner(ApiCredentials(NEW_KEY, NEW_SECRET)))
+        assert not client._prepared
+        resp = await client.start_request("POST", PATH, (), BODY)
+        assert resp.status == 200 and venue.verified == 2

@@ -78,7 +78,9 @@ class BusyPoll:
         self.warm_interval_ns = int(warm_interval_us * 1_000)
         self._loop = loop
         self._warmers: list[Callable[[], object]] = []
-        self._failed: set[int] = set()  # id() of warmers whose first error was logged
+        # warmers whose first error was logged, by equality: a bound method fetched again (as
+        # remove_warmer may be given) equals the one registered, its id() does not
+        self._failed: list[Callable[[], object]] = []
         self._handle: asyncio.Handle | None = None
         self._running = False
         self._next_warm = 0
@@ -104,7 +106,8 @@ class BusyPoll:
     def remove_warmer(self, warmer: Callable[[], object]) -> None:
         """Stop running ``warmer`` (ValueError if it was never added)."""
         self._warmers.remove(warmer)
-        self._failed.discard(id(warmer))
+        if warmer in self._failed:
+            self._failed.remove(warmer)
 
     def start(self) -> None:
         """Start polling (idempotent). Must be called on the loop's thread.
@@ -160,8 +163,8 @@ class BusyPoll:
                 warmer()
             except Exception as exc:  # noqa: BLE001 - a failing warm-up must not stop the polling
                 self.warm_errors += 1
-                if id(warmer) not in self._failed:
-                    self._failed.add(id(warmer))
+                if warmer not in self._failed:
+                    self._failed.append(warmer)
                     log.warning(
                         "hot-path warmer %r failed (further failures are counted only): %r",
                         warmer,

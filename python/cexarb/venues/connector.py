@@ -508,11 +508,8 @@ class ConnectorBase(abc.ABC):
     def warm_market(self) -> bool:
         """Decode the latest depth frame again and drop the result: the market handler's parse,
         run without touching any book (a warmer for :class:`cexarb.hotpath.BusyPoll`). False,
-        doing nothing, before the first depth frame.
-
-        Raises:
-            ValueError: never for a frame the handler decoded (the same bytes, the same decoder).
-        """
+        doing nothing, before the first depth frame. Only frames the handler decoded are kept,
+        so the same decoder on the same bytes does not raise."""
         data = self._last_depth_frame
         if data is None:
             return False
