@@ -10,10 +10,10 @@ and neither is the work itself:
   (https://docs.kernel.org/networking/napi.html, "Busy polling"), at the price of one core kept
   at 100 %.
 * **A cold path.** Code and data not touched for a while leave the CPU caches (other processes,
-  other tenants of the host, a vCPU moved to another core). Measured here
-  (:mod:`benchmarks.test_p5_tick_to_order_loopback`, and a plain loop that builds one
-  :class:`~cexarb.venues.base.OrderRequest`): 2.9 µs when it last ran 100 µs before, 6 µs after
-  300 µs, 16 µs after 1 ms, 17--36 µs after 3 ms. Trading systems keep the path warm by running
+  other tenants of the host, a vCPU moved to another core). Measured on this project's 2-vCPU
+  VM with ``benchmarks/diagnostics/cold_path.py`` (building one
+  :class:`~cexarb.venues.base.OrderRequest`, p50): 2.8 µs back to back, 2.9--4.3 µs when it last
+  ran 100 µs before, 4.4--6 µs after 300 µs, 9--16 µs after 1 ms, 17--38 µs after 3 ms. Trading systems keep the path warm by running
   it, all but the send, every few tens of µs ("cache warming": C. Cook, *When a Microsecond Is an
   Eternity: High Performance Trading Systems in C++*, CppCon 2017).
 
