@@ -46,6 +46,8 @@ from cexarb.venues.mexc import codec as mx
 from cexarb.venues.mexc import proto
 from cexarb.venues.rest import RestClient, RetryPolicy
 from cexarb.venues.ws import Backoff, WsClient, WsConnected, WsDisconnected, WsEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loopback import serve
 
 GATE = Path("api") / "gateio"
@@ -627,3 +629,82 @@ async def test_mexc_protobuf_stream_with_a_dropped_push_over_sockets() -> None:
 
 async def _pop(items: list[BookSnapshot]) -> BookSnapshot:
     return items.pop(0)
+
+
+def _manager_state(m: BookManager, book: OrderBook) -> tuple[Any, ...]:
+    s = m.stats("A")
+    top = book.depth(5) if book.is_valid else None
+    return (
+        s.synced, s.last_id, s.gap_count, s.stale, s.applied, s.resync_count, s.full_resets, s.buffered,
+        book.is_valid, book.last_update_id,
+        None if top is None else (top[0].tolist(), top[1].tolist()),
+    )
+
+
+_PUSH = st.tuples(
+    st.sampled_from(["next"] * 8 + ["stale", "duplicate", "gap", "overlap", "full", "backwards"]),
+    st.lists(
+        st.tuples(st.sampled_from(["bids", "asks"]), st.integers(80, 120), st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 0.0, -1.0, float("nan")])),
+        max_size=4,
+    ),
+    st.sampled_from([False] * 5 + [True]),  # one price off the tick grid
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_PUSH, min_size=1, max_size=25))
+def test_live_core_check_matches_the_rule_in_python(pushes: list[Any]) -> None:
+    """Gate's live pushes are checked by the core book in one call (``_apply_live_core``); fed the
+    same pushes -- contiguous, stale, duplicated, overlapping, gapped, backwards ids, full resets,
+    bad rows (negative, NaN, off the grid), crossing levels -- a manager deciding by the rule in
+    Python first (the path every push took before) ends every step in the same state: sync flag,
+    ids, counters, buffered pushes, validity and top 5 levels."""
+
+    async def fetch(symbol: str) -> BookSnapshot | None:
+        return None  # no REST: the managers are brought back by full pushes
+
+    async def run() -> None:
+        fast = BookManager("gateio-spot", GATE_RULE, fetch, first_push_wait_s=60.0)
+        slow = BookManager("gateio-spot", GATE_RULE, fetch, first_push_wait_s=60.0)
+        slow._core_is_rule = False
+        books = [fast.add_symbol("A", 0.1, 0.1), slow.add_symbol("A", 0.1, 0.1)]
+        assert fast._core_is_rule
+        last = 1000
+
+        def full() -> DepthUpdate:
+            return DepthUpdate(
+                symbol="A", first_id=None, last_id=last, bids=[(9.0, 1.0), (8.5, 2.0)], asks=[(11.0, 1.0)], full=True
+            )
+
+        async with fast, slow:
+            for m in (fast, slow):
+                m.on_update(full())
+            for kind, rows, off_grid in pushes:
+                if kind == "full":
+                    last += 5
+                    push = full()
+                else:
+                    first, end = {
+                        "next": (last + 1, last + 2),
+                        "stale": (last - 3, last - 1),
+                        "duplicate": (last - 1, last),
+                        "gap": (last + 3, last + 4),
+                        "overlap": (last - 1, last + 2),
+                        "backwards": (last + 2, last + 1),
+                    }[kind]
+                    levels: dict[str, list[tuple[float, float]]] = {"bids": [], "asks": []}
+                    for side, ticks, qty in rows:
+                        levels[side].append((ticks / 10, qty))
+                    if off_grid:
+                        levels["bids"].append((9.03, 1.0))
+                    push = DepthUpdate(symbol="A", first_id=first, last_id=end, bids=levels["bids"], asks=levels["asks"])
+                for m in (fast, slow):
+                    m.on_update(push)
+                assert _manager_state(fast, books[0]) == _manager_state(slow, books[1]), (kind, rows, off_grid)
+                last = max(last, books[0].last_update_id or last)
+                if not fast.is_synced("A"):  # bring both back, as a venue's full push would
+                    last += 5
+                    for m in (fast, slow):
+                        m.on_update(full())
+
+    asyncio.run(run())

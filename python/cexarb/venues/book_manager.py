@@ -60,7 +60,7 @@ from typing import Final, Protocol, Self
 
 import msgspec
 
-from cexarb._core import APPLIED, CROSSED, OrderBook, parse_gate_depth
+from cexarb._core import APPLIED, CROSSED, GAP, STALE, OrderBook, parse_gate_depth
 from cexarb.venues.gateio import codec as gate_codec
 from cexarb.venues.mexc import codec as mexc_codec
 from cexarb.venues.ws import WsConnected, WsDisconnected, WsEvent, WsFrame, WsOverflow
@@ -260,6 +260,7 @@ class _Symbol:
         "awaiting_first",
         "book",
         "buffer",
+        "core_live",
         "ever_synced",
         "fetch_task",
         "full_resets",
@@ -284,6 +285,9 @@ class _Symbol:
         self.synced = False
         self.ever_synced = False
         self.awaiting_first = True
+        # a push was applied to the core book since its last snapshot / full reset (the core
+        # then checks Gate's contiguity itself; before, it takes a straddling first push)
+        self.core_live = False
         self.last_id: int | None = None
         self.fetch_task: asyncio.Task[None] | None = None
         self.next_fetch_at = 0.0
@@ -347,6 +351,8 @@ class BookManager:
         self._clock = clock
         self._rng = random.Random(seed)
         self._symbols: dict[str, _Symbol] = {}
+        # the core book's own sequence check is exactly this rule once a push was applied
+        self._core_is_rule = rule is GATE_RULE
         self._closed = False
         self.unknown_symbol_updates = 0
         self.decode_errors = 0
@@ -437,7 +443,8 @@ class BookManager:
         if update.full:
             self._apply_full(state, update)
             return
-        if update.first_id is None:
+        first_id = update.first_id
+        if first_id is None:
             log.error("venue=%s symbol=%s incremental push without a first id; resync", self.venue, update.symbol)
             self._resync(state, "push without first id")
             return
@@ -446,7 +453,58 @@ class BookManager:
             state.pushed.set()
             self._ensure_fetch(state)
             return
+        if self._core_is_rule and state.core_live:
+            self._apply_live_core(state, update, first_id)
+            return
         self._apply(state, update, live=True)
+
+    def _apply_live_core(self, state: _Symbol, update: DepthPush, first_id: int) -> None:
+        """A push after an applied one, under a rule the core book enforces itself (Gate = the
+        core's spot mode, see the module docs): one core call decides stale / gap / applied,
+        instead of the rule deciding in Python first. The outcome and the state kept are those
+        of :meth:`_apply` (tested side by side in ``tests/test_book_manager.py``)."""
+        book = state.book
+        try:
+            code = book.apply_push(update, first_id, update.last_id)
+        except ValueError:
+            # the core checks the rows before the ids and left the book as it was: the rule
+            # decides in Python (a stale push is dropped, whatever its rows)
+            self._apply(state, update, live=True)
+            return
+        if code == APPLIED:
+            state.last_id = book.last_update_id
+            state.applied += 1
+            state.last_change = self._clock()
+            state.last_ts_ms = update.ts_ms
+            on_book = self.on_book  # _notify, inline: one Python call less on the hot path
+            if on_book is not None:
+                try:
+                    on_book(state.symbol, book)
+                except Exception:
+                    log.exception("venue=%s symbol=%s on_book handler failed", self.venue, state.symbol)
+            if book.pending_rows:
+                try:
+                    asyncio.get_running_loop().call_soon(book.flush)
+                except RuntimeError:  # no running loop
+                    book.flush()
+            return
+        if code == STALE:
+            state.stale += 1
+            return
+        if code == GAP:  # the core book is invalid now; fetch a snapshot, keep this push
+            state.gap_count += 1
+            reason = f"sequence gap: push {first_id}..{update.last_id} after {state.last_id}"
+            self._resync(state, reason, keep=update)
+            return
+        if code != CROSSED:  # NOT_SYNCED: the core book went invalid behind the manager's back
+            log.error(
+                "venue=%s symbol=%s core book disagrees with the %s rule (result %d)",
+                self.venue,
+                state.symbol,
+                self.rule.name,
+                code,
+            )
+        self._resync(state, "crossed book" if code == CROSSED else "push not applied")
 
     def handle_ws_event(self, event: WsEvent, decode: Callable[[WsFrame], DepthUpdate | None]) -> None:
         """Glue for a :class:`~cexarb.venues.ws.WsClient` handler: decode frames with ``decode``
@@ -490,6 +548,7 @@ class BookManager:
         was_synced = state.synced
         state.synced = False
         state.awaiting_first = True
+        state.core_live = False
         state.buffer.clear()
         state.pushed.clear()
         book = state.book
@@ -576,6 +635,7 @@ class BookManager:
             log.error("venue=%s symbol=%s snapshot rejected by the book: %s", self.venue, state.symbol, exc)
             return False
         state.snapshots += 1
+        state.core_live = False
         if not book.is_valid:  # a crossed snapshot leaves the core book invalid
             log.warning("venue=%s symbol=%s crossed snapshot %d", self.venue, state.symbol, snapshot.last_id)
             return False
@@ -614,6 +674,7 @@ class BookManager:
             state.fetch_task.cancel()
             state.fetch_task = None
         state.full_resets += 1
+        state.core_live = False
         state.last_id = update.last_id
         state.awaiting_first = False  # a full push has an exact id: the next must be contiguous
         state.last_change = self._clock()
@@ -678,6 +739,7 @@ class BookManager:
             return False
         state.last_id = last_id
         state.awaiting_first = False
+        state.core_live = True
         state.applied += 1
         state.last_change = self._clock()
         state.last_ts_ms = update.ts_ms
