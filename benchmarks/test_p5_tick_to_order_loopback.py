@@ -40,6 +40,10 @@ pytest-benchmark row of a client is its whole batch; p50/p99 are in ``extra_info
 with the ccxt/ours ratio. Goal (issue 4): ours p50 <= 100 µs, p99 <= 300 µs, >= 4x faster than
 ccxt (reported, not asserted).
 
+``test_p5_interleaved`` runs ``ours`` and ``ccxt`` again in alternating rounds and reports the
+median of the per-round ccxt/ours ratios: on this shared VM the host's speed drifts between
+the runs of the rows above, which moves their ratio by more than the client code does.
+
 Run: ``CEXARB_P5_FRAMES=2000 .venv/bin/python -m pytest benchmarks/test_p5_tick_to_order_loopback.py --benchmark-only -s``
 """
 
@@ -118,7 +122,7 @@ def sim() -> Iterator[str]:
             proc.wait(timeout=5)
 
 
-async def _drive(host: str) -> np.ndarray:
+async def _drive(host: str, frames: int = N) -> np.ndarray:
     """Wait for the client's depth subscription, then let the server run the frames; returns
     ``[u, sent_ns, received_ns]`` rows (``u``: the frame's last update id).
 
@@ -132,12 +136,12 @@ async def _drive(host: str) -> np.ndarray:
     gc.collect()
     gc.freeze()
     try:
-        return await _drive_frames(host)
+        return await _drive_frames(host, frames)
     finally:
         gc.unfreeze()
 
 
-async def _drive_frames(host: str) -> np.ndarray:
+async def _drive_frames(host: str, frames: int) -> np.ndarray:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         deadline = time.monotonic() + 30
         while True:
@@ -147,12 +151,12 @@ async def _drive_frames(host: str) -> np.ndarray:
             if time.monotonic() > deadline:
                 raise AssertionError("the client's depth subscription never came (or an old one stayed)")
             await asyncio.sleep(0.05)
-        spec = {"n": N, "warmup": WARMUP, "gap_ms": GAP_MS, "prime_timeout_s": 30}
+        spec = {"n": frames, "warmup": WARMUP, "gap_ms": GAP_MS, "prime_timeout_s": 30}
         async with session.post(f"http://{host}/_p5/run", json=spec) as resp:
             body = await resp.json()
             assert resp.status == 200, body
     rows = np.asarray(body["rows"], dtype=np.int64)
-    assert rows.shape == (N, 3), (rows.shape, body.get("misses"))
+    assert rows.shape == (frames, 3), (rows.shape, body.get("misses"))
     assert body["misses"] == 0, f"{body['misses']} frames got no order"
     return rows
 
@@ -164,7 +168,7 @@ def _with_handler(rows: np.ndarray, seen: dict[int, int]) -> np.ndarray:
     return np.column_stack([rows[:, 1], rows[:, 2], handler])
 
 
-async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
+async def _ours(host: str, busy_poll: bool = False, frames: int = N) -> np.ndarray:
     venue = GateSpot(
         ApiCredentials(KEY, SECRET, uid=str(UID)),
         rest_url=f"http://{host}",
@@ -235,7 +239,7 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
             poll.start()
         try:
             with gc_policy:
-                rows = await _drive(host)
+                rows = await _drive(host, frames)
         finally:
             poll.stop()
         if busy_poll:
@@ -246,7 +250,7 @@ async def _ours(host: str, busy_poll: bool = False) -> np.ndarray:
         return _with_handler(rows, seen)
 
 
-async def _ccxt(host: str) -> np.ndarray:
+async def _ccxt(host: str, frames: int = N) -> np.ndarray:
     import ccxt.pro as ccxtpro
 
     ex = ccxtpro.gate({"apiKey": KEY, "secret": SECRET, "enableRateLimit": False, "timeout": 10_000})
@@ -283,7 +287,7 @@ async def _ccxt(host: str) -> np.ndarray:
         await asyncio.wait_for(ex.load_markets(), 30)
         task = asyncio.get_running_loop().create_task(trade())
         try:
-            drive = asyncio.ensure_future(_drive(host))
+            drive = asyncio.ensure_future(_drive(host, frames))
             await asyncio.wait([drive, task], return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 drive.cancel()
@@ -382,3 +386,59 @@ def test_p5_tick_to_order_summary(benchmark: Any, capsys: pytest.CaptureFixture[
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     benchmark.extra_info["summary"] = lines
+
+
+ROUNDS = int(os.environ.get("CEXARB_P5_ROUNDS", "6"))
+ROUND_FRAMES = int(os.environ.get("CEXARB_P5_ROUND_FRAMES", "400"))
+
+
+def test_p5_interleaved(benchmark: Any, sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ours`` and ``ccxt`` in alternating rounds (``CEXARB_P5_ROUNDS``, default 6, of
+    ``CEXARB_P5_ROUND_FRAMES``, default 400, measured frames each after the usual warm-up; the
+    order flips every round), so a drift of this host's speed between the two clients' runs
+    (the separate runs above have given ccxt/ours from 2.6x to 5x on this VM) falls on both.
+    Reports ccxt/ours of the p50s round by round, their median, and p50/p99 over all rounds."""
+    pytest.importorskip("ccxt.pro")
+    benchmark.group = GROUP + " interleaved"
+    per: dict[str, list[np.ndarray]] = {"ours": [], "ccxt": []}
+    runs: dict[str, Callable[[str], Awaitable[np.ndarray]]] = {
+        "ours": lambda host: _ours(host, frames=ROUND_FRAMES),
+        "ccxt": lambda host: _ccxt(host, frames=ROUND_FRAMES),
+    }
+
+    def rounds() -> None:
+        for r in range(ROUNDS):
+            for name in ("ours", "ccxt") if r % 2 == 0 else ("ccxt", "ours"):
+                with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                    rows = runner.run(runs[name](sim))
+                lat = rows[:, 1] - rows[:, 0]
+                assert (lat > 0).all()
+                per[name].append(lat)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1, warmup_rounds=0)
+
+    def pct(lat: np.ndarray, q: float) -> float:
+        return float(np.percentile(lat, q)) / 1e3
+
+    ratios = [pct(c, 50) / pct(o, 50) for o, c in zip(per["ours"], per["ccxt"], strict=True)]
+    pooled = {name: np.concatenate(lats) for name, lats in per.items()}
+    lines = [
+        f"P5 interleaved: {ROUNDS} rounds x {ROUND_FRAMES} frames per client, ours/ccxt alternating",
+        "  ccxt/ours p50 by round: " + ", ".join(f"{r:.1f}x" for r in ratios),
+    ]
+    for name, lat in pooled.items():
+        lines.append(f"  {name:<6} all rounds: p50 {pct(lat, 50):7.1f} µs  p99 {pct(lat, 99):7.1f} µs")
+    median = float(np.median(ratios))
+    lines.append(f"  median ccxt/ours {median:.1f}x (goal >= 4x: {'met' if median >= 4 else 'NOT met'})")
+    benchmark.extra_info.update(
+        {
+            "rounds": ROUNDS,
+            "round_frames": ROUND_FRAMES,
+            "ratios_p50": ratios,
+            "median_ratio_p50": median,
+            **{f"{name}_p50_us": pct(lat, 50) for name, lat in pooled.items()},
+            **{f"{name}_p99_us": pct(lat, 99) for name, lat in pooled.items()},
+        }
+    )
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
