@@ -476,17 +476,7 @@ class BookManager:
             state.applied += 1
             state.last_change = self._clock()
             state.last_ts_ms = update.ts_ms
-            on_book = self.on_book  # _notify, inline: one Python call less on the hot path
-            if on_book is not None:
-                try:
-                    on_book(state.symbol, book)
-                except Exception:
-                    log.exception("venue=%s symbol=%s on_book handler failed", self.venue, state.symbol)
-            if book.pending_rows:
-                try:
-                    asyncio.get_running_loop().call_soon(book.flush)
-                except RuntimeError:  # no running loop
-                    book.flush()
+            self._notify(state)
             return
         if code == STALE:
             state.stale += 1

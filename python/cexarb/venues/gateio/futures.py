@@ -139,8 +139,7 @@ class GateUsdtFutures(GateConnectorBase):
     def _order_body(self, request: OrderRequest) -> bytes:
         return codec.futures_order_body(request)
 
-    def _order_path(self) -> str:
-        return f"{_P}/orders"
+    _order_path = f"{_P}/orders"
 
     def _symbol_param(self) -> str:
         return "contract"

@@ -234,13 +234,13 @@ class GateConnectorBase(ConnectorBase):
 
     @abc.abstractmethod
     def _order_body(self, request: OrderRequest) -> bytes:
-        """The JSON body of ``POST`` :meth:`_order_path` (ValueError: not expressible)."""
+        """The JSON body of ``POST`` :attr:`_order_path` (ValueError: not expressible)."""
         ...
 
-    @abc.abstractmethod
-    def _order_path(self) -> str:
-        """The orders endpoint (``.../orders``)."""
-        ...
+    #: The orders endpoint (``.../orders``); a class attribute, not a method: the order path
+    #: reads it, and each Python call there runs cold after a quiet spell
+    #: (``benchmarks/diagnostics/cold_path.py``)
+    _order_path: str
 
     @abc.abstractmethod
     def _symbol_param(self) -> str:
@@ -401,7 +401,7 @@ class GateConnectorBase(ConnectorBase):
         return parse_gate_depth(data)
 
     def _order_wire(self, request: OrderRequest) -> tuple[str, str, tuple[()], bytes]:
-        return "POST", self._order_path(), (), self._order_body(request)
+        return "POST", self._order_path, (), self._order_body(request)
 
     async def _order_reply(
         self, request: OrderRequest, order: Order, reply: Awaitable[OrderEntryResponse]
@@ -417,7 +417,7 @@ class GateConnectorBase(ConnectorBase):
 
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
         inst = self._instrument(instrument_key)
-        path = f"{self._order_path()}/{codec.text_for_client_order_id(client_order_id)}"
+        path = f"{self._order_path}/{codec.text_for_client_order_id(client_order_id)}"
         params = self._cancel_params(inst)
         try:
             resp = await self._oe.delete(
@@ -444,7 +444,7 @@ class GateConnectorBase(ConnectorBase):
         n = 0
         for inst in insts:
             resp = await self._oe.delete(
-                self._order_path(),
+                self._order_path,
                 [(self._symbol_param(), inst.symbol)],
                 endpoint_class=EndpointClass.CANCEL,
                 symbol=inst.symbol,
@@ -473,7 +473,7 @@ class GateConnectorBase(ConnectorBase):
     async def _get_order_at(self, instrument_key: str, order_ref: str) -> Order | None:
         """One order by Gate's ``{order_id}`` path segment: ``t-<text>`` or the numeric id."""
         inst = self._instrument(instrument_key)
-        path = f"{self._order_path()}/{order_ref}"
+        path = f"{self._order_path}/{order_ref}"
         try:
             resp = await self._http.get(path, self._cancel_params(inst), signed=True)
         except OrderNotFoundError:
@@ -545,13 +545,6 @@ class GateSpot(GateConnectorBase):
             request = self.market_buy_as_ioc_limit(request)
         return codec.spot_order_body(request)
 
-    def _order_wire(self, request: OrderRequest) -> tuple[str, str, tuple[()], bytes]:
-        # what the base builds from _order_path / _order_body, in one frame: on the order path
-        # each Python call runs cold after a quiet spell (benchmarks/diagnostics/cold_path.py)
-        if request.type is _MARKET and request.side is _BUY:
-            request = self.market_buy_as_ioc_limit(request)
-        return "POST", _SPOT_ORDERS, (), codec.spot_order_body(request)
-
     def market_buy_as_ioc_limit(self, request: OrderRequest) -> OrderRequest:
         """The wire form of a market buy of ``request.qty`` base units: an IOC limit buy.
 
@@ -591,8 +584,7 @@ class GateSpot(GateConnectorBase):
             tag=request.tag,
         )
 
-    def _order_path(self) -> str:
-        return _SPOT_ORDERS
+    _order_path = _SPOT_ORDERS
 
     def _symbol_param(self) -> str:
         return "currency_pair"
