@@ -654,7 +654,7 @@ _PUSH = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_PUSH, min_size=1, max_size=25))
 def test_live_core_check_matches_the_rule_in_python(pushes: list[Any]) -> None:
-    """Gate's live pushes are checked by the core book in one call (``_apply_live_core``); fed the
+    """Gate's live pushes are checked by the core book in one call (the live path of ``on_update``); fed the
     same pushes -- contiguous, stale, duplicated, overlapping, gapped, backwards ids, full resets,
     bad rows (negative, NaN, off the grid), crossing levels -- a manager deciding by the rule in
     Python first (the path every push took before) ends every step in the same state: sync flag,

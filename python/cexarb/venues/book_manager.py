@@ -454,29 +454,33 @@ class BookManager:
             self._ensure_fetch(state)
             return
         if self._core_is_rule and state.core_live:
-            self._apply_live_core(state, update, first_id)
+            # A push after an applied one, under a rule the core book enforces itself (Gate = the
+            # core's spot mode, see the module docs): one core call decides stale / gap /
+            # applied, instead of the rule deciding in Python first. The outcome and the state
+            # kept are those of _apply (tested side by side in tests/test_book_manager.py).
+            book = state.book
+            try:
+                code = book.apply_push(update, first_id, update.last_id)
+            except ValueError:
+                code = -1
+            if code == APPLIED:
+                state.last_id = book.last_update_id
+                state.applied += 1
+                state.last_change = self._clock()
+                state.last_ts_ms = update.ts_ms
+                self._notify(state)
+            else:
+                self._live_core_not_applied(state, update, first_id, code)
             return
         self._apply(state, update, live=True)
 
-    def _apply_live_core(self, state: _Symbol, update: DepthPush, first_id: int) -> None:
-        """A push after an applied one, under a rule the core book enforces itself (Gate = the
-        core's spot mode, see the module docs): one core call decides stale / gap / applied,
-        instead of the rule deciding in Python first. The outcome and the state kept are those
-        of :meth:`_apply` (tested side by side in ``tests/test_book_manager.py``)."""
-        book = state.book
-        try:
-            code = book.apply_push(update, first_id, update.last_id)
-        except ValueError:
+    def _live_core_not_applied(self, state: _Symbol, update: DepthPush, first_id: int, code: int) -> None:
+        """What the core's answer other than APPLIED means on the live path of :meth:`on_update`
+        (``code`` -1: the core raised ValueError)."""
+        if code == -1:
             # the core checks the rows before the ids and left the book as it was: the rule
             # decides in Python (a stale push is dropped, whatever its rows)
             self._apply(state, update, live=True)
-            return
-        if code == APPLIED:
-            state.last_id = book.last_update_id
-            state.applied += 1
-            state.last_change = self._clock()
-            state.last_ts_ms = update.ts_ms
-            self._notify(state)
             return
         if code == STALE:
             state.stale += 1
