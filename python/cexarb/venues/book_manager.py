@@ -37,6 +37,12 @@ Sequence rules (PROTOCOLS.md §1.6, §2.5, §3.5), and how each feeds the core b
 
 The manager decides first (so it knows stale vs gap without a core round trip); should the core
 ever disagree (return something other than APPLIED), the symbol is resynced and an error logged.
+The exception is Gate once a push has been applied since the last snapshot or full reset (the
+core is then past its straddle check and its contiguity check *is* Gate's): each live push is one
+core call, whose answer (applied, stale, gap, crossed) the manager acts on as it would on its
+own verdict; a push whose rows the core rejects goes through the rule as above, so a stale push
+is dropped whatever its rows. ``test_live_core_check_matches_the_rule_in_python`` feeds both
+paths the same pushes and checks they end every step in the same state.
 
 Invalidating a core book (disconnect, resync) has no core call of its own: the manager applies an
 empty push that cannot be contiguous (``U = u = last + 2``), which the core records as a sequence
