@@ -371,15 +371,3 @@ async def test_stop_while_reconnecting_ends_promptly() -> None:
         await asyncio.sleep(0.05)
         async with asyncio.timeout(2):
             await ws.stop()
-
-
-def test_pong_max_len_matches_the_heartbeats_pong_check() -> None:
-    """A frame at or over ``pong_max_len`` skips ``is_pong`` on the direct path; for the venues'
-    heartbeats that is exactly what ``is_pong`` answers for it (never the pong)."""
-    for hb, pong in (
-        (gate_heartbeat("spot"), '{"time":1545404023,"channel":"spot.pong","event":"","error":null,"result":null}'),
-        (mexc_heartbeat(), '{"id":0,"code":0,"msg":"PONG"}'),
-    ):
-        assert hb.is_pong is not None and len(pong) < hb.pong_max_len and hb.is_pong(pong)
-        long_frame = pong[:-1] + "," + '"pad":"' + "x" * hb.pong_max_len + '"}'
-        assert len(long_frame) >= hb.pong_max_len and not hb.is_pong(long_frame)

@@ -113,8 +113,9 @@ async def _floor(host: str, frames: int) -> np.ndarray:
         ws = await session.ws_connect(f"ws://{host}/ws/v4/")
         proto = ws._conn.protocol  # type: ignore[union-attr]
         queue = Direct(proto, 2**16, loop=loop)
-        proto.set_parser(WebSocketReader(queue, 4 * 2**20, compress=False, decode_text=True), queue)
-        ws._reader, ws._parser = queue, None  # type: ignore[assignment]
+        parser = WebSocketReader(queue, 4 * 2**20, compress=False, decode_text=True)
+        proto.set_parser(parser, queue)
+        ws._reader, ws._parser = queue, parser  # as cexarb.venues.ws.WsClient._install_direct does
         await ws.send_str(
             json.dumps(
                 {

@@ -51,7 +51,6 @@ import asyncio
 import logging
 import math
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -129,8 +128,6 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
         protocol_ping_s: WebSocket-level ping period (aiohttp ``heartbeat``; None: off). aiohttp
             always answers the server's pings.
         answer_text_ping: reply ``pong`` to a bare ``ping`` text frame.
-        pong_max_len: frames this long or longer are never the pong, and ``is_pong`` is not
-            called for them (a depth push skips a Python call on its way in).
     """
 
     interval_s: float = 0.0
@@ -139,7 +136,6 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     pong_timeout_s: float = 10.0
     protocol_ping_s: float | None = None
     answer_text_ping: bool = True
-    pong_max_len: int = sys.maxsize
 
 
 def mexc_heartbeat(*, interval_s: float = 10.0, lowercase: bool = False, pong_timeout_s: float = 10.0) -> Heartbeat:
@@ -154,17 +150,8 @@ def mexc_heartbeat(*, interval_s: float = 10.0, lowercase: bool = False, pong_ti
         return '"PONG"' in data and len(data) < 128
 
     return Heartbeat(
-        interval_s=interval_s,
-        make_ping=lambda: frame.decode(),
-        is_pong=is_pong,
-        pong_timeout_s=pong_timeout_s,
-        pong_max_len=128,
+        interval_s=interval_s, make_ping=lambda: frame.decode(), is_pong=is_pong, pong_timeout_s=pong_timeout_s
     )
-
-
-#: Gate's pong is ~100 bytes as documented (Spot/Futures WebSocket v4, "Application ping pong"),
-#: under 200 with the ``conn_id`` / ``trace_id`` the live server adds; a longer frame is not it
-_GATE_PONG_MAX_LEN: Final = 320
 
 
 def gate_heartbeat(
@@ -183,7 +170,7 @@ def gate_heartbeat(
     pong_b = pong.encode()
 
     def is_pong(data: Payload) -> bool:  # the channel comes early in a short frame: no copy, no decode
-        if len(data) >= _GATE_PONG_MAX_LEN:
+        if len(data) >= 512:
             return False
         if isinstance(data, bytes):
             return data.find(pong_b, 0, 200) >= 0
@@ -195,7 +182,6 @@ def gate_heartbeat(
         is_pong=is_pong,
         pong_timeout_s=pong_timeout_s,
         protocol_ping_s=protocol_ping_s,
-        pong_max_len=_GATE_PONG_MAX_LEN,
     )
 
 
@@ -257,7 +243,7 @@ if _HAVE_AIO_WS:
                     return
                 clock.last_rx = rx = clock.loop.time()
                 is_pong = hb.is_pong
-                if is_pong is not None and len(payload) < hb.pong_max_len and is_pong(payload):
+                if is_pong is not None and is_pong(payload):
                     client.pongs += 1
                     clock.ping_since = None
                     return
