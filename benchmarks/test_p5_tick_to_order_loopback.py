@@ -189,7 +189,8 @@ async def _ours(host: str, busy_poll: bool = False, frames: int = N) -> np.ndarr
         seen: dict[int, int] = {}
         clock = time.monotonic_ns
 
-        gc_policy = SafePointGc()  # as cexarb.engine runs: no collection between frame and order
+        # as cexarb.engine runs: no collection between frame and order, an arena reserve
+        gc_policy = SafePointGc(arena_reserve_mib=16)
 
         def done(task: asyncio.Task[Any]) -> None:
             tasks.discard(task)

@@ -140,12 +140,18 @@ class LatencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             worth it with a core to spare for it (on a 2-core VM shared with other busy processes
             it made the tail worse, see benchmarks/test_p5_tick_to_order_loopback.py).
         warm_interval_us: the least time between two runs of the hot-path warmers, µs (> 0).
+        arena_reserve_mib: memory kept touched ahead of the heap's growth, MiB (>= 0; 0 turns
+            the reserve off): pymalloc arenas topped up at the engine's safe points so that an
+            order path that allocates takes no page fault (:mod:`cexarb.memory`).
     """
 
     busy_poll: bool = False
     warm_interval_us: float = 100.0
+    arena_reserve_mib: int = 16
 
     def __post_init__(self) -> None:
+        if self.arena_reserve_mib < 0:
+            raise ValueError(f"arena_reserve_mib must be >= 0, got {self.arena_reserve_mib!r}")
         if not (0 < self.warm_interval_us < float("inf")):
             raise ValueError(f"warm_interval_us must be finite and > 0, got {self.warm_interval_us!r}")
 

@@ -490,7 +490,9 @@ class Engine:
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
         tasks: list[asyncio.Task[Any]] = []
-        gc_policy, gc_entered = SafePointGc(collect_first=True), False
+        reserve_mib = self.config.latency.arena_reserve_mib
+        gc_policy = SafePointGc(collect_first=True, arena_reserve_mib=reserve_mib or None)
+        gc_entered = False
         self._collect_if_due = gc_policy.collect_if_due
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -3,6 +3,7 @@
 //! The core modules are pure Rust (`cargo test` needs no Python). The PyO3 bindings
 //! (`cexarb._core`) live in `python.rs`, compiled only with the `python` feature (maturin).
 
+pub mod arena;
 pub mod book;
 pub mod fsm;
 pub mod gate;

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::arena;
 use crate::book::{self, ApplyOutcome, BookError, BookSide, L2Delta, OrderBook, Side};
 use crate::fsm::{FsmError, TransitionTable};
 use crate::gate::{self, GateDepthUpdate};
@@ -1392,6 +1393,65 @@ impl PyTransitionTable {
 // ---------------------------------------------------------------------------------------------
 
 /// cexarb core: L2 order book, spread/basis/hedge maths, state-transition table.
+/// Installs the process's arena cache (``rust/src/arena.rs``) in front of CPython's current
+/// arena allocator, given as the integer addresses of its ``ctx``, ``alloc`` and ``free``
+/// (``PyObject_GetArenaAllocator``); keeps at most ``max_cached`` freed arenas. Returns the
+/// addresses ``(ctx, alloc, free)`` to pass to ``PyObject_SetArenaAllocator``. Used by
+/// ``cexarb.memory``, not meant to be called directly.
+///
+/// Raises ValueError when a cache is installed already or an address is 0.
+#[pyfunction]
+fn _arena_cache_install(
+    prev_ctx: usize,
+    prev_alloc: usize,
+    prev_free: usize,
+    max_cached: usize,
+) -> PyResult<(usize, usize, usize)> {
+    if prev_alloc == 0 || prev_free == 0 {
+        return Err(PyValueError::new_err(format!(
+            "arena allocator: alloc and free must be non-null, got alloc={prev_alloc:#x} free={prev_free:#x}"
+        )));
+    }
+    // SAFETY: the addresses are CPython's own arena allocator functions, read by the caller with
+    // PyObject_GetArenaAllocator; both were checked non-null above
+    let prev = unsafe {
+        arena::ArenaAllocator {
+            ctx: prev_ctx as *mut std::ffi::c_void,
+            alloc: Some(std::mem::transmute::<usize, arena::AllocFn>(prev_alloc)),
+            free: Some(std::mem::transmute::<usize, arena::FreeFn>(prev_free)),
+        }
+    };
+    if !arena::install(prev, max_cached) {
+        return Err(PyValueError::new_err("arena cache: installed already in this process"));
+    }
+    let ours = arena::cache_allocator();
+    Ok((ours.ctx as usize, ours.alloc.map_or(0, |f| f as usize), ours.free.map_or(0, |f| f as usize)))
+}
+
+/// Tops the installed arena cache up to ``target`` arenas (at most ``max_new`` new ones, each
+/// allocated and its pages touched); returns how many were added (0 when none is installed or
+/// the arena size is not known yet).
+#[pyfunction]
+fn _arena_cache_top_up(target: usize, max_new: usize) -> usize {
+    arena::top_up(target, max_new)
+}
+
+/// Counters of the installed arena cache as a dict (``arena_size`` bytes, ``cached``, ``hits``,
+/// ``misses``, ``kept``, ``released``, ``prefaulted``), or None when none is installed.
+#[pyfunction]
+fn _arena_cache_stats(py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::PyDict>>> {
+    let Some(s) = arena::stats() else { return Ok(None) };
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("arena_size", s.arena_size)?;
+    d.set_item("cached", s.cached)?;
+    d.set_item("hits", s.hits)?;
+    d.set_item("misses", s.misses)?;
+    d.set_item("kept", s.kept)?;
+    d.set_item("released", s.released)?;
+    d.set_item("prefaulted", s.prefaulted)?;
+    Ok(Some(d))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -1438,5 +1498,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRollingOls>()?;
 
     m.add_class::<PyTransitionTable>()?;
+
+    m.add_function(wrap_pyfunction!(_arena_cache_install, m)?)?;
+    m.add_function(wrap_pyfunction!(_arena_cache_top_up, m)?)?;
+    m.add_function(wrap_pyfunction!(_arena_cache_stats, m)?)?;
     Ok(())
 }
