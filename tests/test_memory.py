@@ -43,13 +43,15 @@ def test_install_learns_the_arena_size_and_fills_the_reserve() -> None:
     out = _run("""
         reserve = install_arena_reserve(8, 64)
         again = install_arena_reserve(4, 8)
-        print(json.dumps({"same": again is reserve, "reserve": reserve.reserve, **reserve.stats()}))
+        print(json.dumps({"same": again is reserve, "reserve_mib": reserve.reserve_mib,
+                          "arenas": reserve.reserved_arenas(), **reserve.stats()}))
     """)
     assert out["same"]  # once per process: a second call returns the first reserve
-    assert out["reserve"] == 8
+    assert out["reserve_mib"] == 8
     assert out["arena_size"] >= 256 * 1024  # 1 MiB on 64-bit CPython 3.10+, 256 KiB before
-    assert out["cached"] >= 8
-    assert out["prefaulted"] >= 8
+    assert out["arenas"] == 8 * (1 << 20) // out["arena_size"]
+    assert out["cached"] >= out["arenas"]
+    assert out["prefaulted"] >= out["arenas"] - 1  # the arena that taught the size counts too
 
 
 def test_heap_growth_takes_reserved_arenas_without_page_faults() -> None:
@@ -88,13 +90,14 @@ def test_top_up_refills_what_growth_took_one_arena_per_call() -> None:
         reserve = install_arena_reserve(8, 64)
         held = grow(12)  # more than the reserve: the cache runs dry
         low = reserve.stats()["cached"]
-        steps = [reserve.top_up() for _ in range(10)]
-        print(json.dumps({"low": low, "steps": steps, "after": reserve.stats()["cached"]}))
+        n = reserve.reserved_arenas()
+        steps = [reserve.top_up() for _ in range(n + 2)]
+        print(json.dumps({"low": low, "steps": steps, "after": reserve.stats()["cached"], "arenas": n}))
     """)
-    assert out["low"] < 8
+    assert out["low"] < out["arenas"]
     assert set(out["steps"]) <= {0, 1}  # at most one arena per call, as at a safe point
-    assert sum(out["steps"]) >= 8 - out["low"]
-    assert out["after"] == 8
+    assert sum(out["steps"]) == out["arenas"] - out["low"]
+    assert out["after"] == out["arenas"]
 
 
 def test_safe_points_top_the_reserve_up() -> None:
@@ -103,13 +106,12 @@ def test_safe_points_top_the_reserve_up() -> None:
             reserve = install_arena_reserve()
             held = grow(12)
             low = reserve.stats()["cached"]
-            for _ in range(10):
+            for _ in range(reserve.reserved_arenas() + 2):
                 gcp.collect_if_due()
-            print(json.dumps({"low": low, "after": reserve.stats()["cached"], "reserve": reserve.reserve}))
+            print(json.dumps({"low": low, "after": reserve.stats()["cached"], "arenas": reserve.reserved_arenas()}))
     """)
-    assert out["reserve"] == 8
-    assert out["low"] < 8
-    assert out["after"] >= 8
+    assert out["low"] < out["arenas"]
+    assert out["after"] >= out["arenas"]
 
 
 def test_bad_sizes_are_refused_naming_the_field() -> None:

@@ -10,7 +10,7 @@
 //! `pymalloc_pool_extend` (`perf record -e page-faults`).
 //!
 //! What: [`ArenaCache`] stands between pymalloc and the previous arena allocator. It keeps freed
-//! arenas (up to `max_cached`) instead of unmapping them, hands them out again before asking for
+//! arenas (up to `max_cached_bytes`) instead of unmapping them, hands them out again before asking for
 //! new memory, and [`ArenaCache::top_up`] fills the cache with arenas whose pages are already
 //! touched. The caller tops it up at its safe points (outside any tick-to-order path), so heap
 //! growth on the hot path finds mapped pages.
@@ -64,7 +64,7 @@ pub struct ArenaStats {
 #[derive(Debug)]
 pub struct ArenaCache {
     prev: ArenaAllocator,
-    max_cached: usize,
+    max_cached_bytes: usize,
     // arena addresses as integers: raw pointers are not Send, and these are only ever handed
     // back to pymalloc or to the allocator that made them
     cache: Vec<usize>,
@@ -72,13 +72,20 @@ pub struct ArenaCache {
 }
 
 impl ArenaCache {
-    /// A cache in front of `prev` holding at most `max_cached` arenas (0: pass everything on).
+    /// A cache in front of `prev` holding arenas of at most `max_cached_bytes` in all (0: pass
+    /// everything on).
     ///
     /// Returns None when `prev` lacks its `alloc` or `free` function.
-    pub fn new(prev: ArenaAllocator, max_cached: usize) -> Option<Self> {
+    pub fn new(prev: ArenaAllocator, max_cached_bytes: usize) -> Option<Self> {
         prev.alloc?;
         prev.free?;
-        Some(Self { prev, max_cached, cache: Vec::with_capacity(max_cached), stats: ArenaStats::default() })
+        Some(Self { prev, max_cached_bytes, cache: Vec::new(), stats: ArenaStats::default() })
+    }
+
+    /// Whether one more arena fits under `limit_bytes` (and the arena size is known).
+    fn room_for_one(&self, limit_bytes: usize) -> bool {
+        let size = self.stats.arena_size;
+        size > 0 && (self.cache.len() + 1).saturating_mul(size) <= limit_bytes.min(self.max_cached_bytes)
     }
 
     /// The allocator this cache stands in front of.
@@ -114,8 +121,8 @@ impl ArenaCache {
         }
     }
 
-    /// Takes back an arena: kept while the cache has room and the size is the arena size, else
-    /// returned to the previous allocator.
+    /// Takes back an arena: kept while the cache has room (`max_cached_bytes`) and the size is
+    /// the arena size, else returned to the previous allocator.
     ///
     /// # Safety
     /// `ptr` must come from [`ArenaCache::alloc`] (or the previous allocator) with this `size`.
@@ -123,7 +130,7 @@ impl ArenaCache {
         if ptr.is_null() {
             return;
         }
-        if size == self.stats.arena_size && self.cache.len() < self.max_cached {
+        if size == self.stats.arena_size && self.room_for_one(usize::MAX) {
             self.cache.push(ptr as usize);
             self.stats.kept += 1;
             return;
@@ -134,21 +141,21 @@ impl ArenaCache {
         }
     }
 
-    /// Allocates and touches arenas until `target` are cached (at most `max_cached`), at most
-    /// `max_new` of them in this call; returns how many it added. Does nothing before the arena
-    /// size is known (pymalloc's first request after installation) or when allocation fails.
+    /// Allocates and touches arenas while one more fits under `target_bytes` (and
+    /// `max_cached_bytes`), at most `max_new` of them in this call; returns how many it added.
+    /// Does nothing before the arena size is known (pymalloc's first request after
+    /// installation) or when allocation fails.
     ///
     /// Cost: one page fault per 4 KiB page, ~0.1-0.3 ms per 1 MiB arena on a VM; call it at a
     /// safe point, never on a tick-to-order path.
     ///
     /// # Safety
     /// The previous allocator's `alloc` must be safe to call with its `ctx`.
-    pub unsafe fn top_up(&mut self, target: usize, max_new: usize) -> usize {
+    pub unsafe fn top_up(&mut self, target_bytes: usize, max_new: usize) -> usize {
         let size = self.stats.arena_size;
         let Some(alloc) = self.prev.alloc else { return 0 };
-        let target = target.min(self.max_cached);
         let mut added = 0;
-        while size > 0 && added < max_new && self.cache.len() < target {
+        while added < max_new && self.room_for_one(target_bytes) {
             let p = alloc(self.prev.ctx, size);
             if p.is_null() {
                 break;
@@ -192,12 +199,12 @@ pub fn cache_allocator() -> ArenaAllocator {
 /// Installs the process's cache in front of `prev` (the allocator `PyObject_GetArenaAllocator`
 /// returned). Returns false, changing nothing, when one is installed already or `prev` lacks a
 /// function. The caller then sets [`cache_allocator`] as pymalloc's arena allocator.
-pub fn install(prev: ArenaAllocator, max_cached: usize) -> bool {
+pub fn install(prev: ArenaAllocator, max_cached_bytes: usize) -> bool {
     with_installed(|slot| {
         if slot.is_some() {
             return false;
         }
-        match ArenaCache::new(prev, max_cached) {
+        match ArenaCache::new(prev, max_cached_bytes) {
             Some(cache) => {
                 *slot = Some(cache);
                 true
@@ -213,9 +220,9 @@ pub fn installed() -> bool {
 }
 
 /// [`ArenaCache::top_up`] on the installed cache (0 when none is).
-pub fn top_up(target: usize, max_new: usize) -> usize {
+pub fn top_up(target_bytes: usize, max_new: usize) -> usize {
     // SAFETY: the installed cache's previous allocator came from PyObject_GetArenaAllocator
-    with_installed(|slot| slot.as_mut().map_or(0, |c| unsafe { c.top_up(target, max_new) }))
+    with_installed(|slot| slot.as_mut().map_or(0, |c| unsafe { c.top_up(target_bytes, max_new) }))
 }
 
 /// Counters of the installed cache (None when none is).
@@ -262,7 +269,7 @@ mod tests {
     #[test]
     fn keeps_freed_arenas_and_hands_them_out_first() {
         let size = 64 * 1024;
-        let mut c = ArenaCache::new(system(), 2).unwrap();
+        let mut c = ArenaCache::new(system(), 2 * size).unwrap();
         unsafe {
             let a = c.alloc(size);
             let b = c.alloc(size);
@@ -288,7 +295,7 @@ mod tests {
     #[test]
     fn another_size_passes_through() {
         let size = 64 * 1024;
-        let mut c = ArenaCache::new(system(), 4).unwrap();
+        let mut c = ArenaCache::new(system(), 4 * size).unwrap();
         unsafe {
             let a = c.alloc(size); // learns the arena size
             let odd = c.alloc(size / 2);
@@ -308,17 +315,20 @@ mod tests {
     #[test]
     fn top_up_waits_for_the_size_then_fills_to_the_target() {
         let size = 3 * TOUCH_STRIDE + 100; // not a multiple: the last partial page is touched too
-        let mut c = ArenaCache::new(system(), 3).unwrap();
+        let mut c = ArenaCache::new(system(), 3 * size + size / 2).unwrap(); // room for 3
         unsafe {
-            assert_eq!(c.top_up(3, 10), 0, "arena size unknown yet");
+            assert_eq!(c.top_up(3 * size, 10), 0, "arena size unknown yet");
             let a = c.alloc(size);
-            assert_eq!(c.top_up(5, 1), 1, "at most max_new per call");
-            assert_eq!(c.top_up(5, 10), 2, "never beyond max_cached");
+            assert_eq!(c.top_up(2 * size, 10), 2, "up to the target");
+            assert_eq!(c.top_up(5 * size, 10), 1, "never beyond max_cached_bytes");
             assert_eq!(c.stats().cached, 3);
             assert_eq!(c.stats().prefaulted, 3);
-            assert_eq!(c.top_up(5, 10), 0);
+            assert_eq!(c.top_up(5 * size, 10), 0);
+            let hit0 = c.alloc(size);
+            assert_eq!(c.top_up(5 * size, 1), 1, "at most max_new per call");
+            dealloc(hit0 as *mut u8, Layout::from_size_align(size, 4096).unwrap());
             let hit = c.alloc(size);
-            assert_eq!(c.stats().hits, 1);
+            assert_eq!(c.stats().hits, 2);
             assert_eq!(*(hit as *const u8), 0, "touched arenas stay zero");
             for p in [a, hit, c.alloc(size), c.alloc(size)] {
                 dealloc(p as *mut u8, Layout::from_size_align(size, 4096).unwrap());
@@ -329,7 +339,7 @@ mod tests {
     #[test]
     fn an_allocator_without_functions_is_refused() {
         let broken = ArenaAllocator { ctx: std::ptr::null_mut(), alloc: None, free: Some(sys_free) };
-        assert!(ArenaCache::new(broken, 4).is_none());
+        assert!(ArenaCache::new(broken, 1 << 20).is_none());
         assert!(ArenaCache::new(system(), 0).is_some());
     }
 
@@ -341,7 +351,7 @@ mod tests {
         unsafe {
             let a = c.alloc(size);
             c.free(a, size);
-            assert_eq!(c.top_up(4, 4), 0);
+            assert_eq!(c.top_up(4 * size, 4), 0);
         }
         assert_eq!(c.stats().released, 1);
         assert!(FREES.load(Ordering::SeqCst) > frees_before);

@@ -1395,7 +1395,7 @@ impl PyTransitionTable {
 /// cexarb core: L2 order book, spread/basis/hedge maths, state-transition table.
 /// Installs the process's arena cache (``rust/src/arena.rs``) in front of CPython's current
 /// arena allocator, given as the integer addresses of its ``ctx``, ``alloc`` and ``free``
-/// (``PyObject_GetArenaAllocator``); keeps at most ``max_cached`` freed arenas. Returns the
+/// (``PyObject_GetArenaAllocator``); holds at most ``max_cached_bytes`` of arenas. Returns the
 /// addresses ``(ctx, alloc, free)`` to pass to ``PyObject_SetArenaAllocator``. Used by
 /// ``cexarb.memory``, not meant to be called directly.
 ///
@@ -1405,7 +1405,7 @@ fn _arena_cache_install(
     prev_ctx: usize,
     prev_alloc: usize,
     prev_free: usize,
-    max_cached: usize,
+    max_cached_bytes: usize,
 ) -> PyResult<(usize, usize, usize)> {
     if prev_alloc == 0 || prev_free == 0 {
         return Err(PyValueError::new_err(format!(
@@ -1421,19 +1421,19 @@ fn _arena_cache_install(
             free: Some(std::mem::transmute::<usize, arena::FreeFn>(prev_free)),
         }
     };
-    if !arena::install(prev, max_cached) {
+    if !arena::install(prev, max_cached_bytes) {
         return Err(PyValueError::new_err("arena cache: installed already in this process"));
     }
     let ours = arena::cache_allocator();
     Ok((ours.ctx as usize, ours.alloc.map_or(0, |f| f as usize), ours.free.map_or(0, |f| f as usize)))
 }
 
-/// Tops the installed arena cache up to ``target`` arenas (at most ``max_new`` new ones, each
-/// allocated and its pages touched); returns how many were added (0 when none is installed or
-/// the arena size is not known yet).
+/// Tops the installed arena cache up while one more arena fits under ``target_bytes`` (at most
+/// ``max_new`` new ones, each allocated and its pages touched); returns how many were added (0
+/// when none is installed or the arena size is not known yet).
 #[pyfunction]
-fn _arena_cache_top_up(target: usize, max_new: usize) -> usize {
-    arena::top_up(target, max_new)
+fn _arena_cache_top_up(target_bytes: usize, max_new: usize) -> usize {
+    arena::top_up(target_bytes, max_new)
 }
 
 /// Counters of the installed arena cache as a dict (``arena_size`` bytes, ``cached``, ``hits``,
