@@ -85,18 +85,21 @@ def test_heap_growth_takes_reserved_arenas_without_page_faults() -> None:
     assert ours["dropped"]["cached"] > ours["stats"]["cached"]
 
 
-def test_top_up_refills_what_growth_took_one_arena_per_call() -> None:
+def test_top_up_refills_what_growth_took_a_few_pages_per_call() -> None:
     out = _run("""
         reserve = install_arena_reserve(8, 64)
         held = grow(12)  # more than the reserve: the cache runs dry
         low = reserve.stats()["cached"]
         n = reserve.reserved_arenas()
-        steps = [reserve.top_up() for _ in range(n + 2)]
-        print(json.dumps({"low": low, "steps": steps, "after": reserve.stats()["cached"], "arenas": n}))
+        pages_per_arena = reserve.stats()["arena_size"] // 4096
+        steps = [reserve.top_up() for _ in range((n + 1) * pages_per_arena // 16 + 2)]
+        print(json.dumps({"low": low, "steps": steps, "after": reserve.stats()["cached"], "arenas": n,
+                          "pages_per_arena": pages_per_arena}))
     """)
     assert out["low"] < out["arenas"]
-    assert set(out["steps"]) <= {0, 1}  # at most one arena per call, as at a safe point
-    assert sum(out["steps"]) == out["arenas"] - out["low"]
+    assert max(out["steps"]) <= 16  # at most 16 pages per call, as at a safe point
+    assert sum(out["steps"]) == (out["arenas"] - out["low"]) * out["pages_per_arena"]
+    assert out["steps"][-1] == 0  # then the reserve is full
     assert out["after"] == out["arenas"]
 
 
@@ -106,7 +109,7 @@ def test_safe_points_top_the_reserve_up() -> None:
             reserve = install_arena_reserve()
             held = grow(12)
             low = reserve.stats()["cached"]
-            for _ in range(reserve.reserved_arenas() + 2):
+            for _ in range((reserve.reserved_arenas() + 1) * (reserve.stats()["arena_size"] // 4096) // 16):
                 gcp.collect_if_due()
             print(json.dumps({"low": low, "after": reserve.stats()["cached"], "arenas": reserve.reserved_arenas()}))
     """)

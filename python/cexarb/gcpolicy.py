@@ -47,10 +47,10 @@ class SafePointGc:
         collect_first: a full ``gc.collect()`` before freezing (~5-20 ms with a loaded process:
             worth it once for a long live run, not per backtest).
         arena_reserve_mib: install the process's arena reserve (:func:`cexarb.memory.install_arena_reserve`,
-            process-wide, kept after exit) with this much memory touched ahead of need, in MiB,
-            and top it up at each :meth:`collect_if_due` (at most one arena per call, ~0.1-0.3
-            ms when one is added). None (the default): no reserve. If a reserve is installed
-            already, that one is used as it is.
+            process-wide, kept after exit) with this much memory touched ahead of need, in MiB;
+            fill it on entry and top it up at each :meth:`collect_if_due` (at most 16 pages per
+            call, see :meth:`cexarb.memory.ArenaReserve.top_up`). None (the default): no
+            reserve. If a reserve is installed already, that one is used, with its own size.
 
     Attributes:
         collections: collections made by :meth:`collect_if_due`, per generation ``[g0, g1, g2]``.
@@ -78,7 +78,9 @@ class SafePointGc:
             from cexarb.memory import install_arena_reserve
 
             reserve_mib = self.arena_reserve_mib
-            self._top_up = install_arena_reserve(reserve_mib, max(128, reserve_mib)).top_up
+            reserve = install_arena_reserve(reserve_mib, max(128, reserve_mib))
+            reserve.fill()  # what earlier users of the process took, before the safe points start
+            self._top_up = reserve.top_up
         self._threshold = gc.get_threshold()
         self._was_enabled = gc.isenabled()
         if self.freeze:

@@ -1428,16 +1428,17 @@ fn _arena_cache_install(
     Ok((ours.ctx as usize, ours.alloc.map_or(0, |f| f as usize), ours.free.map_or(0, |f| f as usize)))
 }
 
-/// Tops the installed arena cache up while one more arena fits under ``target_bytes`` (at most
-/// ``max_new`` new ones, each allocated and its pages touched); returns how many were added (0
-/// when none is installed or the arena size is not known yet).
+/// Tops the installed arena cache up towards ``target_bytes`` of arenas with their pages
+/// touched, touching at most ``max_pages`` pages in this call; returns the pages touched (0 when
+/// none is installed, the arena size is not known yet or the cache is full).
 #[pyfunction]
-fn _arena_cache_top_up(target_bytes: usize, max_new: usize) -> usize {
-    arena::top_up(target_bytes, max_new)
+fn _arena_cache_top_up(target_bytes: usize, max_pages: usize) -> usize {
+    arena::top_up(target_bytes, max_pages)
 }
 
 /// Counters of the installed arena cache as a dict (``arena_size`` bytes, ``cached``, ``hits``,
-/// ``misses``, ``kept``, ``released``, ``prefaulted``), or None when none is installed.
+/// ``misses``, ``kept``, ``released``, ``prefaulted``, ``pages_touched``), or None when none is
+/// installed.
 #[pyfunction]
 fn _arena_cache_stats(py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::PyDict>>> {
     let Some(s) = arena::stats() else { return Ok(None) };
@@ -1449,6 +1450,7 @@ fn _arena_cache_stats(py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::
     d.set_item("kept", s.kept)?;
     d.set_item("released", s.released)?;
     d.set_item("prefaulted", s.prefaulted)?;
+    d.set_item("pages_touched", s.pages_touched)?;
     Ok(Some(d))
 }
 
