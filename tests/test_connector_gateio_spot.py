@@ -284,3 +284,46 @@ async def test_gate_spot_order_the_client_limiter_cannot_fit_is_rejected_locally
         assert last.status is OrderStatus.REJECTED and last.reject_reason.startswith("client rate limit"), last
         after = sum(v.n_orders for acc in server.accounts for v in acc.venues.values())
         assert after - before == 10
+
+
+async def test_gate_spot_tracks_a_bounded_number_of_finished_orders(server):
+    """A long run's tracked orders stay bounded (cexarb.retention): finished ones beyond the
+    newest ``max_terminal_orders`` go, open ones stay, and the venue's late pushes for an evicted
+    order still reach the handlers."""
+    async with started(
+        gate_spot(server, KEY, SECRET, UID, max_terminal_orders=3, terminal_order_min_age_s=0.0)
+    ) as venue:
+        inst = venue.instruments()[SPOT_KEY]
+        events: list[object] = []
+        venue.subscribe(events.append)
+        await venue.wait_synced(SPOT_KEY, 10)
+        bid, ask = server.market.books[SPOT_KEY].best()
+
+        def ioc(cid: str) -> OrderRequest:
+            return OrderRequest.create(
+                inst, Side.BUY, 0.001, price_ticks=ask[0] + 2_000, time_in_force=TimeInForce.IOC, client_order_id=cid
+            )
+
+        await asyncio.wait_for(venue.place_order(ioc("warm")), 5)  # the private stream is up once its fill is in
+        await wait_for(lambda: any(isinstance(e, Fill) and e.client_order_id == "warm" for e in events), 5, "first fill")
+        rest = OrderRequest.create(inst, Side.BUY, 0.001, price_ticks=bid[0] - 20_000, client_order_id="keep1")
+        assert (await asyncio.wait_for(venue.place_order(rest), 5)).status is OrderStatus.NEW
+        ids = [f"ioc{i}" for i in range(12)]
+        for cid in ids:
+            await asyncio.wait_for(venue.place_order(ioc(cid)), 5)
+        await wait_for(
+            lambda: {e.client_order_id for e in events if isinstance(e, OrderUpdate) and e.status.is_terminal}
+            >= set(ids),
+            5,
+            "every IOC order finished",
+        )
+        tracked = set(venue._orders)
+        assert "keep1" in tracked  # open: always tracked
+        assert len(tracked - {"keep1"}) <= 3 + 1  # the bound (plus one noted as the last finished)
+        assert venue.order_retention.evicted >= len(ids) - 4
+        assert {"ioc0", "ioc1"}.isdisjoint(tracked)
+        assert ids[-1] in tracked
+        # every fill still reached the handlers once
+        fills = [e for e in events if isinstance(e, Fill)]
+        assert sorted({f.client_order_id for f in fills}) == sorted([*ids, "warm"])
+        assert len(fills) == len({f.fill_id for f in fills})

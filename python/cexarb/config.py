@@ -171,6 +171,12 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         duration_s: stop after this long, seconds (0 = until a signal or every strategy ended).
         sync_timeout_s: how long to wait for every watched book to be in sync before starting.
         close_timeout_s: on stop, how long strategies get to close their positions.
+        max_terminal_orders: per strategy, the finished orders (filled, canceled, rejected) kept
+            in memory at least (>= 1); older ones are dropped once finished for
+            ``terminal_order_min_age_s``, so a long run's memory and order-map rebuilds stay
+            bounded (:mod:`cexarb.retention`). Counters and positions cover the whole run.
+        terminal_order_min_age_s: see ``max_terminal_orders``, seconds (>= 0): how long a
+            finished order still takes late fills and updates.
     """
 
     venues: dict[str, VenueConfig]
@@ -179,6 +185,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     duration_s: float = 0.0
     sync_timeout_s: float = 20.0
     close_timeout_s: float = 15.0
+    max_terminal_orders: int = 10_000
+    terminal_order_min_age_s: float = 60.0
     paper: PaperConfig = PaperConfig()
     risk: RiskLimits = RiskLimits()
     latency: LatencyConfig = LatencyConfig()
@@ -190,6 +198,10 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         for name in ("sync_timeout_s", "close_timeout_s"):
             if not (getattr(self, name) > 0):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_terminal_orders < 1:
+            raise ValueError(f"max_terminal_orders must be >= 1, got {self.max_terminal_orders!r}")
+        if not (0 <= self.terminal_order_min_age_s < float("inf")):
+            raise ValueError(f"terminal_order_min_age_s must be finite and >= 0, got {self.terminal_order_min_age_s!r}")
 
     def build_strategies(self) -> list[StrategyMachine[Any]]:
         """Create every strategy through the registry.

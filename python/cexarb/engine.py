@@ -297,6 +297,8 @@ class Engine:
             orders = OrderManager(
                 self.clock, sims, lambda key, b=books: b[key], RiskPolicy(self.config.risk),  # type: ignore[misc]
                 client_order_id_prefix=f"{strategy.strategy_id}-{session}",
+                max_terminal_orders=self.config.max_terminal_orders,
+                terminal_order_min_age_s=self.config.terminal_order_min_age_s,
             )
             ctx = StrategyContext(
                 clock=self.clock, public=self.connectors, private=sims, orders=orders,

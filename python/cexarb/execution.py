@@ -10,13 +10,15 @@ and live: only the venue objects differ.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, MutableSequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from cexarb._core import OrderBook
-
 from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position
+from cexarb.retention import TerminalOrderRetention
 from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
 
@@ -42,6 +44,23 @@ class OrderManager:
         book_lookup: ``key -> OrderBook`` for risk checks and marking positions.
         client_order_id_prefix: requests without a client order id get ``{prefix}-{n}``, n counting
             from 1 per manager (deterministic in replay; live engines use a per-session prefix).
+        max_terminal_orders: bound the records for a long run (:mod:`cexarb.retention`): at least
+            this many orders that reached a terminal state are kept, the older ones evicted (with
+            their fills) once they have been terminal ``terminal_order_min_age_s`` or longer, and
+            :attr:`fills` keeps the latest this many fills. None (the default) keeps everything,
+            as a backtest's report needs. Counters (:attr:`n_orders`, :attr:`n_fills`) and
+            positions always cover the whole run.
+        terminal_order_min_age_s: see ``max_terminal_orders``, seconds on ``clock``; a late fill
+            or update for an order evicted before it arrived is logged and ignored, as one for an
+            unknown client order id.
+
+    Attributes:
+        orders: order records by client order id (open ones, and terminal ones as retained).
+        fills: fills in arrival order (all of them, or the latest ``max_terminal_orders``).
+        positions: positions by instrument key.
+
+    Raises:
+        ValueError: ``max_terminal_orders`` < 1 or a negative ``terminal_order_min_age_s``.
     """
 
     def __init__(
@@ -51,6 +70,9 @@ class OrderManager:
         book_lookup: Callable[[str], OrderBook],
         risk: RiskPolicy | None = None,
         client_order_id_prefix: str = "cx",
+        *,
+        max_terminal_orders: int | None = None,
+        terminal_order_min_age_s: float = 60.0,
     ) -> None:
         self.clock = clock
         self.client_order_id_prefix = client_order_id_prefix
@@ -61,13 +83,29 @@ class OrderManager:
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # orders not in a terminal state
         self.positions: dict[str, Position] = {}
-        self.fills: list[Fill] = []
+        self.fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
+        self._fills_by_order: dict[str, list[Fill]] = {}
+        self._retention = TerminalOrderRetention(
+            self.orders, max_terminal_orders, terminal_order_min_age_s, on_evict=self._drop_fills
+        )
         self.n_orders = 0
         self.n_fills = 0
         self.n_rejected = 0
         self._listeners: list[Callable[[PrivateEvent], None]] = []
         for venue in self.venues.values():
             venue.subscribe(self.on_private_event)
+
+    def _drop_fills(self, client_order_id: str) -> None:
+        self._fills_by_order.pop(client_order_id, None)
+
+    @property
+    def evicted_orders(self) -> int:
+        """Terminal orders evicted from :attr:`orders` so far (see ``max_terminal_orders``)."""
+        return self._retention.evicted
+
+    def fills_of(self, client_order_id: str) -> list[Fill]:
+        """The fills of one order in arrival order (a copy; empty for an unknown or evicted id)."""
+        return list(self._fills_by_order.get(client_order_id, ()))
 
     def add_listener(self, listener: Callable[[PrivateEvent], None]) -> None:
         """Called after each OrderUpdate/Fill has been applied to the records."""
@@ -120,11 +158,13 @@ class OrderManager:
             order.reject_reason = f"risk: {exc}"
             self.n_rejected += 1
             log.warning("order %s rejected by risk: %s", coid, exc)
+            self._retention.terminal(coid, order.created_ns)
             return order
         if venue is None:
             order.status = _REJECTED
             order.reject_reason = f"no private venue {inst.venue!r}"
             self.n_rejected += 1
+            self._retention.terminal(coid, order.created_ns)
             return order
         sent = await venue.place_order(request)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
@@ -135,6 +175,8 @@ class OrderManager:
             order.venue_order_id = sent.venue_order_id
         if not order.status.is_terminal:
             self._open[coid] = order
+        elif sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
+            self._retention.terminal(coid, self.clock.now_ns())
         return order
 
     async def cancel(self, order: Order) -> bool:
@@ -152,6 +194,7 @@ class OrderManager:
                 return
             self.position(event.instrument_key).apply_fill(event.side, event.qty, event.price, event.fee, order.instrument)
             self.fills.append(event)
+            self._fills_by_order.setdefault(event.client_order_id, []).append(event)
             self.n_fills += 1
         elif isinstance(event, OrderUpdate):
             order = self.orders.get(event.client_order_id)
@@ -171,6 +214,7 @@ class OrderManager:
                 self.n_rejected += 1
             if event.status.is_terminal:
                 self._open.pop(order.client_order_id, None)
+                self._retention.terminal(order.client_order_id, self.clock.now_ns())
         for listener in self._listeners:
             listener(event)
 

@@ -415,7 +415,8 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
     async def on_monitoring_execution(self, event: Any) -> None:
         orders = [o for o in [self.buy_order, *self.sell_orders, *self.unwind_orders] if o is not None]
         elapsed_ms = (self.ctx.now_ns() - self.cycle_start_ns) / 1e6
-        fills = [f for f in self.ctx.orders.fills if f.client_order_id in {o.client_order_id for o in orders}]
+        om = self.ctx.orders
+        fills = [f for o in orders for f in om.fills_of(o.client_order_id)]
         proceeds = sum(f.price * f.qty * (-f.side.sign) for f in fills)
         fees = sum(f.fee for f in fills)
         profit = proceeds - fees

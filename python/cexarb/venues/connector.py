@@ -30,6 +30,7 @@ import aiohttp
 
 from cexarb._core import OrderBook
 from cexarb.model import Balance, Fill, Instrument, Order, OrderStatus, Position
+from cexarb.retention import TerminalOrderRetention
 from cexarb.venues.base import (
     BookUpdate,
     MarketEvent,
@@ -75,6 +76,12 @@ class ConnectorBase(abc.ABC):
     False runs without a client-side limiter -- the venue still enforces its limits (429s are
     then only mapped to errors, never waited out here); meant for a simulator with its limits off
     (benchmarks) or a caller that paces its own requests.
+
+    ``max_terminal_orders`` (default 10,000; None keeps all) and ``terminal_order_min_age_s``
+    (default 60): the tracked orders stay bounded over a long run (:mod:`cexarb.retention`):
+    finished orders beyond the newest ``max_terminal_orders`` are dropped once finished that long
+    (a late push or fill for one is still delivered to the handlers; only the tracked record is
+    gone). Open orders are always tracked.
     """
 
     name: ClassVar[str]
@@ -95,6 +102,8 @@ class ConnectorBase(abc.ABC):
         order_timeout_s: float = TIMEOUT_S,
         enforce_rate_limits: bool = True,
         seed: int | None = None,
+        max_terminal_orders: int | None = 10_000,
+        terminal_order_min_age_s: float = 60.0,
     ) -> None:
         self._credentials = credentials
         self.rest_url = rest_url.rstrip("/")
@@ -127,6 +136,7 @@ class ConnectorBase(abc.ABC):
         self._market_handlers: list[Callable[[MarketEvent], None]] = []
         self._private_handlers: list[Callable[[PrivateEvent], None]] = []
         self._orders: dict[str, Order] = {}  # by client order id
+        self.order_retention = TerminalOrderRetention(self._orders, max_terminal_orders, terminal_order_min_age_s)
         self._seen_fills: set[str] = set()
         self._seen_order: deque[str] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -353,12 +363,15 @@ class ConnectorBase(abc.ABC):
             if order.status.is_terminal and update.status is not order.status and update.filled_qty <= order.filled_qty:
                 return  # a terminal state is final unless the venue reports more fills
             if update.filled_qty >= order.filled_qty:
+                was_terminal = order.status.is_terminal
                 order.status = update.status
                 order.filled_qty = update.filled_qty
                 order.avg_fill_price = update.avg_fill_price
                 order.updated_ns = update.ts_ns
                 if update.status is OrderStatus.REJECTED:
                     order.reject_reason = update.reason
+                if update.status.is_terminal and not was_terminal:
+                    self.order_retention.terminal(order.client_order_id, now_ns())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -422,6 +435,7 @@ class ConnectorBase(abc.ABC):
         else:
             order.reject_reason = f"client rate limit: {exc}"
         order.updated_ns = time.time_ns()
+        self.order_retention.terminal(order.client_order_id, order.updated_ns)
         return order
 
     def _on_outcome_unknown(self, order: Order, exc: VenueError) -> None:
@@ -470,6 +484,7 @@ class ConnectorBase(abc.ABC):
             order.status = OrderStatus.REJECTED
             order.reject_reason = "outcome unknown: not found at the venue"
             order.updated_ns = now_ns()
+            self.order_retention.terminal(cid, order.updated_ns)
             self._emit_if_changed(order, before)
 
     # ---- PrivateVenue -------------------------------------------------------------------------------

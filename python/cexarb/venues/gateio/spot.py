@@ -109,6 +109,8 @@ class GateConnectorBase(ConnectorBase):
         order_timeout_s: float = TIMEOUT_S,
         enforce_rate_limits: bool = True,
         seed: int | None = None,
+        max_terminal_orders: int | None = 10_000,
+        terminal_order_min_age_s: float = 60.0,
     ) -> None:
         super().__init__(
             credentials,
@@ -122,6 +124,8 @@ class GateConnectorBase(ConnectorBase):
             order_timeout_s=order_timeout_s,
             enforce_rate_limits=enforce_rate_limits,
             seed=seed,
+            max_terminal_orders=max_terminal_orders,
+            terminal_order_min_age_s=terminal_order_min_age_s,
         )
         self._signer = GateSigner(credentials) if credentials is not None else None
         self._private_conn_gen = 0
@@ -387,6 +391,7 @@ class GateConnectorBase(ConnectorBase):
             self._orders[request.client_order_id] = order
             order.status = OrderStatus.REJECTED
             order.reject_reason = str(exc)
+            self.order_retention.terminal(order.client_order_id, order.created_ns)
             return _resolved(order)
         oe = self._order_entry
         if oe is None:

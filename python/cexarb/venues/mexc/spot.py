@@ -430,6 +430,7 @@ class MexcSpot(ConnectorBase):
         except ValueError as exc:
             order.status = OrderStatus.REJECTED
             order.reject_reason = str(exc)
+            self.order_retention.terminal(order.client_order_id, order.created_ns)
             return order
         try:
             resp = await self._oe.request(
