@@ -47,7 +47,7 @@ def test_oldest_terminal_orders_go_once_over_the_bound_and_old_enough() -> None:
     orders = {f"o{i}": _order(f"o{i}", OrderStatus.FILLED) for i in range(5)}
     orders["open"] = _order("open")  # never noted, never evicted
     dropped: list[str] = []
-    r = TerminalOrderRetention(orders, max_orders=2, min_age_s=10.0, on_evict=dropped.append)
+    r = TerminalOrderRetention(orders, max_orders=2, min_age_s=10.0, on_evict=lambda coid, order: dropped.append(coid))
     for i in range(5):
         r.terminal(f"o{i}", i * S)  # o0 at 0 s ... o4 at 4 s: none 10 s old yet
     assert set(orders) == {"o0", "o1", "o2", "o3", "o4", "open"}
@@ -191,3 +191,36 @@ def test_default_keeps_every_order_as_a_backtest_needs() -> None:
 def test_order_manager_refuses_a_bad_bound_naming_it() -> None:
     with pytest.raises(ValueError, match="max_orders must be >= 1 or None, got 0"):
         _Rig(max_terminal_orders=0)
+
+
+def test_the_simulated_venue_bounds_finished_orders_for_a_long_paper_run() -> None:
+    rig = _Rig()  # the manager keeps all; the venue is the one bounded here
+    rig.venue = SimVenue(
+        "sim", rig.clock, {SPOT.key: SPOT}, rig.venue._books,
+        latency=SimLatency(order_entry_ns=1 * MS, ack_ns=1 * MS), balances={"USDT": 1e9, "BTC": 1e3},
+        max_terminal_orders=20, terminal_order_min_age_s=0.5,
+    )
+    rig.om.venues["sim"] = rig.venue
+    rig.venue.subscribe(rig.om.on_private_event)
+
+    async def run() -> list[Order]:
+        return await rig.trade(300, every_ns=10 * MS)  # 3 s of orders
+
+    sent = asyncio.run(run())
+    venue = rig.venue
+    assert venue.n_orders == 300 and venue.n_fills == 300
+    assert len(venue._orders) <= 20 + 60  # the bound plus ~0.5 s of finished orders at 10 ms each
+    assert len(venue._by_venue_id) == len(venue._orders)
+    assert venue.position(SPOT.key).qty == pytest.approx(30.0)
+    assert rig.om.positions[SPOT.key].qty == pytest.approx(30.0)  # every fill reached the manager
+
+    async def query() -> tuple[object, object, list[object]]:
+        return (
+            await venue.get_order(SPOT.key, sent[-1].client_order_id),
+            await venue.get_order(SPOT.key, sent[0].client_order_id),
+            await venue.fills(),
+        )
+
+    newest, oldest, fills = asyncio.run(query())
+    assert newest is not None and oldest is None
+    assert len(fills) == 20

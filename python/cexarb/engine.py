@@ -292,6 +292,8 @@ class Engine:
                 sims[venue] = SimVenue(
                     venue, self.clock, insts, {k: conn.book(k) for k in insts},  # type: ignore[arg-type]
                     latency=cfg.latency, balances=balances, leverage=cfg.leverage,
+                    max_terminal_orders=self.config.max_terminal_orders,
+                    terminal_order_min_age_s=self.config.terminal_order_min_age_s,
                 )
             books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
             orders = OrderManager(

@@ -95,7 +95,7 @@ class OrderManager:
         for venue in self.venues.values():
             venue.subscribe(self.on_private_event)
 
-    def _drop_fills(self, client_order_id: str) -> None:
+    def _drop_fills(self, client_order_id: str, order: Order) -> None:
         self._fills_by_order.pop(client_order_id, None)
 
     @property

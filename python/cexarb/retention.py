@@ -17,23 +17,31 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
-
-from cexarb.model import Order
+from typing import Any, Generic, TypeVar
 
 __all__ = ["TerminalOrderRetention"]
 
+V = TypeVar("V")
 
-class TerminalOrderRetention:
+
+def _order_is_terminal(order: Any) -> bool:
+    return bool(order.status.is_terminal)
+
+
+class TerminalOrderRetention(Generic[V]):
     """Evicts terminal orders from ``orders`` (keyed by client order id), oldest first.
 
     Args:
-        orders: the map to bound (not copied: evictions delete from it).
+        orders: the map to bound (not copied: evictions delete from it); values are
+            :class:`~cexarb.model.Order` records, or anything ``is_terminal`` can judge.
         max_orders: terminal orders kept at least (>= 1); None keeps every order (a backtest's
             report needs them all).
         min_age_s: an order is evicted only after being terminal this long, seconds (>= 0),
             measured on the ``now_ns`` given to :meth:`terminal` (the owner's clock).
-        on_evict: called with each evicted client order id (to drop what the owner keeps beside
-            the order, such as its fills).
+        on_evict: called with each evicted client order id and its value (to drop what the
+            owner keeps beside the order, such as its fills or its venue order id).
+        is_terminal: whether a value of ``orders`` is in a terminal state (default: its
+            ``status.is_terminal``); an open one is never evicted.
 
     Raises:
         ValueError: ``max_orders`` < 1 or ``min_age_s`` negative / not finite, naming the field.
@@ -44,10 +52,11 @@ class TerminalOrderRetention:
 
     def __init__(
         self,
-        orders: MutableMapping[str, Order],
+        orders: MutableMapping[str, V],
         max_orders: int | None,
         min_age_s: float = 60.0,
-        on_evict: Callable[[str], None] | None = None,
+        on_evict: Callable[[str, V], None] | None = None,
+        is_terminal: Callable[[V], bool] = _order_is_terminal,
     ) -> None:
         if max_orders is not None and max_orders < 1:
             raise ValueError(f"max_orders must be >= 1 or None, got {max_orders!r}")
@@ -57,6 +66,7 @@ class TerminalOrderRetention:
         self.max_orders = max_orders
         self.min_age_ns = int(min_age_s * 1e9)
         self.on_evict = on_evict
+        self.is_terminal = is_terminal
         self.evicted = 0
         # client order id -> ns it (last) became terminal, oldest first
         self._since: OrderedDict[str, int] = OrderedDict()
@@ -80,11 +90,11 @@ class TerminalOrderRetention:
             order = orders.get(coid)
             # an order that is open again (a rejection a later update overturned) stays; it is
             # noted again when it ends
-            if order is not None and order.status.is_terminal:
+            if order is not None and self.is_terminal(order):
                 del orders[coid]
                 self.evicted += 1
                 if self.on_evict is not None:
-                    self.on_evict(coid)
+                    self.on_evict(coid, order)
 
     @property
     def pending(self) -> int:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, MutableSequence
 
 import msgspec
 
@@ -43,6 +44,7 @@ from cexarb.model import (
     Side,
     TimeInForce,
 )
+from cexarb.retention import TerminalOrderRetention
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, RejectReason
 from cexarb.venues.sim.matching import (
     BookSide,
@@ -130,6 +132,9 @@ class _SimOrder:
         return self.lots - self.filled_lots
 
 
+def _sim_order_is_terminal(so: _SimOrder) -> bool:
+    return so.order.status.is_terminal
+
 class SimVenue:
     """A simulated private venue trading against recorded books (implements ``PrivateVenue``).
 
@@ -142,6 +147,11 @@ class SimVenue:
         balances: starting free amount per asset (e.g. ``{"USDT": 10_000.0, "BTC": 0.0}``).
         queue_model: resting-order fill model; only ``"risk_averse"`` exists.
         leverage: derivatives margin = notional / leverage, in the quote asset (> 0).
+        max_terminal_orders / terminal_order_min_age_s: for a long paper run, keep at least this
+            many finished orders (and the latest this many fills) and drop older finished ones
+            once finished this long, seconds on ``clock`` (:mod:`cexarb.retention`); a dropped
+            order is unknown to :meth:`get_order` and its client order id may be used again.
+            None (the default) keeps every order and fill, as a backtest does.
 
     Accounting (quote currency unless said otherwise):
 
@@ -183,6 +193,8 @@ class SimVenue:
         balances: dict[str, float] | None = None,
         queue_model: QueueModelName = "risk_averse",
         leverage: float = 1.0,
+        max_terminal_orders: int | None = None,
+        terminal_order_min_age_s: float = 60.0,
     ) -> None:
         if queue_model != "risk_averse":
             raise ValueError(f"queue_model must be 'risk_averse', got {queue_model!r}")
@@ -214,7 +226,11 @@ class SimVenue:
         self._by_venue_id: dict[str, str] = {}  # venue order id -> client order id
         self._open: dict[str, _SimOrder] = {}  # not terminal (pending arrival, resting), insertion order
         self._positions: dict[str, Position] = {}
-        self._fills: list[Fill] = []
+        self._fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
+        self._retention = TerminalOrderRetention(
+            self._orders, max_terminal_orders, terminal_order_min_age_s, on_evict=self._forget_venue_id,
+            is_terminal=_sim_order_is_terminal,
+        )
         self._handlers: list[Callable[[PrivateEvent], None]] = []
         self._order_seq = 0
         self._fill_seq = 0
@@ -223,6 +239,11 @@ class SimVenue:
         self.n_rejected = 0
         self.n_fills = 0
         self.fees_paid = 0.0  # quote currency, all instruments (negative = net rebates)
+
+    def _forget_venue_id(self, client_order_id: str, so: _SimOrder) -> None:
+        """Retention dropped this order: its venue order id goes too (venue ids are never reused)."""
+        if so.order.venue_order_id:
+            self._by_venue_id.pop(so.order.venue_order_id, None)
 
     # ---- PrivateVenue -------------------------------------------------------------------------
 
@@ -521,6 +542,7 @@ class SimVenue:
         if store and order.client_order_id not in self._orders:
             inst = order.instrument
             self._orders[order.client_order_id] = _SimOrder(order, inst, 0, None, 0.0, 0)
+            self._retention.terminal(order.client_order_id, now)
         update = OrderUpdate(
             client_order_id=order.client_order_id,
             venue_order_id="",
@@ -549,6 +571,7 @@ class SimVenue:
             self.n_rejected += 1
         self._open.pop(so.order.client_order_id, None)
         self._queues[so.instrument.key].remove(so.order.client_order_id)
+        self._retention.terminal(so.order.client_order_id, ts_ns)
         return self._update(so, ts_ns, reason)
 
     def _fill(self, so: _SimOrder, price: float, lots: int, is_maker: bool, ts_ns: int) -> Fill:
