@@ -8,6 +8,8 @@ Example (paper trading spot/futures hedging on Gate.io against a local ``cexarb 
 
     mode = "paper"                # "paper" (fills from the in-process simulated venue) or "live"
     duration_s = 0                # stop after this long (0 = until SIGINT / SIGTERM)
+    max_terminal_orders = 10000   # per strategy: finished orders kept in memory (cexarb.retention)
+    terminal_order_min_age_s = 60 # ... each for at least this long after it finished
 
     [venues.gateio-spot]          # the table name is the venue: gateio-spot, gateio-futures, mexc-spot
     rest_url = "http://127.0.0.1:8080"
@@ -30,6 +32,7 @@ Example (paper trading spot/futures hedging on Gate.io against a local ``cexarb 
 
     [latency]                     # optional; cexarb.hotpath
     busy_poll = false             # true: the event loop polls without sleeping (costs one core)
+    arena_reserve_mib = 16        # heap memory touched ahead of need (cexarb.memory; 0 = off)
 
     [[strategies]]
     type = "spot_futures_hedging"
