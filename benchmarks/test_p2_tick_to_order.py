@@ -15,8 +15,8 @@ its handlers have run, so each sample still starts from a fully stored book.
 Garbage collection runs as the drivers run it (:class:`cexarb.gcpolicy.SafePointGc`): the start-up
 heap frozen, the automatic collector off, and a collection, when CPython's thresholds say one is
 due, at the safe point after each message (after the flush), never inside a sample; the same safe
-point tops up the arena reserve the replay driver keeps (:mod:`cexarb.memory`, 16 MiB), so the
-heap's growth (the orders kept) finds touched pages instead of page faults.
+point tops up an arena reserve as the live engine keeps one (:mod:`cexarb.memory`, 16 MiB), so
+the heap's growth (the orders kept) finds touched pages instead of page faults.
 
 Baseline in the same group: the same messages with no strategy (apply + best bid/ask read).
 """
