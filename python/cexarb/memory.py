@@ -5,7 +5,8 @@ CPython's small-object allocator takes memory from the OS in arenas (1 MiB on 64
 A trading process keeps orders and fills, so its heap grows, and the growth lands on whichever
 path allocates next: measured on the P2 tick-to-order path (one pass of the real BTC spot + perp
 replay, every wake trading), ~3,600 page faults inside the measured samples, on 26 % of them, all
-in pymalloc's ``pymalloc_pool_extend`` (``perf record -e page-faults``).
+in pymalloc's ``pymalloc_pool_extend`` (``perf record -e page-faults``), and a page fault costs
+3.8-22 µs on the benchmarks' VM (``benchmarks/diagnostics/page_fault_cost.py``).
 
 :func:`install_arena_reserve` puts the core's arena cache (``rust/src/arena.rs``) in front of
 pymalloc's arena allocator: freed arenas are kept (up to a cap) rather than unmapped, and
