@@ -104,11 +104,6 @@ impl ArenaCache {
         size > 0 && (self.held() + 1).saturating_mul(size) <= limit_bytes.min(self.max_cached_bytes)
     }
 
-    /// The allocator this cache stands in front of.
-    pub fn previous(&self) -> ArenaAllocator {
-        self.prev
-    }
-
     /// Counters.
     pub fn stats(&self) -> ArenaStats {
         ArenaStats { cached: self.cache.len(), ..self.stats }
@@ -248,11 +243,6 @@ pub fn install(prev: ArenaAllocator, max_cached_bytes: usize) -> bool {
     })
 }
 
-/// Whether [`install`] has run in this process.
-pub fn installed() -> bool {
-    with_installed(|slot| slot.is_some())
-}
-
 /// [`ArenaCache::top_up`] on the installed cache (0 when none is).
 pub fn top_up(target_bytes: usize, max_pages: usize) -> usize {
     // SAFETY: the installed cache's previous allocator came from PyObject_GetArenaAllocator
@@ -285,11 +275,9 @@ mod tests {
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    static ALLOCS: AtomicUsize = AtomicUsize::new(0);
     static FREES: AtomicUsize = AtomicUsize::new(0);
 
     unsafe extern "C" fn sys_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
         alloc_zeroed(Layout::from_size_align(size, 4096).unwrap()) as *mut c_void
     }
     unsafe extern "C" fn sys_free(_ctx: *mut c_void, ptr: *mut c_void, size: usize) {

@@ -1817,13 +1817,7 @@ mod tests {
     #[test]
     fn blocked_ladder_matches_model() {
         const MID: i64 = 10_000; // bids in 1..=MID, asks in MID+1..=2*MID: never crossed
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testutil::xorshift64(0x9E37_79B9_7F4A_7C15u64);
         let mut b = OrderBook::new(1.0, 1.0).unwrap();
         let mut bids = ModelSide::new();
         let mut asks = ModelSide::new();
@@ -1975,11 +1969,9 @@ mod tests {
             f64::MIN_POSITIVE, 5e-324, f64::INFINITY, f64::NEG_INFINITY, -0.5, -1.5, -2.4, -1e20,
             6_183_763.000_000_1, 6_183_762.999_999_9, 618_002.5,
         ];
-        let mut state = 7u64;
+        let mut next = crate::testutil::xorshift64(7);
         for _ in 0..100_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = next();
             let x = (state >> 11) as f64 / (1u64 << 53) as f64;
             values.push(x * 1e7);
             values.push(x * 10.0);
@@ -2081,13 +2073,7 @@ mod tests {
     #[test]
     fn convert_levels_fast_path_matches_checked_path() {
         let two52 = 4_503_599_627_370_496.0f64;
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testutil::xorshift64(0x2545_F491_4F6C_DD1Du64);
         for tick in [0.01, 0.1, 1.0, 0.5, 1e-8, 0.00001, 250.0, 3e-300] {
             let book = OrderBook::new(tick, 1.0).unwrap();
             let mut prices = vec![
@@ -2152,13 +2138,7 @@ mod tests {
         b.apply_snapshot(&[(100.0, 1.0)], &[(300.0, 1.0)], 0).unwrap();
         let mut bids: BTreeMap<i64, f64> = BTreeMap::from([(100, 1.0)]);
         let mut asks: BTreeMap<i64, f64> = BTreeMap::from([(300, 1.0)]);
-        let mut state = 12345u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testutil::xorshift64(12345u64);
         for u in 1..5000u64 {
             let mut bl = Vec::new();
             let mut al = Vec::new();

@@ -22,3 +22,18 @@ pub use gate::{parse_depth_update, GateDepthUpdate, GateMarket, NotTaken};
 pub use hedge::{EwmaVolatility, HedgeError, RollingOls};
 pub use pricing::PricingError;
 pub use risk::{OrderCheck, PreTradeLimits, RiskBreach};
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// Marsaglia's xorshift64 ("Xorshift RNGs", J. Stat. Software 8(14), 2003): a seeded,
+    /// dependency-free stream of u64 for the randomised tests. `seed` must be non-zero.
+    pub fn xorshift64(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+}

@@ -629,13 +629,7 @@ mod tests {
             let scale = 10u128.pow(decimals);
             format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale, width = decimals as usize)
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testutil::xorshift64(0x9e37_79b9_7f4a_7c15u64);
         let edges = [0i128, 1, -1, 9, 10, 99, 100, i128::from(i64::MAX), i128::from(i64::MIN), i128::MAX, i128::MIN + 1];
         for decimals in 0..=MAX_DECIMALS {
             for &v in &edges {
