@@ -37,6 +37,8 @@ def test_demo_outputs_and_determinism(binance_dir: Path, tmp_path: Path, capsys)
     assert counts["CLOSING_POSITIONS"] == 1 and counts["COMPLETED"] == 1
     assert a["orders"]["fills"] >= 4 and a["messages"]["book_gaps"] == 0
     assert a["messages"]["book"] > 9_000 and a["messages"]["trades"] > 30_000
+    # the demo trades at market only: no resting order, so no trade reaches the fill model
+    assert a["messages"]["trades_to_fill_model"] == 0
     pnl = a["pnl_usdt"]
     assert abs(pnl["gross"] - pnl["fees"] + pnl["funding"] - pnl["net"]) < 1e-5
     assert a["assumptions"]["funding_rate_assumed"] is True

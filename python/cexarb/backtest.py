@@ -115,9 +115,11 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     instruments: list[Instrument]
     window_ns: tuple[int, int]
     book_messages: int
+    #: recorded trades in the replay window
     trade_messages: int
     book_gaps: int
     wall_time_s: float
+    #: (book messages + trades fed to the fill model) per second of wall time
     events_per_s: float
     orders: list[Order]
     fills: list[Fill]
@@ -129,6 +131,9 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     max_abs_delta_base: float
     max_abs_delta_quote: float
     config: BacktestConfig
+    #: trades of the window fed to the fill model: only those of an instrument with resting
+    #: orders at the time (the others cannot fill anything and are skipped)
+    trades_to_fill_model: int = 0
 
     @property
     def messages(self) -> int:
@@ -309,6 +314,7 @@ class Backtest:
             clock.advance(t_next)
             tr = self._trade_cols[i_next]
             self._sim_venues[i_next].on_trade(self.keys[i_next], tr[0][c], tr[1][c], tr[2][c], t_next)
+            self._trades_fed += 1
             if self._pending:
                 await self._drain()
         clock.advance(ts)
@@ -338,6 +344,7 @@ class Backtest:
         deltas = [s.book.deltas for s in streams]
         self._trade_win = self._trade_windows(end)
         self._trade_cursor = [lo for _, lo, _ in self._trade_win]
+        self._trades_fed = 0
         n_trades = sum(hi - lo for _, lo, hi in self._trade_win)
         self._trade_cols = [
             (s.trades.price.tolist(), s.trades.qty.tolist(), s.trades.taker_is_buy.tolist())
@@ -431,7 +438,7 @@ class Backtest:
             trade_messages=n_trades,
             book_gaps=gaps,
             wall_time_s=wall,
-            events_per_s=(n_book + n_trades) / wall if wall > 0 else 0.0,
+            events_per_s=(n_book + self._trades_fed) / wall if wall > 0 else 0.0,
             orders=list(self.orders.orders.values()),
             fills=list(self.orders.fills),
             transitions=list(strategy.transition_log),
@@ -442,6 +449,7 @@ class Backtest:
             max_abs_delta_base=self._max_delta[0],
             max_abs_delta_quote=self._max_delta[1],
             config=cfg,
+            trades_to_fill_model=self._trades_fed,
         )
 
     def _track_delta(self) -> None:

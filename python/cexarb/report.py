@@ -78,7 +78,7 @@ def build_summary(res: BacktestResult, params: dict[str, Any], data_dir: str) ->
         "strategy": {"type": s.strategy_type, "id": s.strategy_id, "params": params, "final_state": s.final_state,
                      "success": s.success, "error": s.error},
         "messages": {"book": res.book_messages, "trades": res.trade_messages, "total": res.messages,
-                     "book_gaps": res.book_gaps},
+                     "trades_to_fill_model": res.trades_to_fill_model, "book_gaps": res.book_gaps},
         "orders": {"submitted": s.orders_executed, "fills": s.fills, "fills_by_instrument": fills_by_inst,
                    "rejected": sum(1 for o in res.orders if o.status.value == "rejected")},
         "pnl_usdt": {
@@ -117,8 +117,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (f" — error: {st['error']}" if st["error"] else ""),
         f"data          {summary['data']['folder']} {summary['data']['window_utc'][0]} → "
         f"{summary['data']['window_utc'][1]} ({summary['data']['window_s']} s)",
-        f"messages      {m['total']:,} ({m['book']:,} book, {m['trades']:,} trades), gaps {m['book_gaps']}; "
-        f"{t['events_per_s']:,.0f} events/s, {t['wall_time_s']:.2f} s wall",
+        f"messages      {m['total']:,} ({m['book']:,} book, {m['trades']:,} trades, of which "
+        f"{m['trades_to_fill_model']:,} met a resting order), gaps {m['book_gaps']}",
+        (f"speed         {t['events_per_s']:,.0f} events/s (book messages + trades fed to the fill model), "
+         f"{t['wall_time_s']:.2f} s wall"),
         f"orders        {o['submitted']} submitted, {o['fills']} fills, {o['rejected']} rejected",
         f"PnL (USDT)    gross {p['gross']:+.4f}  fees {p['fees']:.4f}  funding {p['funding']:+.4f}  net {p['net']:+.4f}",
         f"max delta     {summary['risk']['max_abs_delta_base']} base ({summary['risk']['max_abs_delta_usdt']} USDT) "
@@ -202,7 +204,8 @@ def write_report(res: BacktestResult, summary: dict[str, Any], path: Path) -> No
             ("Strategy", f"{summary['strategy']['type']} — final state {summary['strategy']['final_state']}"),
             ("Data", f"{summary['data']['folder']}: {summary['data']['window_utc'][0]} → {summary['data']['window_utc'][1]}"),
             ("Messages", f"{summary['messages']['total']:,} ({summary['messages']['book']:,} book, "
-                         f"{summary['messages']['trades']:,} trades), gaps {summary['messages']['book_gaps']}"),
+                         f"{summary['messages']['trades']:,} trades, {summary['messages']['trades_to_fill_model']:,} "
+                         f"of them met a resting order), gaps {summary['messages']['book_gaps']}"),
             ("Orders / fills", f"{summary['orders']['submitted']} / {summary['orders']['fills']}"),
             ("PnL gross / fees / funding / net (USDT)",
              f"{summary['pnl_usdt']['gross']:+.4f} / {summary['pnl_usdt']['fees']:.4f} / "

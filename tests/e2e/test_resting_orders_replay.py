@@ -90,6 +90,12 @@ def test_resting_bid_fills_from_recorded_trades_after_its_queue(recording: Recor
     window = (ts > placed) & (ts < first_fill) & (~buy) & (np.abs(px - order.price) < 1e-9)
     assert window.any()
     assert first_fill - placed > 1_000_000  # not filled on arrival: it waited in the queue
+    # the fill model saw exactly the spot trades while the bid rested (from its arrival to its
+    # last fill); the perp's trades and the spot's outside that span were skipped
+    last_fill = fills[-1].ts_ns
+    assert np.sum((ts > placed + 1_000_000) & (ts <= last_fill)) <= res.trades_to_fill_model
+    assert res.trades_to_fill_model <= np.sum((ts >= placed) & (ts <= last_fill))
+    assert 0 < res.trades_to_fill_model < res.trade_messages
 
 
 def test_resting_fill_is_deterministic(recording: Recording) -> None:

@@ -459,6 +459,10 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             if order is not None and order.is_open:
                 await self.ctx.cancel(order)
             await self._rebalance_done(ok=False)
+            # an exit that came due while rebalancing (max holding time, end of data) must not be
+            # lost because the rebalance ended by its timeout rather than by an order update
+            if self.exit_reason is not None and self.state is H.MONITORING_POSITIONS:
+                await self._begin_close(EventKind.TIMER)
             return
         if isinstance(event, TimerEvent) and event.name == "max_holding_time":
             self.exit_reason = f"max holding time {self.params.max_holding_time_s:g} s reached"
