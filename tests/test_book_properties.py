@@ -5,7 +5,8 @@
   outcome code);
 * ticks -> ``ticks_to_decimal_str`` -> Decimal -> ticks round-trips exactly;
 * bad input (NaN, inf, negative qty, off-grid or non-positive price, wrong array shape) raises
-  ``BookInputError`` (a ValueError) and leaves the book exactly as it was;
+  ``BookInputError`` (a ValueError) and leaves the book exactly as it was, also on a book that is
+  not synced (no snapshot, after a gap, crossed), with ``first_update_id > last_update_id`` too;
 * ``executable_price`` equals a plain-Python walk of the levels;
 * ``rebalance_qty`` never overshoots: whole lots, opposite sign, ``|result| <= |delta|``.
 """
@@ -14,16 +15,24 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import reference_book as ref
+from cexarb import _core
+from cexarb._core import (
+    APPLIED,
+    CROSSED,
+    GAP,
+    NOT_SYNCED,
+    STALE,
+    BookInputError,
+    CexarbError,
+    OrderBook,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from cexarb import _core
-from cexarb._core import APPLIED, CROSSED, GAP, NOT_SYNCED, STALE, BookInputError, CexarbError, OrderBook
-
-import reference_book as ref
 
 CODES = {ref.APPLIED: APPLIED, ref.STALE: STALE, ref.GAP: GAP, ref.NOT_SYNCED: NOT_SYNCED, ref.CROSSED: CROSSED}
 TICKS = ["0.01", "0.1", "0.5", "1", "0.00001", "0.25"]
@@ -246,6 +255,64 @@ def test_bad_level_raises_and_changes_nothing(bids, asks, good, bad, position, o
     assert full_state(book) == before
     # still usable: the next good update applies
     assert book.apply_update(levels_array(good, "0.5", "0.001"), other, 52, 53) == APPLIED
+
+
+def _unsynced_book(kind: str, bids: dict[int, int], asks: dict[int, int]) -> OrderBook:
+    """A book that ignores updates (NOT_SYNCED): no snapshot yet, after a gap, or crossed."""
+    if kind == "no_snapshot":
+        return OrderBook(0.5, 0.001)
+    book = _good_book(bids, asks)
+    if kind == "gap":
+        assert book.apply_update(np.empty((0, 2)), np.empty((0, 2)), 60, 61) == GAP
+    else:
+        assert book.apply_update([(dec_float(1_300, "0.5"), 1.0)], np.empty((0, 2)), 52, 52) == CROSSED
+    assert not book.is_valid
+    return book
+
+
+@SETTINGS
+@given(
+    kind=st.sampled_from(["no_snapshot", "gap", "crossed"]),
+    bids=side_strategy(100, 199, 8),
+    asks=side_strategy(201, 300, 8),
+    good=side_strategy(150, 199, 6, zero_ok=True),
+    bad=st.sampled_from([*sorted(BAD_LEVELS), "first_after_last", *sorted(BAD_SHAPES)]),
+    position=st.integers(min_value=0, max_value=6),
+    on_bids=st.booleans(),
+    futures=st.booleans(),
+    via=st.sampled_from(["update", "push", "delta"]),
+)
+def test_bad_input_on_unsynced_book_raises_and_changes_nothing(
+    kind, bids, asks, good, bad, position, on_bids, futures, via
+) -> None:
+    book = _unsynced_book(kind, bids, asks)
+    before = full_state(book)
+    rows = levels_array(good, "0.5", "0.001")
+    other = levels_array({}, "0.5", "0.001")
+    first, last = 62, 63
+    if bad == "first_after_last":
+        first, last = 64, 63
+        bad_side = rows
+    elif bad in BAD_SHAPES:
+        bad_side = BAD_SHAPES[bad]
+    else:
+        listed = rows.tolist()
+        listed.insert(min(position, len(listed)), list(BAD_LEVELS[bad]))
+        bad_side = np.array(listed, dtype=np.float64)
+    b, a = (bad_side, other) if on_bids else (other, bad_side)
+    prev = first - 1 if futures else None
+    with pytest.raises(BookInputError) as info:
+        if via == "update":
+            book.apply_update(b, a, first, last, prev)
+        elif via == "push":
+            book.apply_push(SimpleNamespace(bids=b, asks=a), first, last, prev)
+        else:
+            book.apply_delta(_core.L2Delta(b, a, first, last, prev))  # raises at construction or at apply
+    assert isinstance(info.value, ValueError)
+    assert full_state(book) == before
+    # good input is still ignored
+    assert book.apply_update(rows, other, 62, 63, prev) == NOT_SYNCED
+    assert full_state(book) == before
 
 
 @pytest.mark.parametrize("shape", sorted(BAD_SHAPES))

@@ -21,6 +21,8 @@
 //! work instead of O(message), and nothing it reads can differ from the fully applied book.
 //! Every row is still validated before anything changes, in one pass that also finds the rows'
 //! order (`OrderBook::convert_levels`), and the tail is made in place from that pass's buffer.
+//! That pass runs before the sequencing below, so bad input is an error (book unchanged) also
+//! when the update would be ignored as not synced or stale, or would be a gap.
 //!
 //! # Sequencing
 //! Binance, "How to manage a local order book correctly" (spot: Spot API docs, WebSocket Streams,
@@ -32,6 +34,11 @@
 //!   `U <= L + 1 <= u`; futures drop it when `u < L` and require `U <= L <= u`;
 //! * later events: drop when `u <= last u`; spot requires `U == last u + 1`, futures require
 //!   `pu == last u`. Anything else is a sequence gap: the book is invalid until the next snapshot.
+//! * without a snapshot, or while invalid (after a gap or a cross), an update is ignored
+//!   (`NotSynced`).
+//!
+//! The sequence is checked only after the update's input (levels, and `U <= u`) is validated:
+//! bad input errors the same way whether the book is synced or not.
 //!
 //! Level quantities are absolute; a quantity of 0 deletes the level.
 
@@ -522,7 +529,8 @@ impl OrderBook {
     ///
     /// Returns the outcome (see [`ApplyOutcome`] and the module documentation). Errors (book
     /// unchanged): a bad price, qty or off-grid price, or `U > u`; all levels are validated before
-    /// anything changes.
+    /// anything changes, and before the sequencing decides the update is `NotSynced`, `Stale` or a
+    /// `Gap`, so bad input is an error whatever the book's state.
     pub fn apply_update(
         &mut self,
         bids: &[(f64, f64)],
@@ -531,10 +539,6 @@ impl OrderBook {
         last_update_id: u64,
         prev_update_id: Option<u64>,
     ) -> Result<ApplyOutcome, BookError> {
-        if !self.valid {
-            self.clear_bbo_flags();
-            return Ok(ApplyOutcome::NotSynced);
-        }
         let mut scratch_bids = std::mem::take(&mut self.scratch_bids);
         let mut scratch_asks = std::mem::take(&mut self.scratch_asks);
         let result = self.apply_update_with(
@@ -568,8 +572,9 @@ impl OrderBook {
         let bid_order = self.convert_levels("bids", bids, scratch_bids)?;
         let ask_order = self.convert_levels("asks", asks, scratch_asks)?;
 
-        let Some(book_id) = self.last_update_id else {
-            // valid implies a snapshot; kept total for safety
+        // only now, with the input known good: a book that is not synced ignores the update
+        // (valid implies a snapshot, so `last_update_id` is `Some` then; kept total for safety)
+        let (true, Some(book_id)) = (self.valid, self.last_update_id) else {
             self.clear_bbo_flags();
             return Ok(ApplyOutcome::NotSynced);
         };
@@ -823,7 +828,8 @@ impl OrderBook {
     }
 
     /// Quantity available up to a price limit: `Buy` sums ask qty at prices `<= price_limit`,
-    /// `Sell` sums bid qty at prices `>= price_limit`. The limit need not be on the grid.
+    /// `Sell` sums bid qty at prices `>= price_limit`. The limit need not be on the grid. `+0.0`
+    /// when no level is within the limit (folded from `+0.0`: an empty `f64` `sum` is `-0.0`).
     ///
     /// Errors: `price_limit` not finite.
     pub fn qty_within(&self, side: Side, price_limit: f64) -> Result<f64, BookError> {
@@ -837,16 +843,14 @@ impl OrderBook {
                 self.asks
                     .iter()
                     .take_while(|&(t, _)| (t as f64) <= max_ticks)
-                    .map(|(_, q)| q)
-                    .sum()
+                    .fold(0.0, |acc, (_, q)| acc + q)
             }
             Side::Sell => {
                 let min_ticks = (limit - GRID_TOLERANCE).ceil();
                 self.bids
                     .iter()
                     .take_while(|&(t, _)| (t as f64) >= min_ticks)
-                    .map(|(_, q)| q)
-                    .sum()
+                    .fold(0.0, |acc, (_, q)| acc + q)
             }
         };
         Ok(total)
@@ -1565,6 +1569,80 @@ mod tests {
         assert!(OrderBook::new(0.01, f64::NAN).is_err());
     }
 
+    /// Books that ignore updates (`NotSynced`): no snapshot yet; invalid after a gap, with deep
+    /// rows of the last applied update still pending; invalid after a cross.
+    fn unsynced_books() -> Vec<(&'static str, OrderBook)> {
+        let fresh = OrderBook::new(0.01, 0.00001).unwrap();
+        let mut gapped = book();
+        let deep: Vec<(f64, f64)> =
+            (0..LAZY_MIN_ROWS as i64 + 8).map(|i| ((9_997 - i) as f64 / 100.0, 1.0)).collect();
+        assert_eq!(gapped.apply_update(&deep, &[], 101, 101, None).unwrap(), ApplyOutcome::Applied);
+        assert_eq!(gapped.apply_update(&[], &[], 105, 106, None).unwrap(), ApplyOutcome::Gap);
+        assert!(gapped.pending_rows() > 0);
+        let mut crossed = book();
+        assert_eq!(crossed.apply_update(&[(100.01, 1.0)], &[], 101, 101, None).unwrap(), ApplyOutcome::Crossed);
+        assert!(!fresh.is_valid() && !gapped.is_valid() && !crossed.is_valid());
+        vec![("no snapshot", fresh), ("gap", gapped), ("crossed", crossed)]
+    }
+
+    fn assert_unsynced_unchanged(name: &str, a: &OrderBook, b: &OrderBook) {
+        assert_state_eq(a, b);
+        assert_eq!(a.pending_rows(), b.pending_rows(), "{name}");
+        assert_eq!(a.invalid_reason(), b.invalid_reason(), "{name}");
+        assert_eq!(a.is_crossed(), b.is_crossed(), "{name}");
+        assert_eq!((a.bbo_changed(), a.bbo_price_changed()), (b.bbo_changed(), b.bbo_price_changed()), "{name}");
+        assert_eq!(a.depth(usize::MAX), b.depth(usize::MAX), "{name}");
+    }
+
+    #[rstest]
+    #[case::nan_price(vec![(100.0, 9.0), (f64::NAN, 1.0)], vec![], 101, 102, "bids price NaN must be finite and > 0")]
+    #[case::negative_qty(vec![(100.0, 9.0)], vec![(100.02, -1.0)], 101, 102, "asks qty -1 at price 100.02 must be finite and >= 0")]
+    #[case::off_grid_price(vec![(100.0, 9.0)], vec![(100.015, 1.0)], 101, 102, "asks price 100.015 not a multiple of tick_size 0.01")]
+    #[case::infinite_qty(vec![(100.0, f64::INFINITY)], vec![], 101, 102, "bids qty inf at price 100 must be finite and >= 0")]
+    #[case::zero_price(vec![(0.0, 1.0)], vec![], 101, 102, "bids price 0 must be finite and > 0")]
+    #[case::first_after_last(vec![(100.0, 1.0)], vec![], 105, 102, "first_update_id 105 > last_update_id 102")]
+    fn unsynced_book_rejects_bad_input(
+        #[case] bids: Vec<(f64, f64)>,
+        #[case] asks: Vec<(f64, f64)>,
+        #[case] first: u64,
+        #[case] last: u64,
+        #[case] message: &str,
+    ) {
+        for (name, reference) in unsynced_books() {
+            let mut b = reference.clone();
+            for prev in [None, Some(first.saturating_sub(1))] {
+                let err = b.apply_update(&bids, &asks, first, last, prev).unwrap_err();
+                assert_eq!(err.to_string(), message, "{name}, prev {prev:?}");
+                assert_unsynced_unchanged(name, &b, &reference);
+            }
+            // a pre-built delta: levels were checked for finiteness when it was built, the grid
+            // and the ids are checked when applied
+            if let Ok(delta) = L2Delta::new(bids.clone(), asks.clone(), first, last, None, false) {
+                assert_eq!(b.apply_delta(&delta).unwrap_err().to_string(), message, "{name}");
+                assert_unsynced_unchanged(name, &b, &reference);
+            }
+            // good input is still ignored
+            assert_eq!(b.apply_update(&[(99.0, 1.0)], &[], 1_000, 1_001, None).unwrap(), ApplyOutcome::NotSynced);
+        }
+    }
+
+    #[test]
+    fn qty_within_empty_is_positive_zero() {
+        let b = book();
+        for (side, limit) in [(Side::Buy, 100.0), (Side::Buy, 0.001), (Side::Sell, 100.01), (Side::Sell, 1e9)] {
+            let qty = b.qty_within(side, limit).unwrap();
+            assert!(qty == 0.0 && qty.is_sign_positive(), "{side:?} {limit}: {qty:?}");
+        }
+        let empty = OrderBook::new(0.01, 0.00001).unwrap();
+        for side in [Side::Buy, Side::Sell] {
+            for limit in [-1.0, 0.0, 100.0, f64::MAX] {
+                let qty = empty.qty_within(side, limit).unwrap();
+                assert!(qty == 0.0 && qty.is_sign_positive(), "{side:?} {limit}: {qty:?}");
+            }
+        }
+        assert!(b.qty_within(Side::Buy, 100.01).unwrap().is_sign_positive());
+    }
+
     /// First update after a snapshot with id 100 (Binance: spot `U <= 101 <= u`, futures
     /// `U <= 100 <= u`).
     #[rstest]
@@ -1787,10 +1865,11 @@ mod tests {
         for &t in probe {
             assert_eq!(b.qty_at_ticks(BookSide::Bid, t), bids.get(&t).copied().unwrap_or(0.0), "bid qty at {t}");
             assert_eq!(b.qty_at_ticks(BookSide::Ask, t), asks.get(&t).copied().unwrap_or(0.0), "ask qty at {t}");
-            let within_buy: f64 = model_asks.iter().take_while(|l| l.0 <= t).map(|l| l.1).sum();
-            let within_sell: f64 = model_bids.iter().take_while(|l| l.0 >= t).map(|l| l.1).sum();
-            assert_eq!(b.qty_within(Side::Buy, t as f64).unwrap(), within_buy);
-            assert_eq!(b.qty_within(Side::Sell, t as f64).unwrap(), within_sell);
+            // folded from +0.0 like qty_within (an empty `sum` is -0.0); same order, same bits
+            let within_buy = model_asks.iter().take_while(|l| l.0 <= t).fold(0.0, |acc, l| acc + l.1);
+            let within_sell = model_bids.iter().take_while(|l| l.0 >= t).fold(0.0, |acc, l| acc + l.1);
+            assert_eq!(b.qty_within(Side::Buy, t as f64).unwrap().to_bits(), within_buy.to_bits());
+            assert_eq!(b.qty_within(Side::Sell, t as f64).unwrap().to_bits(), within_sell.to_bits());
         }
         for (side, rows) in [(Side::Buy, &model_asks), (Side::Sell, &model_bids)] {
             let qty = 250.0;

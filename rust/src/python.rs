@@ -372,7 +372,8 @@ impl PyOrderBook {
     }
 
     /// Applies one depth event (absolute level quantities, qty 0 deletes); returns APPLIED,
-    /// STALE, GAP, NOT_SYNCED or CROSSED. Raises BookInputError (book unchanged) on bad input.
+    /// STALE, GAP, NOT_SYNCED or CROSSED. Raises BookInputError (book unchanged) on bad input,
+    /// also when the book is not synced (the input is read and validated before the sequencing).
     #[pyo3(signature = (bids, asks, first_update_id, last_update_id, prev_update_id=None))]
     fn apply_update(
         &mut self,
@@ -382,13 +383,6 @@ impl PyOrderBook {
         last_update_id: u64,
         prev_update_id: Option<u64>,
     ) -> PyResult<u8> {
-        if !self.inner.is_valid() {
-            // not synced: nothing to do, skip the extraction
-            return Ok(self
-                .inner
-                .apply_update(&[], &[], first_update_id, last_update_id, prev_update_id)?
-                .code());
-        }
         self.extract_inputs(bids, asks)?;
         let outcome = self.inner.apply_update(
             &self.in_bids,
@@ -404,7 +398,8 @@ impl PyOrderBook {
     /// no Python list per level) or anything with ``bids`` / ``asks`` level sequences (as
     /// :meth:`apply_update` takes them). ``first_update_id`` / ``last_update_id`` /
     /// ``prev_update_id`` as in :meth:`apply_update` (the caller's sequencing rule picks them);
-    /// returns the same codes and raises the same BookInputError (book unchanged).
+    /// returns the same codes and raises the same BookInputError (book unchanged), also when the
+    /// book is not synced.
     #[pyo3(signature = (push, first_update_id, last_update_id, prev_update_id=None))]
     fn apply_push(
         &mut self,
@@ -413,12 +408,6 @@ impl PyOrderBook {
         last_update_id: u64,
         prev_update_id: Option<u64>,
     ) -> PyResult<u8> {
-        if !self.inner.is_valid() {
-            return Ok(self
-                .inner
-                .apply_update(&[], &[], first_update_id, last_update_id, prev_update_id)?
-                .code());
-        }
         if let Ok(depth) = push.cast::<PyGateDepth>() {
             let depth = &depth.get().inner;
             let outcome =
