@@ -1,5 +1,6 @@
 """Client-side rate limiter: published limits per venue and endpoint class, sliding windows,
-weights, per-symbol/per-endpoint scopes, FIFO reservations, penalties after a 429, headroom.
+weights, per-symbol/per-endpoint scopes (Gate id paths by route template), FIFO reservations,
+penalties after a 429, headroom.
 
 Fake clocks where only the bookkeeping matters; short real waits (<= 0.6 s) where the waiting
 itself is the point. Every loop is bounded.
@@ -8,6 +9,7 @@ itself is the point. Every loop is bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -24,6 +26,7 @@ from cexarb.venues.ratelimit import (
     RateLimitExceeded,
     Scope,
     VenueLimits,
+    gate_endpoint,
 )
 
 
@@ -131,7 +134,7 @@ async def test_concurrent_callers_wait_in_order_and_never_exceed_a_sliding_windo
         await asyncio.gather(*(one(i) for i in range(20)))
     in_call_order = [planned[i] for i in range(20)]
     # first come, first served: slots never go backwards in call order (1 ms call-time skew)
-    assert all(b >= a - 1e-3 for a, b in zip(in_call_order, in_call_order[1:]))
+    assert all(b >= a - 1e-3 for a, b in itertools.pairwise(in_call_order))
     slots = sorted(in_call_order)
     for t in slots:  # any window of 0.2 s holds at most 5 slots (1 ms slack for the call-time skew)
         assert sum(1 for u in slots if t <= u < t + 0.199) <= 5
@@ -161,3 +164,59 @@ def test_penalty_for_one_class_leaves_the_others() -> None:
     assert limiter.try_acquire(EndpointClass.CANCEL)
     clock.now += 5.0
     assert limiter.try_acquire(EndpointClass.ORDER, symbol="BTC_USDT")
+
+
+def test_gate_id_paths_count_against_their_route_template() -> None:
+    """Gate counts "per endpoint" (APIv4 "Frequency limit rule", PROTOCOLS.md §2.6/§3.6): a query
+    or cancel by id is the route ``.../orders/{order_id}`` whatever the id -- one window for all
+    ids, as the simulator's route keys -- and a path without a parameter is its own endpoint."""
+    assert gate_endpoint("/api/v4/spot/orders/t-abc") == "/api/v4/spot/orders/{order_id}"
+    assert gate_endpoint("/api/v4/spot/orders/123456") == "/api/v4/spot/orders/{order_id}"
+    assert gate_endpoint("/api/v4/futures/usdt/orders/99") == "/api/v4/futures/usdt/orders/{order_id}"
+    assert gate_endpoint("/api/v4/futures/usdt/positions/BTC_USDT") == "/api/v4/futures/usdt/positions/{contract}"
+    assert gate_endpoint("/api/v4/spot/currency_pairs/BTC_USDT") == "/api/v4/spot/currency_pairs/{currency_pair}"
+    for own in ("/api/v4/spot/orders", "/api/v4/spot/orders/", "/api/v4/spot/orders/1/x", "/api/v4/spot/accounts"):
+        assert gate_endpoint(own) == own
+    assert GATE_FUTURES_LIMITS.endpoint("/api/v4/futures/usdt/orders/t-x") == "/api/v4/futures/usdt/orders/{order_id}"
+    assert MEXC_SPOT_LIMITS.endpoint("/api/v3/order") == "/api/v3/order"  # no templates there
+    for limits, base in ((GATE_SPOT_LIMITS, "/api/v4/spot/orders"), (GATE_FUTURES_LIMITS, "/api/v4/futures/usdt/orders")):
+        clock = FakeClock()
+        limiter = RateLimiter(limits, clock=clock)
+        for i in range(200):  # 200 different orders queried: the endpoint's whole 10 s budget
+            assert limiter.try_acquire(EndpointClass.PRIVATE, endpoint=f"{base}/t-q{i}"), (limits.venue, i)
+        assert not limiter.try_acquire(EndpointClass.PRIVATE, endpoint=f"{base}/t-another")
+        assert limiter.headroom(EndpointClass.PRIVATE, endpoint=f"{base}/{{order_id}}") == 0.0
+        assert limiter.headroom(EndpointClass.PRIVATE, endpoint=f"{base}/77") == 0.0
+        assert limiter.try_acquire(EndpointClass.PRIVATE, endpoint=base)  # listing orders: its own
+        assert len(limiter._routes) <= 3  # id paths are not cached one by one
+        clock.now += 10.0
+        assert limiter.try_acquire(EndpointClass.PRIVATE, endpoint=f"{base}/t-another")
+
+
+def test_gate_cancels_share_one_window_across_ids_and_routes() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(GATE_SPOT_LIMITS, clock=clock)
+    for i in range(150):
+        assert limiter.try_acquire(EndpointClass.CANCEL, endpoint=f"/api/v4/spot/orders/t-c{i}", symbol="BTC_USDT")
+    for _ in range(50):  # cancel-all counts in the same 200/s, whatever the pair
+        assert limiter.try_acquire(EndpointClass.CANCEL, endpoint="/api/v4/spot/orders", symbol="ETH_USDT")
+    assert not limiter.try_acquire(EndpointClass.CANCEL, endpoint="/api/v4/spot/orders/t-last", symbol="SOL_USDT")
+
+
+def test_gate_order_windows_per_market_on_spot_and_per_user_on_futures() -> None:
+    """Spot placement: "a total of 10r/s (UID+Market)" -- each pair its own 10/s; futures
+    placement: 100r/s per UID, every contract together (PROTOCOLS.md §2.6, §3.6)."""
+    spot = RateLimiter(GATE_SPOT_LIMITS, clock=FakeClock())
+    for pair in ("BTC_USDT", "ETH_USDT", "SOL_USDT"):
+        assert sum(spot.try_acquire(EndpointClass.ORDER, endpoint="/api/v4/spot/orders", symbol=pair) for _ in range(12)) == 10
+    fut = RateLimiter(GATE_FUTURES_LIMITS, clock=FakeClock())
+    got = [fut.try_acquire(EndpointClass.ORDER, endpoint="/api/v4/futures/usdt/orders", symbol=c)
+           for c in ("BTC_USDT", "ETH_USDT") for _ in range(60)]
+    assert sum(got) == 100 and not got[-1]
+
+
+def test_venue_limits_refuse_a_malformed_template() -> None:
+    with pytest.raises(ValueError, match="templates"):
+        VenueLimits(venue="x", classes={}, templates=(("/a/orders", "/a/orders/{id}"),))
+    with pytest.raises(ValueError, match="templates"):
+        VenueLimits(venue="x", classes={}, templates=(("/a/orders/", "/b/{id}"),))

@@ -358,7 +358,9 @@ async def test_gate_ws_book_stitches_onto_rest_snapshot(server, http):
         # freeze the market, let the last push out, then compare with the server's book
         server.market.paused = True
         await asyncio.sleep(0.3)
-        while True:
+        deadline = time.monotonic() + 5.0
+        for _ in range(500):  # drain until 0.3 s of quiet: bounded in count and in time
+            assert time.monotonic() < deadline, "the paused market kept pushing"
             try:
                 msg = await asyncio.wait_for(ws.receive(), 0.3)
             except TimeoutError:
@@ -372,11 +374,98 @@ async def test_gate_ws_book_stitches_onto_rest_snapshot(server, http):
                     else:
                         side[p] = q
             local_id = upd.last_id
+        else:
+            raise AssertionError("500 pushes after pausing the market")
         book = server.market.books[SPOT_KEY]
         assert local_id == book.update_id
         top_bids, top_asks = book.top(20)
         assert sorted(bids.items(), reverse=True)[:20] == [(book.price(t), q) for t, q in top_bids]
         assert sorted(asks.items())[:20] == [(book.price(t), q) for t, q in top_asks]
+
+
+def _apply_levels(book: dict[float, float], levels: Any) -> None:
+    for p, q in levels:
+        if q == 0:
+            book.pop(p, None)
+        else:
+            book[p] = q
+
+
+async def test_gate_ws_level_limited_depth_keeps_exactly_the_top_levels(server, http):
+    """``futures.order_book_update`` at level 20 (stitched onto a REST snapshot of limit 20) and
+    ``futures.obu`` ``ob.BTC_USDT.50`` (from its full push) carry the subscribed top levels only
+    (PROTOCOLS.md §3.4/§3.5): the local books stay near their depth -- never collecting the deep
+    levels that change all the time -- and equal the server's top levels once the market pauses."""
+    url = server.ws_base_url + "/v4/ws/usdt"
+    fut = server.market.books[FUT_KEY]
+    async with http.ws_connect(url) as ws:
+        now = int(time.time())
+        for channel, payload in (("futures.order_book_update", ["BTC_USDT", "20ms", "20"]), ("futures.obu", ["ob.BTC_USDT.50"])):
+            await ws.send_str(codec.encode_ws_request(channel, "subscribe", payload, time_s=now).decode())
+        books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+        ids: dict[str, int] = {}
+        pending: list[codec.GateOrderBookUpdate] = []
+        biggest = {"futures.order_book_update": 0, "futures.obu": 0}
+
+        def apply(upd: codec.GateOrderBookUpdate) -> None:
+            ch = upd.channel
+            if upd.full:
+                books[ch] = (dict(upd.bids), dict(upd.asks))
+                ids[ch] = upd.last_id
+                return
+            if ch not in books or upd.last_id <= ids[ch]:
+                return
+            assert upd.first_id is not None and upd.first_id <= ids[ch] + 1, (ch, "gap")
+            bids, asks = books[ch]
+            _apply_levels(bids, upd.bids)
+            _apply_levels(asks, upd.asks)
+            ids[ch] = upd.last_id
+            biggest[ch] = max(biggest[ch], len(bids), len(asks))
+
+        start = time.monotonic()
+        deadline = start + 10.0
+        snapshot_taken = False
+        for _ in range(400):  # ~2 s of 20 ms pushes; bounded in count and time
+            assert time.monotonic() < deadline
+            frame = codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws)))
+            if not isinstance(frame, codec.GateOrderBookUpdate):
+                continue
+            if frame.channel == "futures.order_book_update" and not snapshot_taken:
+                pending.append(frame)
+                params = [("contract", "BTC_USDT"), ("limit", "20"), ("with_id", "true")]
+                _, body, _ = await gate(http, server, "GET", "/futures/usdt/order_book", params, signer=None)
+                snap = codec.decode_futures_order_book(json.dumps(body))
+                assert len(snap.bids) == 20
+                books[frame.channel] = (dict(snap.bids), dict(snap.asks))
+                ids[frame.channel] = snap.id
+                snapshot_taken = True
+                for held in pending:
+                    apply(held)
+                continue
+            apply(frame)
+            if len(ids) == 2 and time.monotonic() - start > 2.0:
+                break
+        assert set(ids) == {"futures.order_book_update", "futures.obu"}
+        # only the top levels travel: the books never grow much past their depth
+        assert 0 < biggest["futures.order_book_update"] <= 40, biggest
+        assert 0 < biggest["futures.obu"] <= 100, biggest
+        server.market.paused = True
+        await asyncio.sleep(0.3)
+        for _ in range(500):  # drain until 0.3 s of quiet (bounded)
+            assert time.monotonic() < deadline + 5.0
+            try:
+                msg = await asyncio.wait_for(ws.receive(), 0.3)
+            except TimeoutError:
+                break
+            frame = codec.decode_ws_frame(msg.data)
+            if isinstance(frame, codec.GateOrderBookUpdate):
+                apply(frame)
+        for ch, n in (("futures.order_book_update", 20), ("futures.obu", 50)):
+            bids, asks = books[ch]
+            top_bids, top_asks = fut.top(n)
+            assert ids[ch] == fut.update_id, ch
+            assert sorted(bids.items(), reverse=True)[:n] == [(fut.price(t), q) for t, q in top_bids], ch
+            assert sorted(asks.items())[:n] == [(fut.price(t), q) for t, q in top_asks], ch
 
 
 async def test_gate_ws_drop_depth_makes_a_gap_and_full_push_resets(server, http):
@@ -510,9 +599,70 @@ async def test_gate_faults_and_rate_limits(server, http):
         if status == 429:
             assert body["label"] == "TOO_MANY_REQUESTS" and headers["X-Gate-RateLimit-Limit"] == "10"
     assert 429 in statuses and 201 in statuses
+    # per market: another pair's order is not in BTC_USDT's full window (the simulator serves
+    # BTC_USDT only, so it is refused as an unknown pair -- 400, not 429)
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=order | {"currency_pair": "ETH_USDT"})
+    assert (status, body["label"]) == (400, "INVALID_CURRENCY_PAIR")
     server.rate_limiter.enabled = False
     status, _, _ = await gate(http, server, "POST", "/spot/orders", body=order)
     assert status == 201
+
+
+async def test_gate_rate_limit_windows_are_per_route_and_per_user_market(server, http):
+    """Gate APIv4 "Frequency limit rule" (PROTOCOLS.md §2.6): queries by id count against the
+    route ``/spot/orders/{order_id}`` (one window whatever the id); spot placement 10/s per UID
+    and market; cancels 200/s per UID over single and batch routes. Every answer carries its
+    window in ``X-Gate-RateLimit-*`` headers."""
+    params = [("currency_pair", "BTC_USDT")]
+    remains = []
+    for oid in ("t-a", "t-b", "123", "t-c"):  # unknown orders: 404, still counted
+        status, _, headers = await gate(http, server, "GET", f"/spot/orders/{oid}", params)
+        assert status == 404 and headers["X-Gate-RateLimit-Limit"] == "200"
+        remains.append(int(headers["X-Gate-RateLimit-Requests-Remain"]))
+    assert remains == [199, 198, 197, 196]
+    _, _, headers = await gate(http, server, "GET", "/spot/orders", params)  # another endpoint
+    assert headers["X-Gate-RateLimit-Requests-Remain"] == "199"
+    for oid in ("t-a", "t-b"):
+        status, _, headers = await gate(http, server, "DELETE", f"/spot/orders/{oid}", params)
+        assert status == 404
+    _, _, headers = await gate(http, server, "DELETE", "/spot/orders", params)  # cancel-all: same window
+    assert (headers["X-Gate-RateLimit-Limit"], headers["X-Gate-RateLimit-Requests-Remain"]) == ("200", "197")
+    _, _, headers = await gate(http, server, "GET", "/spot/currency_pairs/BTC_USDT", signer=None)
+    assert headers["X-Gate-RateLimit-Requests-Remain"] == "199"
+    _, _, headers = await gate(http, server, "GET", "/spot/currency_pairs/ETH_USDT", signer=None)
+    assert headers["X-Gate-RateLimit-Requests-Remain"] == "198"  # one public endpoint, any pair
+
+
+async def test_gate_cancel_executed_with_its_reply_lost(server, http):
+    """A ``lose_ack`` armed with a cancel path prefix: the cancel runs, the connection drops; a
+    ``lose_ack`` without a prefix stays a placement fault."""
+    from cexarb.venues.sim.faults import Fault, FaultKind
+
+    book = server.market.books[SPOT_KEY]
+    order = {
+        "currency_pair": "BTC_USDT",
+        "side": "buy",
+        "amount": "0.001",
+        "price": book.price_str(book.best()[0][0] - 20_000),
+        "text": "t-gone",
+    }
+    fault = server.faults.arm(Fault(venue="gateio-spot", kind=FaultKind.LOSE_ACK, path_prefix="/api/v4/spot/orders/"))
+    status, _, _ = await gate(http, server, "POST", "/spot/orders", body=order)
+    assert status == 201 and fault.fired == 0  # the placement did not take the cancel's fault
+    params = [("currency_pair", "BTC_USDT")]
+    # aiohttp itself sends an idempotent request (DELETE) once more when its connection drops
+    # before any answer -- the very retry the connector makes: it hears the cancel was done
+    try:
+        status, body, _ = await gate(http, server, "DELETE", "/spot/orders/t-gone", params)
+    except aiohttp.ClientError:  # an aiohttp that does not retry
+        pass
+    else:
+        assert (status, body["label"]) == (400, "ORDER_CLOSED")
+    assert fault.fired == 1
+    status, body, _ = await gate(http, server, "GET", "/spot/orders/t-gone", params)
+    assert status == 200 and body["finish_as"] == "cancelled"
+    status, body, _ = await gate(http, server, "DELETE", "/spot/orders/t-gone", params)
+    assert (status, body["label"]) == (400, "ORDER_CLOSED")
 
 
 async def test_gate_partial_fill_and_lost_ack(server, http):
@@ -560,7 +710,9 @@ async def test_gate_ws_close_and_stall_faults(server, http):
         # drain what was already written, then nothing arrives during the stall
         t0 = time.monotonic()
         got_late = False
-        while time.monotonic() - t0 < 2.0:
+        for _ in range(1000):  # bounded in count as well as in time
+            if time.monotonic() - t0 >= 2.0:
+                break
             try:
                 await asyncio.wait_for(ws.receive(), 0.3)
             except TimeoutError:

@@ -3,7 +3,7 @@
 Every REST request (and every order on the fast order path) takes a slot from the limiter of its
 venue before it goes out. A request belongs to an :class:`EndpointClass` (public market data,
 other private calls, order placement, cancels); each class has one or more :class:`Limit`
-windows, each *scoped* per endpoint path, per symbol, or shared by the whole class. A request
+windows, each *scoped* per endpoint, per symbol, or shared by the whole class. A request
 waits until every window that applies to it has room, or fails at once with
 :class:`RateLimitExceeded` when the wait would be longer than the caller can afford (an order
 that would leave 2 s late is better not sent).
@@ -23,9 +23,19 @@ Published limits (``shared/venues/PROTOCOLS.md`` §1.7, §2.6, §3.6):
   public and per UID for signed endpoints; weights: ``exchangeInfo`` 10, ``account`` 10,
   ``tradeFee`` 20, others 1; ``account`` and ``batchOrders`` are also limited to 2 requests/s.
 * **Gate.io spot v4** [GT-DOC]: public 200 req / 10 s per endpoint; order place + amend 10 req/s
-  per market; cancel 200 req/s; other private 200 req / 10 s per endpoint.
-* **Gate.io USDT futures v4** [GT-DOC]: order place/amend 100 req/s; cancel 200 req/s; others
-  200 req / 10 s per endpoint.
+  per UID **and market** ("a total of 10r/s (UID+Market)": one window per currency pair, not one
+  for all pairs); cancel (single and batch together) 200 req/s per UID; other private 200 req /
+  10 s per endpoint.
+* **Gate.io USDT futures v4** [GT-DOC]: order place/amend 100 req/s per UID (all contracts);
+  cancel 200 req/s; others 200 req / 10 s per endpoint.
+
+(Gate: ``docs/gateio/rate_limits.md`` "Frequency limit rule" of the APIv4 docs, read through the
+``rosssaunders/coincise`` copy, PROTOCOLS.md [GT-DOC].)
+
+"Per endpoint" means per **route**, not per concrete path: Gate counts ``GET
+/spot/orders/{order_id}`` once whatever the order id, so a path with an id in it is keyed by its
+route template (:meth:`VenueLimits.endpoint`, :func:`gate_endpoint`): querying 300 different
+orders in 10 s is over the limit, though each order's own path was asked once.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ __all__ = [
     "RateLimiter",
     "Scope",
     "VenueLimits",
+    "gate_endpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,16 +105,41 @@ class Limit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VenueLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """The published limits of one venue: windows per endpoint class, weights per path."""
+    """The published limits of one venue: windows per endpoint class, weights per path.
+
+    ``templates``: ``(collection path + "/", route template)`` pairs; a request path that is one
+    more segment under a collection (``/api/v4/spot/orders/t-abc``) counts as the route template
+    (``/api/v4/spot/orders/{order_id}``) in per-endpoint windows (:meth:`endpoint`).
+    """
 
     venue: str
     classes: Mapping[EndpointClass, tuple[Limit, ...]]
     weights: Mapping[str, int] = {}
+    templates: tuple[tuple[str, str], ...] = ()
     source: str = ""
+
+    def __post_init__(self) -> None:
+        for prefix, template in self.templates:
+            if not prefix.endswith("/") or not template.startswith(prefix):
+                raise ValueError(
+                    f"{self.venue} templates: prefix must end with '/' and start its template, "
+                    f"got prefix={prefix!r} template={template!r}"
+                )
 
     def weight(self, path: str) -> int:
         """Weight of one request to ``path`` (1 unless the venue publishes another)."""
         return self.weights.get(path, 1)
+
+    def endpoint(self, path: str) -> str:
+        """The endpoint ``path`` counts against: its route template when it is one segment below a
+        templated collection (``/api/v4/spot/orders/123`` -> ``/api/v4/spot/orders/{order_id}``),
+        else ``path`` itself. The query string is never part of ``path``."""
+        for prefix, template in self.templates:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                if rest and "/" not in rest:
+                    return template
+        return path
 
 
 class RateLimitExceeded(Exception):
@@ -142,14 +178,30 @@ MEXC_SPOT_LIMITS: Final = VenueLimits(
 )
 
 _GATE_PER_ENDPOINT = Limit(limit=200, period_s=10.0, scope=Scope.ENDPOINT)
+_GATE_API = "/api/v4"
+#: Gate routes with a path parameter our connectors (or the simulator) use: collection + "/" and
+#: the route template its one-segment children count as (Gate APIv4 docs, the endpoint list;
+#: PROTOCOLS.md §2.2, §3.2). Settle stays literal (``usdt``): the only one traded here.
+_GATE_TEMPLATES: Final = (
+    (f"{_GATE_API}/spot/orders/", f"{_GATE_API}/spot/orders/{{order_id}}"),
+    (f"{_GATE_API}/spot/price_orders/", f"{_GATE_API}/spot/price_orders/{{order_id}}"),
+    (f"{_GATE_API}/spot/currency_pairs/", f"{_GATE_API}/spot/currency_pairs/{{currency_pair}}"),
+    (f"{_GATE_API}/futures/usdt/orders/", f"{_GATE_API}/futures/usdt/orders/{{order_id}}"),
+    (f"{_GATE_API}/futures/usdt/price_orders/", f"{_GATE_API}/futures/usdt/price_orders/{{order_id}}"),
+    (f"{_GATE_API}/futures/usdt/contracts/", f"{_GATE_API}/futures/usdt/contracts/{{contract}}"),
+    (f"{_GATE_API}/futures/usdt/positions/", f"{_GATE_API}/futures/usdt/positions/{{contract}}"),
+)
 GATE_SPOT_LIMITS: Final = VenueLimits(
     venue="gateio-spot",
     classes={
         EndpointClass.PUBLIC: (_GATE_PER_ENDPOINT,),
         EndpointClass.PRIVATE: (_GATE_PER_ENDPOINT,),
+        # "batch/single order placement and amend: a total of 10r/s (UID+Market)": per pair
         EndpointClass.ORDER: (Limit(limit=10, period_s=1.0, scope=Scope.SYMBOL),),
+        # "batch/single order cancellation: a total of 200r/s": per UID, all pairs and routes
         EndpointClass.CANCEL: (Limit(limit=200, period_s=1.0, scope=Scope.CLASS),),
     },
+    templates=_GATE_TEMPLATES,
     source="Gate.io APIv4 docs, 'Frequency limit rule' (PROTOCOLS.md §2.6)",
 )
 GATE_FUTURES_LIMITS: Final = VenueLimits(
@@ -157,11 +209,21 @@ GATE_FUTURES_LIMITS: Final = VenueLimits(
     classes={
         EndpointClass.PUBLIC: (_GATE_PER_ENDPOINT,),
         EndpointClass.PRIVATE: (_GATE_PER_ENDPOINT,),
+        # "batch/single order placement and amend: a total of 100r/s" per UID, all contracts
         EndpointClass.ORDER: (Limit(limit=100, period_s=1.0, scope=Scope.CLASS),),
         EndpointClass.CANCEL: (Limit(limit=200, period_s=1.0, scope=Scope.CLASS),),
     },
+    templates=_GATE_TEMPLATES,
     source="Gate.io APIv4 docs, 'Frequency limit rule' (PROTOCOLS.md §3.6)",
 )
+
+
+def gate_endpoint(path: str) -> str:
+    """The Gate endpoint (route template) ``path`` is rate-limited as: ``/api/v4/spot/orders/t-x``
+    and ``/api/v4/futures/usdt/orders/123`` count as ``.../orders/{order_id}``; a path without a
+    path parameter is its own endpoint. Gate counts "per endpoint" (APIv4 docs, "Frequency limit
+    rule"; PROTOCOLS.md §2.6, §3.6), as the simulator does (its route's canonical template)."""
+    return GATE_SPOT_LIMITS.endpoint(path)
 
 #: published limits by venue name (the ``Instrument.venue`` strings)
 VENUE_LIMITS: Final[dict[str, VenueLimits]] = {
@@ -241,6 +303,8 @@ class RateLimiter:
         return self.limits.venue
 
     def _windows_for(self, endpoint_class: EndpointClass, endpoint: str, symbol: str) -> list[tuple[_Window, Limit]]:
+        """The windows a request to ``endpoint`` (a path or its route template) takes a slot in."""
+        endpoint = self.limits.endpoint(endpoint)
         out = []
         for i, limit in enumerate(self.limits.classes.get(endpoint_class, ())):
             if limit.paths and endpoint not in limit.paths:
@@ -272,7 +336,14 @@ class RateLimiter:
         key = (endpoint_class, endpoint, symbol)
         windows = self._routes.get(key)
         if windows is None:
-            if len(self._routes) >= _MAX_ROUTES:  # e.g. one path per cancelled order id
+            # a path with an id in it is cached under its route template (never under the path:
+            # one entry per order id would flush the cache, and they share one window anyway)
+            template = self.limits.endpoint(endpoint)
+            if template != endpoint:
+                key = (endpoint_class, template, symbol)
+                windows = self._routes.get(key)
+        if windows is None:
+            if len(self._routes) >= _MAX_ROUTES:  # e.g. a venue whose id paths have no template
                 self._routes.clear()
             windows = self._routes[key] = tuple(
                 (window, limit.count_requests) for window, limit in self._windows_for(endpoint_class, endpoint, symbol)
@@ -311,8 +382,9 @@ class RateLimiter:
         """Reserve a slot in every window that applies, then wait for it; returns the wait (s).
 
         Args:
-            endpoint: the request path (e.g. ``/api/v3/order``), for per-endpoint windows.
-            symbol: the market, for per-symbol windows (Gate spot orders).
+            endpoint: the request path (e.g. ``/api/v3/order``), for per-endpoint windows; a path
+                with an id in it counts as its route template (:meth:`VenueLimits.endpoint`).
+            symbol: the market, for per-symbol windows (Gate spot orders: per UID and pair).
             weight: the request's weight; default the venue's published weight for the path.
             max_wait_s: the longest wait the caller accepts.
 

@@ -9,10 +9,11 @@ and a :class:`~cexarb.venues.base.PrivateVenue`, built from the shared venue mac
   ``U``/``u`` rule and ``with_id`` REST snapshots; ``spot.trades`` and ``spot.book_ticker``.
   Handlers of :meth:`subscribe_market` get :class:`BookUpdate` / :class:`Trade` / :class:`BookTicker`.
 * **Private WS** (signed subscriptions): ``spot.orders`` -> :class:`OrderUpdate`,
-  ``spot.usertrades`` -> :class:`Fill`. Fills are de-duplicated by venue trade id; after a
-  reconnect, once the usertrades subscription is acknowledged again, the fills the connection
-  missed are fetched over REST (``my_trades``) and delivered -- none lost, none twice -- and the
-  orders we track are re-queried.
+  ``spot.usertrades`` -> :class:`Fill`, ``spot.balances`` -> the per-currency cache of
+  :meth:`GateSpot.cached_balances` (REST :meth:`GateSpot.balances` stays the source of truth).
+  Fills are de-duplicated by venue trade id; after a reconnect, once the usertrades subscription
+  is acknowledged again, the fills the connection missed are fetched over REST (``my_trades``)
+  and delivered -- none lost, none twice -- and the orders we track are re-queried.
 * Client order ids go out as Gate ``text`` (``t-<id>``); an empty one is assigned here. Prices and
   quantities are the request's exact wire strings (:func:`codec.spot_order_body`).
 * Keys come in an :class:`~cexarb.venues.secrets.ApiCredentials` and are never logged.
@@ -317,6 +318,7 @@ class GateConnectorBase(ConnectorBase):
             self._private_reconnected = (
                 True  # something may have been lost: backfill after the next ack
             )
+            self._on_private_lost()
             if isinstance(event, WsOverflow):
                 self._spawn(self._backfill())
             return
@@ -357,6 +359,7 @@ class GateConnectorBase(ConnectorBase):
             if msg.channel.endswith(".usertrades") and self._private_reconnected:
                 self._private_reconnected = False
                 self._spawn(self._backfill())
+            self._on_private_ack(msg)
         elif isinstance(msg, codec.GateWsError):
             log.error(
                 "venue=%s private subscription error on %s: code %d",
@@ -369,6 +372,12 @@ class GateConnectorBase(ConnectorBase):
 
     def _on_other_private(self, msg: Any) -> None:
         """Subclass hook for e.g. positions pushes."""
+
+    def _on_private_ack(self, msg: codec.GateWsAck) -> None:
+        """Subclass hook: a private subscription (or unsubscription) was acknowledged."""
+
+    def _on_private_lost(self) -> None:
+        """Subclass hook: the private stream dropped or overflowed (pushes may have been lost)."""
 
     # ---- PrivateVenue -------------------------------------------------------------------------------
 
@@ -421,9 +430,28 @@ class GateConnectorBase(ConnectorBase):
         return order
 
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+        """``DELETE .../orders/t-<id>`` (Gate APIv4 "Cancel a single order", PROTOCOLS.md §2.2,
+        §3.2); True if the order was open when the request was sent (and is now cancelled).
+
+        The cancel is idempotent and sent again once if its connection drops before an answer;
+        when that first attempt went through, the retry hears ``ORDER_NOT_FOUND`` /
+        ``ORDER_CLOSED``. So a not-found / not-open answer is checked by querying the order (by
+        its venue order id when known -- Gate spot resolves ``t-`` text ids only while the order
+        is open -- else by client order id; the answer is applied to the tracked order): True if
+        it is CANCELED and we did not already know it finished before sending (a second cancel
+        of an order we saw cancelled stays False); False otherwise (filled, unknown, still
+        open). The limiter counts the path as the route ``.../orders/{order_id}``
+        (:func:`~cexarb.venues.ratelimit.gate_endpoint`).
+
+        Raises:
+            VenueError / RateLimitExceeded: the cancel (or the check) failed otherwise.
+        """
         inst = self._instrument(instrument_key)
         path = f"{self._order_path}/{codec.text_for_client_order_id(client_order_id)}"
         params = self._cancel_params(inst)
+        tracked = self._orders.get(client_order_id)
+        # before sending: the push of a first attempt that went through may land before the answer
+        was_open = tracked is None or not tracked.status.is_terminal
         try:
             resp = await self._oe.delete(
                 path,
@@ -432,10 +460,31 @@ class GateConnectorBase(ConnectorBase):
                 symbol=inst.symbol,
                 idempotent=True,
             )
-        except (OrderNotFoundError, OrderNotOpenError):
-            return False
+        except (OrderNotFoundError, OrderNotOpenError) as exc:
+            if not was_open:
+                return False  # we knew it had finished: no retry to make sense of
+            return await self._cancelled_already(inst.key, client_order_id, exc)
         self._apply_update(self._decode_order(resp.body).to_update(inst.key))
         return True
+
+    async def _cancelled_already(self, instrument_key: str, client_order_id: str, exc: VenueError) -> bool:
+        """After a cancel answered not-found / not-open: is the order CANCELED on the venue?
+        (:meth:`get_order` applies what it finds to the tracked order.)"""
+        tracked = self._orders.get(client_order_id)
+        venue_id = tracked.venue_order_id if tracked is not None else None
+        if venue_id and venue_id.isdigit():
+            order = await self._get_order_at(instrument_key, venue_id)
+        else:
+            order = await self.get_order(instrument_key, client_order_id)
+        cancelled = order is not None and order.status is OrderStatus.CANCELED
+        log.info(
+            "venue=%s cancel %s answered %s; the order is %s",
+            self.name,
+            client_order_id,
+            exc.code or type(exc).__name__,
+            order.status.name if order is not None else "not found",
+        )
+        return cancelled
 
     def _cancel_params(self, inst: Instrument) -> list[tuple[str, str]]:
         return [(self._symbol_param(), inst.symbol)]
@@ -476,7 +525,11 @@ class GateConnectorBase(ConnectorBase):
         return await self._get_order_at(instrument_key, venue_order_id)
 
     async def _get_order_at(self, instrument_key: str, order_ref: str) -> Order | None:
-        """One order by Gate's ``{order_id}`` path segment: ``t-<text>`` or the numeric id."""
+        """One order by Gate's ``{order_id}`` path segment: ``t-<text>`` or the numeric id.
+
+        Rate-limited per endpoint: the limiter counts every such path as the one route
+        ``.../orders/{order_id}`` (Gate's "200r/10s per endpoint";
+        :meth:`~cexarb.venues.ratelimit.VenueLimits.endpoint`), not one window per order id."""
         inst = self._instrument(instrument_key)
         path = f"{self._order_path}/{order_ref}"
         try:
@@ -516,6 +569,13 @@ class GateSpot(GateConnectorBase):
     ) -> None:
         kwargs.setdefault("ws_url", "wss://api.gateio.ws/ws/v4/")
         super().__init__(credentials, **kwargs)
+        # the spot.balances cache (see cached_balances): latest Balance per currency, the
+        # currencies pushed since the stream (re)started, and the private connection whose
+        # spot.balances subscription is acknowledged (None: no live balances stream)
+        self._balance_cache: dict[str, Balance] = {}
+        self._balance_pushed: set[str] = set()
+        self._balances_live_conn: int | None = None
+        self.balance_pushes = 0  # spot.balances rows applied (tests, metrics)
 
     async def _load_instruments(self) -> None:
         resp = await self._http.get(f"{_API}/spot/currency_pairs")
@@ -646,7 +706,54 @@ class GateSpot(GateConnectorBase):
         return out
 
     async def balances(self) -> dict[str, Balance]:
+        """Spot balances by currency from REST ``GET /spot/accounts`` (Gate APIv4 "List spot
+        accounts", PROTOCOLS.md §2.2): ``free`` = ``available``, ``locked`` = ``locked``, in
+        units of each currency. The source of truth; :meth:`cached_balances` is the push-fed view.
+
+        Also fills the push-fed cache for currencies that have had no ``spot.balances`` push
+        since the stream (re)started -- only when the balances stream was live (subscription
+        acknowledged, same connection) for the whole request, so no change can fall between
+        this answer and the pushes that follow it.
+        """
+        live = self._balances_live_conn
         resp = await self._http.get(f"{_API}/spot/accounts", signed=True)
-        return {
-            a.currency: a.to_balance() for a in codec.decode_spot_accounts(resp.body)
-        }
+        out = {a.currency: a.to_balance() for a in codec.decode_spot_accounts(resp.body)}
+        if live is not None and live == self._balances_live_conn:
+            for currency, bal in out.items():
+                if currency not in self._balance_pushed:
+                    self._balance_cache[currency] = Balance(asset=currency, free=bal.free, locked=bal.locked)
+        return out
+
+    @property
+    def balances_stream_live(self) -> bool:
+        """True while the ``spot.balances`` subscription of the current private connection is
+        acknowledged: every balance change from now on reaches :meth:`cached_balances`."""
+        return self._balances_live_conn is not None
+
+    def cached_balances(self) -> dict[str, Balance]:
+        """Latest spot balance per currency without a request: each ``spot.balances`` push row
+        (Gate spot WS v4 "Spot balance channel": ``available`` -> ``free``, ``freeze`` ->
+        ``locked``, absolute amounts after the change, units of the currency; PROTOCOLS.md §2.4)
+        replaces its currency's entry; :meth:`balances` fills currencies not pushed since.
+
+        Emptied when the private stream drops or overflows (a push may have been missed) and
+        refilled by the next pushes / :meth:`balances` call. A copy: changing it changes nothing.
+        """
+        return {c: Balance(asset=b.asset, free=b.free, locked=b.locked) for c, b in self._balance_cache.items()}
+
+    def _on_other_private(self, msg: Any) -> None:
+        if isinstance(msg, codec.GateBalancesUpdate) and msg.channel == "spot.balances":
+            for row in msg.balances:
+                if isinstance(row, codec.GateBalanceChange):  # the spot schema (decoder-checked)
+                    self._balance_cache[row.currency] = row.to_balance()
+                    self._balance_pushed.add(row.currency)
+                    self.balance_pushes += 1
+
+    def _on_private_ack(self, msg: codec.GateWsAck) -> None:
+        if msg.channel == "spot.balances":
+            self._balances_live_conn = self._private_conn_gen if msg.event == "subscribe" else None
+
+    def _on_private_lost(self) -> None:
+        self._balances_live_conn = None
+        self._balance_cache.clear()
+        self._balance_pushed.clear()

@@ -12,15 +12,25 @@ sizes as integers, or decimal strings when the request (or WS handshake) carries
 ``X-Gate-Size-Decimal: 1``; WS private channels signed per request (error code 4 on failure),
 futures private payloads starting with the user id; duplicate subscriptions answer code 2.
 
+Level-limited depth streams (``futures.order_book_update`` at its ``level``, ``*.obu`` at 50 /
+400) carry only the subscribed top levels, with a 0 for a level that leaves them (:class:`_BookSub`);
+``spot.order_book_update`` carries every changed level. Rate limits as Gate documents them
+(PROTOCOLS.md §2.6, §3.6), counted per route template, never per concrete path: public 200 / 10 s
+per endpoint and IP; spot placement 10/s per UID *and* currency pair; futures placement 100/s per
+UID; cancels 200/s per UID over single and batch routes; other private 200 / 10 s per endpoint and
+UID; every answer past the limiter carries ``X-Gate-RateLimit-*`` headers. A ``lose_ack`` fault
+armed with a ``path_prefix`` that matches a cancel's path executes that cancel and drops its reply.
+
 Simplifications (said so the connector team knows): fees are charged in quote (USDT) for spot
 buys and sells alike (Gate charges buys in base); ``fok`` orders, iceberg, amend, batch orders
-and the WS trading API are not served; depth pushes carry every changed level whatever the
-subscribed depth (``full`` pushes and snapshots are cut at the depth).
+and the WS trading API are not served; rate-limit windows are fixed (aligned to the clock), not
+sliding; ``spot.balances`` rows always say ``change_type`` ``order-create``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -64,6 +74,9 @@ P = "/api/v4"
 SPOT = "gateio-spot"
 FUT = "gateio-futures"
 _JSON = msgspec.json.Encoder()
+
+#: a request's (limit, remaining) of its rate-limit window, for the reply headers
+_RATE_KEY: web.RequestKey[tuple[int, int]] = web.RequestKey("gate_rate", tuple)
 
 _SPOT_TIF = {
     "gtc": TimeInForce.GTC,
@@ -134,6 +147,7 @@ class GateHandlers:
     def __init__(self, server: SimServer) -> None:
         self.server = server
         self.sessions: set[_GateWsSession] = set()
+        self.rate_limited = 0  # 429 answers given by the rate limits (not by faults): tests
 
     # =========================================================================================
     # guard: faults, rate limits, auth
@@ -141,12 +155,20 @@ class GateHandlers:
     def _venue_of(self, request: web.Request) -> str:
         return FUT if request.path.startswith(P + "/futures") else SPOT
 
-    def _rate(self, request: web.Request, scope: str, kind: str, limit: int, window_s: float) -> None:
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else request.path
-        ok, _remain, reset = self.server.rate_limiter.hit(("gate", scope, kind, name), limit, window_s)
+    def _rate(
+        self, request: web.Request, scope: str, kind: str, limit: int, window_s: float, name: str | None = None
+    ) -> None:
+        """One hit on the window ``(scope, kind, name)``; ``name`` defaults to the endpoint: the
+        route's canonical template (``/api/v4/spot/orders/{order_id}``), never the concrete path
+        -- Gate counts "per endpoint", whatever the order id."""
+        if name is None:
+            route = request.match_info.route.resource
+            name = route.canonical if route is not None else request.path
+        ok, remain, reset = self.server.rate_limiter.hit(("gate", scope, kind, name), limit, window_s)
         if not ok:
+            self.rate_limited += 1
             raise _RateLimited(limit, reset)
+        request[_RATE_KEY] = (limit, remain)  # the X-Gate-RateLimit-* headers of the reply
 
     async def _guard(
         self, request: web.Request, *, private: bool, kind: str = "other"
@@ -182,14 +204,19 @@ class GateHandlers:
             )
         except GateAuthError as exc:
             raise GateError(exc.http_status, exc.label, exc.message) from None
+        # Gate APIv4 "Frequency limit rule" (PROTOCOLS.md §2.6, §3.6; the client's
+        # cexarb.venues.ratelimit GATE_SPOT_LIMITS / GATE_FUTURES_LIMITS count the same way):
+        # spot placement + amend "a total of 10r/s (UID+Market)" -- per user *and* currency pair;
+        # futures placement 100r/s per user; cancels (single and batch) "a total of 200r/s" per
+        # user, all routes together; other private endpoints 200r/10s per user per endpoint.
         uid = str(account.uid)
         if kind == "place":
             if venue == SPOT:
-                self._rate(request, uid, "place-spot", 10, 1.0)
+                self._rate(request, uid, "place-spot", 10, 1.0, name=_currency_pair_of(body))
             else:
-                self._rate(request, uid, "place-futures", 100, 1.0)
+                self._rate(request, uid, "place-futures", 100, 1.0, name="")
         elif kind == "cancel":
-            self._rate(request, uid, "cancel-" + venue, 200, 1.0)
+            self._rate(request, uid, "cancel-" + venue, 200, 1.0, name="")
         else:
             self._rate(request, uid, "private", 200, 10.0)
         return account, body
@@ -202,13 +229,13 @@ class GateHandlers:
         kind: str = "other",
     ) -> Callable[[web.Request], Any]:
         async def run(request: web.Request) -> web.StreamResponse:
+            response: web.StreamResponse
             try:
                 account, body = await self._guard(request, private=private, kind=kind)
                 if private:
-                    response: web.StreamResponse = await handler(request, account, body)  # type: ignore[call-arg]
+                    response = await handler(request, account, body)  # type: ignore[call-arg]
                 else:
                     response = await handler(request)
-                return response
             except _RateLimited as exc:
                 headers = {
                     "X-Gate-RateLimit-Requests-Remain": "0",
@@ -217,9 +244,17 @@ class GateHandlers:
                 }
                 return error_response(429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded", headers)
             except GateError as exc:
-                return error_response(exc.status, exc.label, exc.message)
+                response = error_response(exc.status, exc.label, exc.message)
             except codec.GateCodecError as exc:
-                return error_response(400, "INVALID_REQUEST_BODY", str(exc))
+                response = error_response(400, "INVALID_REQUEST_BODY", str(exc))
+            rate = request.get(_RATE_KEY)
+            if rate is not None and not response.prepared:
+                # every answer past the limiter carries its endpoint's window (Gate APIv4 "Rate
+                # Limit" headers; the reset timestamp is "just the current timestamp" when not over)
+                response.headers["X-Gate-RateLimit-Requests-Remain"] = str(rate[1])
+                response.headers["X-Gate-RateLimit-Limit"] = str(rate[0])
+                response.headers["X-Gate-RateLimit-Reset-Timestamp"] = str(now_ms())
+            return response
 
         return run
 
@@ -747,7 +782,8 @@ class GateHandlers:
 
     async def _ack_faults(self, request: web.Request, venue: str) -> tuple[float, bool]:
         delay = self.server.faults.take(venue, FaultKind.DELAY_ACK)
-        lose = self.server.faults.take(venue, FaultKind.LOSE_ACK)
+        # with the path: a lose_ack armed for cancel paths (a path prefix) is not a placement's
+        lose = self.server.faults.take(venue, FaultKind.LOSE_ACK, request.path)
         return (delay.seconds if delay else 0.0), lose is not None
 
     def _reject_fault(self, venue: str) -> None:
@@ -1032,11 +1068,35 @@ class GateHandlers:
         record = self._find(account, SPOT, request.match_info["order_id"])
         return json_response(self.spot_order_json(account, record))
 
-    async def spot_order_cancel(self, request: web.Request, account: SimAccount, body: bytes) -> web.Response:
+    def _cancel_reply_lost(self, request: web.Request, venue: str) -> bool:
+        """A ``lose_ack`` fault armed **with a path prefix** matching this cancel's path: the
+        cancel is executed and its reply lost (the connection dropped). ``lose_ack`` faults
+        without a prefix stay placement faults (:mod:`cexarb.venues.sim.faults`)."""
+        path = request.path
+        faults = self.server.faults
+        # the fault take() would hand out for this path: only a prefixed one is a cancel's
+        first = next(
+            (
+                f
+                for f in faults.armed
+                if f.venue == venue
+                and f.kind is FaultKind.LOSE_ACK
+                and (not f.path_prefix or path.startswith(f.path_prefix))
+            ),
+            None,
+        )
+        if first is None or not first.path_prefix:
+            return False
+        return faults.take(venue, FaultKind.LOSE_ACK, path) is not None
+
+    async def spot_order_cancel(self, request: web.Request, account: SimAccount, body: bytes) -> web.StreamResponse:
         record = self._find(account, SPOT, request.match_info["order_id"])
         if account.order_state(record).status.is_terminal:
             raise GateError(400, "ORDER_CLOSED", "Order already closed")
+        lose = self._cancel_reply_lost(request, SPOT)
         await self._cancel(account, SPOT, record)
+        if lose:
+            return await self._reply_order(request, SPOT, {}, 0.0, True)
         return json_response(self.spot_order_json(account, record))
 
     async def spot_orders_list(self, request: web.Request, account: SimAccount, body: bytes) -> web.Response:
@@ -1092,11 +1152,14 @@ class GateHandlers:
         dec = request.headers.get("X-Gate-Size-Decimal") == "1"
         return json_response(self.futures_order_json(account, record, dec))
 
-    async def futures_order_cancel(self, request: web.Request, account: SimAccount, body: bytes) -> web.Response:
+    async def futures_order_cancel(self, request: web.Request, account: SimAccount, body: bytes) -> web.StreamResponse:
         record = self._find(account, FUT, request.match_info["order_id"])
         if account.order_state(record).status.is_terminal:
             raise GateError(400, "ORDER_FINISHED", "Order finished")
+        lose = self._cancel_reply_lost(request, FUT)
         await self._cancel(account, FUT, record)
+        if lose:
+            return await self._reply_order(request, FUT, {}, 0.0, True)
         dec = request.headers.get("X-Gate-Size-Decimal") == "1"
         return json_response(self.futures_order_json(account, record, dec))
 
@@ -1228,6 +1291,22 @@ class GateHandlers:
             if session.venue == venue:
                 n += session.push_full()
         return n
+
+
+class _PairOnly(msgspec.Struct):
+    currency_pair: str = ""
+
+
+_PAIR_ONLY = msgspec.json.Decoder(_PairOnly)
+
+
+def _currency_pair_of(body: bytes) -> str:
+    """The ``currency_pair`` of a spot order body, for the per-market placement window ("" when
+    the body is not an order: the handler then answers its 400)."""
+    try:
+        return _PAIR_ONLY.decode(body).currency_pair
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
 
 
 class _RateLimited(Exception):
@@ -1657,7 +1736,15 @@ class _WsError(Exception):
 
 class _BookSub:
     """One depth subscription: ``spot.order_book_update`` / ``futures.order_book_update`` (item
-    ``SYM|interval|level``) or ``*.obu`` (item ``ob.SYM.50|400``)."""
+    ``SYM|interval|level``) or ``*.obu`` (item ``ob.SYM.50|400``).
+
+    Level-limited streams (``futures.order_book_update`` at its ``level``, ``*.obu`` at 50/400;
+    PROTOCOLS.md §3.4, §3.5, §2.5) carry the top ``depth`` levels of a side only, as Gate does:
+    each push holds the levels of the current top ``depth`` that changed or entered it since the
+    last push, and a 0 for each level that left it (or was deleted within it). A client that
+    applies them to a REST snapshot of ``limit = depth`` (or the ``full`` push) keeps exactly the
+    venue's top ``depth``. ``spot.order_book_update`` has no level: every changed level.
+    """
 
     def __init__(self, session: _GateWsSession, channel: str, topic: str, item: str) -> None:
         self.s = session
@@ -1674,11 +1761,39 @@ class _BookSub:
             interval = 0.02 if interval_text == "20ms" else 0.1
         self.buffer = DepthBuffer(interval, self._flush)
         self.futures_levels = session.market == "futures" and topic == "order_book_update"
+        self.level_limited = topic == "obu" or session.market == "futures"
+        # the top `depth` levels a side as the client knows them (after the last push / at start)
+        self.sent_bids: dict[int, float] = {}
+        self.sent_asks: dict[int, float] = {}
 
     def start(self) -> None:
         self.book.add_listener(self._on_change)
+        if self.level_limited:
+            bids, asks = self._top()
+            self.sent_bids, self.sent_asks = dict(bids), dict(asks)
         if self.topic == "obu":
             self.push_full()
+
+    def _top(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The book's best ``depth`` levels a side (bids descending, asks ascending)."""
+        book = self.book
+        return heapq.nlargest(self.depth, book.bids.items()), heapq.nsmallest(self.depth, book.asks.items())
+
+    def _limit_side(
+        self, changed: dict[int, float], top: list[tuple[int, float]], sent: dict[int, float], bids: bool
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """(levels to push, the new view) for one side of a level-limited stream."""
+        now = dict(top)
+        out = {t: q for t, q in now.items() if t in changed or sent.get(t) != q}
+        full = len(top) >= self.depth
+        worst = top[-1][0] if top else 0
+        for t in changed:  # deleted, or moved out, within the visible top: tell the client
+            if t not in now and (not full or (t > worst if bids else t < worst)):
+                out[t] = 0.0
+        for t in sent:  # pushed below the top by better levels
+            if t not in now:
+                out[t] = 0.0
+        return out, now
 
     def close(self) -> None:
         self.book.remove_listener(self._on_change)
@@ -1700,6 +1815,10 @@ class _BookSub:
         if self.s.conn.closed:
             return
         ts = now_ms()
+        if self.level_limited:
+            top_bids, top_asks = self._top()
+            bids, self.sent_bids = self._limit_side(bids, top_bids, self.sent_bids, True)
+            asks, self.sent_asks = self._limit_side(asks, top_asks, self.sent_asks, False)
         b = sorted(bids.items(), key=lambda kv: -kv[0])
         a = sorted(asks.items())
         symbol = self.book.instrument.symbol
@@ -1734,7 +1853,9 @@ class _BookSub:
         """Flush what is pending, then send the whole book for the subscribed depth (``full``)."""
         self.buffer.flush()
         ts = now_ms()
-        bids, asks = self.book.top(self.depth)
+        bids, asks = self._top()
+        if self.level_limited:
+            self.sent_bids, self.sent_asks = dict(bids), dict(asks)
         u = self.book.update_id
         if self.topic == "obu":
             result: dict[str, Any] = {"t": ts, "full": True, "s": self.item, "u": u}
