@@ -834,3 +834,21 @@ def test_order_params_for_each_order_type() -> None:
         params(Side.SELL, 0.5, price=100.0, reduce_only=True)
     with pytest.raises(ValueError, match="client_order_id"):
         codec.order_params(OrderRequest.create(SPOT, Side.SELL, 0.5, price=100.0))
+
+
+def test_order_params_market_buy_without_quote_order_qty_names_the_field() -> None:
+    req = OrderRequest.create(SPOT, Side.BUY, 0.5, type=OrderType.MARKET, client_order_id="id1")
+    with pytest.raises(ValueError, match=r"quote_order_qty \(quote to spend\), got None.*IMMEDIATE_OR_CANCEL"):
+        codec.order_params(req)
+    # the IOC limit MexcSpot sends instead: exact decimal strings from ticks and lots
+    ioc = OrderRequest.create(
+        SPOT, Side.BUY, 0.5, price_ticks=10_050, time_in_force=TimeInForce.IOC, client_order_id="id1"
+    )
+    assert codec.order_params(ioc) == [
+        ("symbol", SPOT.symbol),
+        ("side", "BUY"),
+        ("type", "IMMEDIATE_OR_CANCEL"),
+        ("quantity", SPOT.format_qty(ioc.qty_lots)),
+        ("price", SPOT.format_price(10_050)),
+        ("newClientOrderId", "id1"),
+    ]

@@ -324,3 +324,63 @@ async def test_mexc_rate_limit_429(server, http):
     server.rate_limiter.enabled = False
     status, _, _ = await mexc(http, server, "GET", "/ping", signer=None)
     assert status == 502
+
+
+async def test_mexc_lost_or_failed_cancel_reply_still_cancels(server, http):
+    """``MexcHandlers.fail_cancel_replies``: the cancel is executed, its answer is lost (dropped
+    connection) or a 5xx; a second DELETE says unknown order and a query says CANCELED."""
+    book = server.market.books[BOOK_KEY]
+    low = book.price_str(book.best()[0][0] - 100_000)
+    with pytest.raises(ValueError, match="status must be 5xx"):
+        server.mexc.fail_cancel_replies(1, status=404)
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        server.mexc.fail_cancel_replies(0)
+    for n, fail in enumerate((None, 503)):
+        cid = f"cx{n}"
+        params = [
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "LIMIT"),
+            ("quantity", "0.001"),
+            ("price", low),
+            ("newClientOrderId", cid),
+        ]
+        status, body, _ = await mexc(http, server, "POST", "/order", params)
+        assert status == 200, body
+        server.mexc.fail_cancel_replies(1, status=fail)
+        which = [("symbol", "BTCUSDT"), ("origClientOrderId", cid)]
+        if fail is None:
+            # the connection drops without an answer; aiohttp may retry the (idempotent) DELETE
+            # itself, which then finds the order already cancelled
+            try:
+                status, body, _ = await mexc(http, server, "DELETE", "/order", which)
+            except aiohttp.ClientError:
+                pass
+            else:
+                assert (status, codec.decode_error(body).code) == (400, -2011)
+        else:
+            status, body, _ = await mexc(http, server, "DELETE", "/order", which)
+            assert status == fail and codec.decode_error(body).code == fail
+        assert server.mexc.cancel_replies_failed == n + 1
+        status, body, _ = await mexc(http, server, "DELETE", "/order", which)
+        assert (status, codec.decode_error(body).code) == (400, -2011)
+        _, body, _ = await mexc(http, server, "GET", "/order", which)
+        assert codec.decode_order(body).status == "CANCELED"
+
+
+async def test_mexc_market_sell_by_quantity_and_ioc_buy_by_quantity_and_price(server, http):
+    """What MexcSpot sends for market orders: a MARKET sell with ``quantity`` (base) and, for a
+    market buy, an IMMEDIATE_OR_CANCEL limit with ``quantity`` and a protective ``price``."""
+    book = server.market.books[BOOK_KEY]
+    high = book.price_str(book.best()[1][0] + 1_000)
+    for cid, params in (
+        ("ms1", [("side", "SELL"), ("type", "MARKET"), ("quantity", "0.002000")]),
+        ("mb1", [("side", "BUY"), ("type", "IMMEDIATE_OR_CANCEL"), ("quantity", "0.002000"), ("price", high)]),
+    ):
+        status, body, _ = await mexc(
+            http, server, "POST", "/order", [("symbol", "BTCUSDT"), *params, ("newClientOrderId", cid)]
+        )
+        assert status == 200, body
+        _, body, _ = await mexc(http, server, "GET", "/order", [("symbol", "BTCUSDT"), ("origClientOrderId", cid)])
+        order = codec.decode_order(body)
+        assert order.status == "FILLED" and order.executed_qty == pytest.approx(0.002)

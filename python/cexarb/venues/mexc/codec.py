@@ -993,11 +993,14 @@ def symbol_to_instrument(symbol: MexcSymbol) -> Instrument:
 def order_params(request: OrderRequest, *, quote_order_qty: str | None = None) -> list[tuple[str, str]]:
     """``POST /api/v3/order`` parameters (unsigned, in ccxt's order) for ``request``.
 
-    Mapping [MX-DOC]: LIMIT + GTC -> ``LIMIT``; + POST_ONLY -> ``LIMIT_MAKER``; + IOC ->
-    ``IMMEDIATE_OR_CANCEL``; MARKET -> ``MARKET`` with ``quantity`` (sell) or ``quoteOrderQty``
-    (buy spends quote; pass ``quote_order_qty``, a decimal string). Price and quantity are the
+    Mapping [MX-DOC] (PROTOCOLS.md §1.2): LIMIT + GTC -> ``LIMIT``; + POST_ONLY ->
+    ``LIMIT_MAKER``; + IOC -> ``IMMEDIATE_OR_CANCEL``; MARKET -> ``MARKET`` with ``quantity``
+    (sell, base units) or ``quoteOrderQty`` (buy spends quote; pass ``quote_order_qty``, a
+    decimal string in quote units). Price (quote units) and quantity (base units) are the
     request's exact decimal strings (formatted once from ticks and lots). ``newClientOrderId``
-    is the client order id.
+    is the client order id. :class:`~cexarb.venues.mexc.spot.MexcSpot` never sends a MARKET buy:
+    it turns one into an IOC limit for the exact base quantity
+    (:meth:`~cexarb.venues.mexc.spot.MexcSpot.market_buy_as_ioc_limit`) before calling this.
 
     Raises:
         ValueError: reduce-only (no such thing on spot), a market buy without
@@ -1013,7 +1016,11 @@ def order_params(request: OrderRequest, *, quote_order_qty: str | None = None) -
         params.append(("type", "MARKET"))
         if request.side is Side.BUY:
             if not quote_order_qty:
-                raise ValueError("MEXC market buy needs quote_order_qty (quote to spend), got None")
+                raise ValueError(
+                    f"MEXC market buy needs quote_order_qty (quote to spend), got {quote_order_qty!r}; "
+                    "to buy an exact base quantity send an IMMEDIATE_OR_CANCEL limit "
+                    "(MexcSpot.market_buy_as_ioc_limit)"
+                )
             params.append(("quoteOrderQty", quote_order_qty))
         else:
             params.append(("quantity", request.wire_qty))

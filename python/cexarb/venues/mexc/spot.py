@@ -9,12 +9,20 @@
   :class:`~cexarb.venues.book_manager.BookManager` with the MEXC ``fromVersion``/``toVersion``
   rule and ``/api/v3/depth`` (``lastUpdateId``) snapshots; ``aggre.deals`` -> :class:`Trade`;
   ``aggre.bookTicker`` -> :class:`BookTicker`. ``PING`` every 10 s (MEXC drops idle sockets).
+  MEXC allows at most 30 subscriptions per *connection* (PROTOCOLS.md §1.4 [MX-DOC]): the
+  channels are split over as many market connections as needed (depth channels first, so up to
+  30 symbols share one book connection), each a :class:`~cexarb.venues.ws.WsClient` with its own
+  reconnect / resubscribe / heartbeat; a reconnect resubscribes that connection's channels only.
 * **User data** at ``/ws?listenKey=``: the key is created with ``POST /api/v3/userDataStream``
   and kept alive with ``PUT`` every 30 min; a rejected key (``Invalid listen key``) is replaced
   before the next reconnect. ``private.orders`` -> :class:`OrderUpdate`, ``private.deals`` ->
   :class:`Fill`, de-duplicated by trade id; after a reconnect the missed fills are read from
   ``myTrades`` once the subscription is acknowledged again (shared logic of
-  :class:`~cexarb.venues.connector.ConnectorBase`).
+  :class:`~cexarb.venues.connector.ConnectorBase`). ``private.account`` pushes update a per-asset
+  balance cache (:meth:`MexcSpot.cached_balances`, no REST call).
+* A **market buy** goes out as an ``IMMEDIATE_OR_CANCEL`` limit for the exact base quantity,
+  priced from the local book (:meth:`MexcSpot.market_buy_as_ioc_limit`); a market sell is a
+  MEXC ``MARKET`` order with ``quantity``.
 * The ``POST /api/v3/order`` ack carries no status: :meth:`place_order` returns the order
   ``NEW`` (acked) and keeps updating that same object from the stream.
 """
@@ -24,11 +32,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from cexarb.model import Balance, Fill, Order, OrderStatus, OrderType, Side
+from cexarb.model import (
+    Balance,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import MEXC_RULE, BookSnapshot, DepthUpdate
 from cexarb.venues.connector import (
@@ -74,6 +93,8 @@ _PRIVATE_CHANNELS = [
     "spot@private.account.v3.api.pb",
 ]
 LISTEN_KEY_KEEPALIVE_S = 30 * 60
+MAX_CHANNELS_PER_CONNECTION = 30
+"""MEXC's limit of subscriptions per WebSocket connection (PROTOCOLS.md §1.4 [MX-DOC])."""
 # keep-alive failures after which the listen key is still valid (kept, retried sooner)
 _TRANSIENT = (
     RateLimitedError,
@@ -96,11 +117,18 @@ class MexcSpot(ConnectorBase):
         symbols: symbols to load and stream (None: every symbol -- name them live).
         listen_key_keepalive_s: period of the listen key's keep-alive ``PUT`` (default 30 min;
             the key lives 60 min).
+        max_channels_per_connection: market channels per WebSocket connection, 1..30 (default
+            30, MEXC's limit per connection, PROTOCOLS.md §1.4); more channels open more
+            connections (:attr:`market_connections`).
     """
 
     name = "mexc-spot"
     market = "spot"
     limits = MEXC_SPOT_LIMITS
+
+    #: A market buy is sent as an IOC limit this many bps (1e-4) above the price that walks the
+    #: local book's asks for its quantity (see :meth:`market_buy_as_ioc_limit`).
+    market_buy_band_bps: float = 50.0
 
     def __init__(
         self, credentials: ApiCredentials | None = None, **kwargs: Any
@@ -108,43 +136,62 @@ class MexcSpot(ConnectorBase):
         kwargs.setdefault("ws_url", "wss://wbs-api.mexc.com/ws")
         kwargs.setdefault("rest_url", "https://api.mexc.com")  # [MX-DOC] REST base URL
         self.listen_key_keepalive_s = float(kwargs.pop("listen_key_keepalive_s", LISTEN_KEY_KEEPALIVE_S))
+        cap = kwargs.pop("max_channels_per_connection", MAX_CHANNELS_PER_CONNECTION)
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CHANNELS_PER_CONNECTION:
+            raise ValueError(
+                f"max_channels_per_connection must be an int in 1..{MAX_CHANNELS_PER_CONNECTION}, got {cap!r}"
+            )
+        self.max_channels_per_connection: int = cap
         super().__init__(credentials, **kwargs)
         self._mexc_signer = MexcSigner(credentials) if credentials is not None else None
         self._listen_key: str | None = None
         self.listen_key_renewals = 0
         self.listen_key_keepalives = 0
         self.listen_key_keepalive_failures = 0
+        # market WebSocket connections, <= max_channels_per_connection channels each (the first
+        # is also ConnectorBase._ws_market)
+        self._ws_markets: list[WsClient] = []
+        # latest balance per asset, from private.account pushes and the last balances() answer
+        self._balances: dict[str, Balance] = {}
+        self._balance_push_count: dict[str, int] = {}  # per asset: pushes applied so far
+        self.balance_pushes = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         auth = MexcAuth(self._mexc_signer) if self._mexc_signer is not None else None
         await self._open_rest_and_books(auth=auth, error_mapper=mexc_error, rule=MEXC_RULE)
-        channels: list[str] = []
-        for inst in self._instruments.values():
-            channels += [
-                codec.channel_aggre_depth(inst.symbol),
-                codec.channel_aggre_deals(inst.symbol),
-                codec.channel_aggre_book_ticker(inst.symbol),
-            ]
         session = self._http.session
-        self._ws_market = WsClient(
-            f"{self.name} market",
-            self.ws_url,
-            session,
-            handler=self._on_market_event,
-            heartbeat=mexc_heartbeat(),
-            backoff=self._backoff,
-            stall_timeout_s=self._stall_timeout_s,
-            data_timeout_s=self._market_data_timeout_s,
-            seed=self._seed,
-        )
-        for i in range(0, len(channels), 30):  # <= 30 channels per request
-            chunk = channels[i : i + 30]
-            await self._ws_market.subscribe(
-                f"public:{i}", functools.partial(codec.encode_subscribe, chunk)
+        groups = self._market_channel_groups()
+        all_depth = frozenset(inst.symbol for inst in self._instruments.values())
+        for n, chunk in enumerate(groups):
+            depth_symbols = frozenset(
+                ch.symbol for ch in map(codec.parse_channel, chunk) if ch.kind == "aggre.depth"
             )
-        self._ws_market.start()
+            # a connection carrying every book (the usual case) takes the book manager's
+            # all-books handling as is; any other gets a handler scoped to its own books
+            handler = (
+                self._on_market_event
+                if len(groups) == 1 or depth_symbols == all_depth
+                else self._market_conn_handler(depth_symbols)
+            )
+            ws = WsClient(
+                f"{self.name} market" + (f" #{n}" if n else ""),
+                self.ws_url,
+                session,
+                handler=handler,
+                heartbeat=mexc_heartbeat(),
+                backoff=self._backoff,
+                stall_timeout_s=self._stall_timeout_s,
+                data_timeout_s=self._market_data_timeout_s,
+                seed=None if self._seed is None else self._seed + n,
+            )
+            # one SUBSCRIPTION request with this connection's channels, re-sent on its reconnects
+            await ws.subscribe(f"public:{n}", functools.partial(codec.encode_subscribe, chunk))
+            self._ws_markets.append(ws)
+        self._ws_market = self._ws_markets[0] if self._ws_markets else None
+        for ws in self._ws_markets:
+            ws.start()
         if self._mexc_signer is not None:
             self._order_entry = OrderEntryClient(
                 self.name,
@@ -173,9 +220,64 @@ class MexcSpot(ConnectorBase):
             self._ws_private.start()
             self._spawn(self._keep_listen_key())
 
+    @property
+    def market_connections(self) -> list[WsClient]:
+        """The market WebSocket connections, each with <= :attr:`max_channels_per_connection`
+        channels (read them; do not start or stop them)."""
+        return list(self._ws_markets)
+
+    def _market_channel_groups(self) -> list[list[str]]:
+        """The market channels split per connection (<= :attr:`max_channels_per_connection`
+        each, MEXC's 30 per connection, PROTOCOLS.md §1.4): every symbol's ``aggre.depth`` first,
+        then ``aggre.deals``, then ``aggre.bookTicker``, so the books share as few connections as
+        possible."""
+        insts = list(self._instruments.values())
+        channels = (
+            [codec.channel_aggre_depth(i.symbol) for i in insts]
+            + [codec.channel_aggre_deals(i.symbol) for i in insts]
+            + [codec.channel_aggre_book_ticker(i.symbol) for i in insts]
+        )
+        cap = self.max_channels_per_connection
+        return [channels[i : i + cap] for i in range(0, len(channels), cap)]
+
+    def _market_conn_handler(self, depth_symbols: frozenset[str]) -> Callable[[WsEvent], None]:
+        """The handler of a market connection that carries the books of ``depth_symbols`` only
+        (possibly none): frames go to :meth:`_on_market_event` as on the single connection; a
+        reconnect or overflow resyncs those books only; a disconnect invalidates every book (the
+        book manager has no public per-symbol invalidate; the others resync on their next push)
+        when the connection carries any book, and touches none when it carries none."""
+        on_frame = self._on_market_event
+
+        def handler(event: WsEvent) -> None:
+            if type(event) is WsFrame:
+                on_frame(event)
+                return
+            if not depth_symbols:
+                return
+            books = self._manager
+            if isinstance(event, WsConnected):
+                if event.reconnect:
+                    for symbol in depth_symbols:
+                        books.resync(symbol, "reconnect")
+            elif isinstance(event, WsDisconnected):
+                books.invalidate_all(f"disconnected: {event.reason}")
+            elif isinstance(event, WsOverflow):
+                for symbol in depth_symbols:
+                    books.resync(symbol, f"{event.dropped} frames dropped")
+
+        return handler
+
+    async def aclose_ws_and_tasks(self) -> None:
+        """Stop every market connection (the first one through the base class), the private
+        stream, the tasks and the book fetches (bounded waits)."""
+        extra = [ws for ws in self._ws_markets if ws is not self._ws_market]
+        if extra:
+            await asyncio.gather(*(ws.stop(timeout_s=5.0) for ws in extra))
+        await super().aclose_ws_and_tasks()
+
     async def aclose(self) -> None:
         key, self._listen_key = self._listen_key, None
-        await super().aclose_ws_and_tasks()
+        await self.aclose_ws_and_tasks()
         if key is not None and self._rest is not None:
             try:
                 await self._http.request(
@@ -370,11 +472,15 @@ class MexcSpot(ConnectorBase):
             if event.reconnect:
                 self.private_reconnects += 1
                 self._private_reconnected = True
+                if self._balances:  # account pushes were missed meanwhile: refresh the cache
+                    self._spawn(self._refresh_balances())
             return
         if isinstance(event, (WsDisconnected, WsOverflow)):
             self._private_reconnected = True
             if isinstance(event, WsOverflow):
                 self._spawn(self._backfill())
+                if self._balances:
+                    self._spawn(self._refresh_balances())
             return
         data = event.data
         if isinstance(data, str):
@@ -392,6 +498,9 @@ class MexcSpot(ConnectorBase):
         try:
             push = codec.decode_push(data)
             body = push.body
+            if isinstance(body, proto.PrivateAccount):  # per asset, no symbol
+                self._apply_balance_push(codec.balance_from_push(push))
+                return
             inst = self._inst_of(push)
             if inst is None:
                 return
@@ -409,6 +518,41 @@ class MexcSpot(ConnectorBase):
                 len(data),
                 exc,
             )
+
+    # ---- balances cache ---------------------------------------------------------------------------
+
+    def _apply_balance_push(self, balance: Balance) -> None:
+        """One ``spot@private.account.v3.api.pb`` push (body 307, PROTOCOLS.md §1.5
+        [MX-PROTO]): ``balanceAmount`` (available) and ``frozenAmount`` of one asset *after*
+        the change, base/quote units of that asset; replaces the cached entry."""
+        if not balance.asset:
+            self.decode_errors += 1
+            log.error("venue=%s account push without vcoinName skipped", self.name)
+            return
+        self._balances[balance.asset] = balance
+        self._balance_push_count[balance.asset] = self._balance_push_count.get(balance.asset, 0) + 1
+        self.balance_pushes += 1
+
+    def cached_balances(self) -> dict[str, Balance]:
+        """The latest balance per asset known without a REST call: free (available) and locked
+        (frozen) amounts in units of each asset, from ``spot@private.account`` pushes
+        (PROTOCOLS.md §1.4/§1.5: body 307 carries the balance after each change) and the last
+        :meth:`balances` answer, whichever is newer per asset. Only assets that were pushed or
+        returned by :meth:`balances` appear (call :meth:`balances` once to seed every asset).
+        After a private-stream reconnect the cache is refreshed by ``GET /api/v3/account``.
+        Returns copies; no I/O."""
+        return {a: msgspec.structs.replace(b) for a, b in self._balances.items()}
+
+    def cached_balance(self, asset: str) -> Balance | None:
+        """:meth:`cached_balances` of one ``asset`` (None: never pushed nor fetched)."""
+        bal = self._balances.get(asset)
+        return None if bal is None else msgspec.structs.replace(bal)
+
+    async def _refresh_balances(self) -> None:
+        try:
+            await self.balances()
+        except (VenueError, RateLimitExceeded) as exc:
+            log.warning("venue=%s balance refresh failed: %s", self.name, type(exc).__name__)
 
     def _inst_of(self, push: proto.PushData) -> Any:
         inst = self._by_symbol.get(push.symbol or "")
@@ -457,11 +601,81 @@ class MexcSpot(ConnectorBase):
         return DepthUpdate.from_mexc(codec.depth_update_from_push(codec.decode_push(data)))
 
     def _order_wire(self, request: OrderRequest) -> tuple[str, str, list[tuple[str, str]], bytes]:
+        """``POST /api/v3/order`` with every parameter in the query (as ccxt sends it,
+        PROTOCOLS.md §1.3); a market buy as :meth:`market_buy_as_ioc_limit` builds it."""
+        if request.type is OrderType.MARKET and request.side is Side.BUY:
+            request = self.market_buy_as_ioc_limit(request)
         return "POST", f"{_V}/order", codec.order_params(request), b""
 
+    def market_buy_as_ioc_limit(self, request: OrderRequest) -> OrderRequest:
+        """The wire form of a market buy of ``request.qty`` base units: an IOC limit buy.
+
+        A MEXC ``MARKET`` buy takes ``quoteOrderQty``, the quote to spend (PROTOCOLS.md §1.2:
+        "MARKET needs quantity (sell) or quoteOrderQty (buy spends quote)"), which would fill an
+        inexact base quantity. So -- as :meth:`GateSpot.market_buy_as_ioc_limit
+        <cexarb.venues.gateio.spot.GateSpot.market_buy_as_ioc_limit>` does for Gate -- a market
+        buy goes out as type ``IMMEDIATE_OR_CANCEL`` for exactly ``qty`` (``quantity``, base
+        units) at a protective limit ``price`` (quote units): the worst price of walking the
+        local book's asks for ``qty`` (its last level when the book is thinner; the best ask for
+        a small order), raised by :attr:`market_buy_band_bps` and rounded *up* to the tick, in
+        integer ticks (formatted once by :meth:`OrderRequest.create`). Whatever the band does not
+        reach is cancelled by the venue, never left resting. The order record keeps type
+        MARKET; the venue sees the limit.
+
+        Raises:
+            ValueError: the instrument's book is not streamed, not in sync or has no asks (the
+                order is then rejected locally with this reason, before anything is sent), or a
+                negative band.
+        """
+        inst = request.instrument
+        band = self.market_buy_band_bps
+        if not math.isfinite(band) or band < 0:
+            raise ValueError(f"MEXC market_buy_band_bps must be a finite number >= 0, got {band!r}")
+        try:
+            book = self.book(inst.key)
+        except (KeyError, RuntimeError) as exc:  # not streamed here, or the connector not started
+            raise ValueError(f"MEXC spot market buy of {inst.symbol} needs its book: {exc}") from None
+        if not book.is_valid:
+            raise ValueError(
+                f"MEXC spot market buy of {inst.symbol} needs the local book to price it: "
+                f"book not in sync ({book.invalid_reason})"
+            )
+        execution = book.executable_price("buy", request.qty)  # type: ignore[arg-type]
+        if execution.worst_price is None:
+            raise ValueError(f"MEXC spot market buy of {inst.symbol}: the book has no asks to price it")
+        worst_ticks = inst.price_to_ticks(execution.worst_price)  # a book level: on the grid
+        ticks = math.ceil(Decimal(worst_ticks) * (1 + Decimal(repr(band)) / 10_000))
+        return OrderRequest.create(
+            inst,
+            Side.BUY,
+            request.qty,
+            price_ticks=ticks,
+            time_in_force=TimeInForce.IOC,
+            client_order_id=request.client_order_id,
+            tag=request.tag,
+        )
+
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+        """``DELETE /api/v3/order`` by ``origClientOrderId`` (PROTOCOLS.md §1.2); True if the
+        order was open and is now cancelled.
+
+        The cancel is idempotent, so the order-entry client sends it once more when the
+        connection dropped before any answer. If the first attempt went through, the retry is
+        answered "unknown order" (-2011): so on "not found" / "not open", and on a 5xx, dropped
+        connection or timeout, the order is queried by client order id (``GET /api/v3/order``)
+        and the answer is True when the venue reports it CANCELED (that state is applied) and
+        this connector did not already know it finished (a second cancel of a cancelled order
+        is still False); False when it is filled / unknown. After a 5xx / drop / timeout whose
+        order is still open (the cancel did not happen) or whose query fails too, the original
+        error is raised.
+
+        Raises:
+            ServerError, NetworkError, RequestTimeoutError: see above.
+        """
         inst = self._instrument(instrument_key)
         params = [("symbol", inst.symbol), ("origClientOrderId", client_order_id)]
+        tracked = self._orders.get(client_order_id)
+        was_open = tracked is None or not tracked.status.is_terminal
         try:
             resp = await self._oe.delete(
                 f"{_V}/order",
@@ -471,9 +685,41 @@ class MexcSpot(ConnectorBase):
                 idempotent=True,
             )
         except (OrderNotFoundError, OrderNotOpenError):
-            return False
+            if not was_open:
+                return False
+            try:
+                return await self._cancel_confirmed(inst.key, client_order_id) is True
+            except (VenueError, RateLimitExceeded) as exc:
+                log.warning(
+                    "venue=%s cancel %s: not found, and the query failed (%s)",
+                    self.name,
+                    client_order_id,
+                    type(exc).__name__,
+                )
+                return False
+        except (ServerError, NetworkError, RequestTimeoutError) as exc:
+            try:
+                cancelled = await self._cancel_confirmed(inst.key, client_order_id)
+            except (VenueError, RateLimitExceeded):
+                raise exc from None
+            if cancelled is None:  # still open: the cancel did not happen
+                raise
+            return cancelled and was_open
         self._apply_update(codec.decode_order(resp.body).to_update(inst.key))
         return True
+
+    async def _cancel_confirmed(self, instrument_key: str, client_order_id: str) -> bool | None:
+        """After a cancel whose answer was lost or "not found": the venue's state of the order
+        (``GET /api/v3/order``, applied to the tracked order by :meth:`get_order`). True:
+        CANCELED (also MEXC's PARTIALLY_CANCELED); False: finished otherwise or unknown; None:
+        still open."""
+        order = await self.get_order(instrument_key, client_order_id)
+        if order is None:
+            return False
+        if order.status is OrderStatus.CANCELED:
+            log.info("venue=%s cancel %s: confirmed cancelled by a query", self.name, client_order_id)
+            return True
+        return None if order.is_open else False
 
     async def cancel_all(self, instrument_key: str | None = None) -> int:
         insts = (
@@ -541,7 +787,13 @@ class MexcSpot(ConnectorBase):
         return out
 
     async def balances(self) -> dict[str, Balance]:
+        """Every asset's free and locked amount (units of the asset) from ``GET /api/v3/account``
+        (PROTOCOLS.md §1.2, weight 10). Also refreshes :meth:`cached_balances`, except for an
+        asset whose account push arrived while the request was in flight (the push is newer)."""
+        pushes_before = dict(self._balance_push_count)
         resp = await self._http.get(f"{_V}/account", signed=True)
-        return {
-            b.asset: b.to_balance() for b in codec.decode_account(resp.body).balances
-        }
+        out = {b.asset: b.to_balance() for b in codec.decode_account(resp.body).balances}
+        for asset, bal in out.items():
+            if self._balance_push_count.get(asset, 0) == pushes_before.get(asset, 0):
+                self._balances[asset] = msgspec.structs.replace(bal)
+        return out

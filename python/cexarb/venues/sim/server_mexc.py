@@ -12,7 +12,16 @@ bad key. ``GET /api/v1/contract/detail`` answers an empty contract list (ccxt's
 ``load_markets`` asks for it).
 
 Simplifications: ``FILL_OR_KILL`` and batch orders are not served; a ``LIMIT_MAKER`` that would
-take is accepted and comes back ``CANCELED`` (as MEXC does).
+take is accepted and comes back ``CANCELED`` (as MEXC does). A market buy is served with
+``quoteOrderQty`` (quote to spend) or ``quantity`` (base); an ``IMMEDIATE_OR_CANCEL`` limit is
+what :class:`~cexarb.venues.mexc.spot.MexcSpot` sends for a market buy.
+
+Account pushes (body 307) go out on every balance change of the account: one push per changed
+asset with ``balanceAmount`` / ``frozenAmount`` after the change (PROTOCOLS.md §1.5).
+
+Test hooks beyond :mod:`cexarb.venues.sim.faults`: :meth:`MexcHandlers.fail_cancel_replies`
+(the next cancels are executed but their reply is lost or a 5xx), and every WebSocket's
+subscriptions are readable as ``conn.state["mexc_session"].subs`` on ``SimServer.sockets``.
 """
 
 from __future__ import annotations
@@ -137,6 +146,24 @@ class MexcHandlers:
 
     def __init__(self, server: SimServer) -> None:
         self.server = server
+        # armed by fail_cancel_replies: per cancel to come, None = drop the connection, else a status
+        self._cancel_reply_faults: list[int | None] = []
+        self.cancel_replies_failed = 0
+
+    def fail_cancel_replies(self, count: int = 1, *, status: int | None = None) -> None:
+        """Test hook: the next ``count`` cancels (``DELETE /api/v3/order``) are *executed*, then
+        their reply is lost -- the connection is dropped before any byte (``status`` None) -- or
+        replaced by an HTTP ``status`` 5xx server-error body. (``lose_ack`` of
+        :mod:`~cexarb.venues.sim.faults` does this for placements only.)
+
+        Raises:
+            ValueError: ``count`` < 1 or ``status`` not a 5xx.
+        """
+        if count < 1:
+            raise ValueError(f"fail_cancel_replies count must be >= 1, got {count!r}")
+        if status is not None and not 500 <= status <= 599:
+            raise ValueError(f"fail_cancel_replies status must be 5xx or None, got {status!r}")
+        self._cancel_reply_faults.extend([status] * count)
 
     # ---- guard ---------------------------------------------------------------------------------
 
@@ -610,6 +637,14 @@ class MexcHandlers:
         if account.order_state(record).status.is_terminal:
             raise MexcError(-2011, "Unknown order sent.")
         await account.venues[VENUE].cancel_order(MEXC_SPOT.key, record.key)
+        if self._cancel_reply_faults:
+            status = self._cancel_reply_faults.pop(0)
+            self.cancel_replies_failed += 1
+            if status is not None:
+                raise MexcError(status, "Internal error", status)
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError()
         return json_response(self.cancel_json(account, record))
 
     def _open(self, account: SimAccount) -> list[OrderRecord]:
@@ -721,6 +756,7 @@ class MexcHandlers:
                 conn.close_after_queued()
                 return
             session = _MexcWsSession(self, conn, account)
+            conn.state["mexc_session"] = session  # tests read its subscriptions
 
         def on_message(conn: WsConn, kind: WSMsgType, data: bytes | str) -> None:
             if session is not None:
