@@ -1,5 +1,5 @@
 """Gate.io USDT futures connector end to end against the loopback simulator (127.0.0.1, port 0):
-contracts, book sync, funding, orders by client id, partial fills, positions, balances, and
+contracts, book sync (one depth setting for subscription and snapshot), funding, orders by client id, partial fills, positions, balances, and
 recovery from a dropped depth update and from a socket close. Every wait is bounded."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from cexarb.venues.base import (
     PrivateVenue,
     PublicVenue,
 )
+from cexarb.venues.gateio.futures import DEFAULT_DEPTH, GateUsdtFutures
+from cexarb.venues.rest import RestClient
 from cexarb.venues.sim.server import AccountSpec
 from loopback import (
     assert_book_matches_server,
@@ -68,8 +70,12 @@ async def test_gate_futures_market_data_funding_and_book_sync(server, venue):
     inst = venue.instruments()[FUT_KEY]
     assert inst.kind is InstrumentKind.PERP
     assert (inst.tick_size, inst.lot_size, inst.contract_size) == (0.1, 1.0, 0.0001)
-    rate, next_ns = venue.funding(FUT_KEY)
-    assert rate == pytest.approx(0.0001) and next_ns > time.time_ns()
+    info = venue.funding(FUT_KEY)
+    assert info is not None and info.instrument_key == FUT_KEY
+    assert info.rate == pytest.approx(0.0001)  # the simulator's rate, per 8 h interval
+    assert info.next_funding_ns == server.funding_next_s * 1_000_000_000 > time.time_ns()
+    assert info.interval_ns == 8 * 3600 * 1_000_000_000
+    assert 0 < time.time_ns() - info.updated_ns < 60 * 1_000_000_000 and not info.assumed
     events: list[object] = []
     venue.subscribe_market(events.append)
     await venue.wait_synced(FUT_KEY, 10)
@@ -87,6 +93,63 @@ async def test_gate_futures_market_data_funding_and_book_sync(server, venue):
         for e in events
     )
     await assert_book_matches_server(venue, server, FUT_KEY)
+
+
+def test_gate_futures_depth_must_be_a_level_gate_offers():
+    """PROTOCOLS.md §3.4: futures.order_book_update levels 100/50/20, the 20 ms interval only 20."""
+    for depth, interval in ((300, "100ms"), (10, "100ms"), (50, "20ms"), ("100", "100ms"), (100.0, "100ms")):
+        with pytest.raises(ValueError, match=rf"depth must be one of .* got {depth!r}"):
+            GateUsdtFutures(depth=depth, depth_interval=interval)
+    with pytest.raises(ValueError, match="depth_interval must be one of .* got '1000ms'"):
+        GateUsdtFutures(depth_interval="1000ms")
+    with pytest.raises(ValueError, match="funding_retry_s must be finite and > 0, got 0"):
+        GateUsdtFutures(funding_retry_s=0)
+    assert GateUsdtFutures().depth == DEFAULT_DEPTH == 100
+    assert GateUsdtFutures(depth=20, depth_interval="20ms").depth == 20
+
+
+def _depth_levels_subscribed(server) -> list[int]:
+    """The levels of the futures.order_book_update subscriptions the simulator parsed off the wire."""
+    levels = []
+    for session in list(server.gate.sessions):
+        for channel, item in list(session.book_subs):
+            if channel == "futures.order_book_update":
+                levels.append(int(item.split("|")[2]))
+    return levels
+
+
+@pytest.mark.parametrize("depth", [20, None])
+async def test_gate_futures_subscribed_level_equals_snapshot_limit(server, monkeypatch, depth):
+    """One depth setting: the level the simulator receives in the subscription is the limit of the
+    REST snapshot requests (PROTOCOLS.md §3.5), and the book stays the simulator's after updates
+    and after a resync (a second snapshot)."""
+    snapshot_limits: list[str] = []
+    real_get = RestClient.get
+
+    async def recording_get(self, path, params=(), **kwargs):
+        if path.endswith("/futures/usdt/order_book"):
+            snapshot_limits.append(dict(params)["limit"])
+        return await real_get(self, path, params, **kwargs)
+
+    monkeypatch.setattr(RestClient, "get", recording_get)
+    options = {} if depth is None else {"depth": depth}
+    expected = DEFAULT_DEPTH if depth is None else depth
+    async with started(gate_futures(server, KEY, SECRET, **options)) as conn:
+        await conn.wait_synced(FUT_KEY, 10)
+        await wait_for(lambda: len(_depth_levels_subscribed(server)) == 1, 5, "the depth subscription")
+        assert _depth_levels_subscribed(server) == [expected]
+        assert snapshot_limits and set(snapshot_limits) == {str(expected)}
+        updates: list[object] = []
+        conn.subscribe_market(lambda e: updates.append(e) if isinstance(e, BookUpdate) else None)
+        await wait_for(lambda: len(updates) >= 5, 10, "book updates after the snapshot")
+        n = min(20, expected // 2)  # a depth-limited book is exact well inside its depth
+        await assert_book_matches_server(conn, server, FUT_KEY, n=n)
+        before = conn.book_manager.resync_count("BTC_USDT")
+        server.faults.drop_depth("gateio-futures")
+        await wait_for(lambda: conn.book_manager.resync_count("BTC_USDT") > before, 5, "a resync")
+        await conn.wait_synced(FUT_KEY, 10)
+        assert len(snapshot_limits) >= 2 and set(snapshot_limits) == {str(expected)}
+        await assert_book_matches_server(conn, server, FUT_KEY, n=n)
 
 
 async def test_gate_futures_dropped_depth_update_resyncs(server, venue):

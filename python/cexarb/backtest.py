@@ -32,7 +32,7 @@ from cexarb import _core
 from cexarb.clock import SimClock
 from cexarb.gcpolicy import SafePointGc
 from cexarb.execution import OrderManager
-from cexarb.model import Fill, FundingEvent, Instrument, InstrumentKind, Order
+from cexarb.model import Fill, FundingEvent, FundingInfo, Instrument, InstrumentKind, Order
 from cexarb.replay import Recording
 from cexarb.risk import RiskLimits, RiskPolicy
 from cexarb.strategy.machine import BookWatch, EndOfData, StrategyContext, StrategyMachine, StrategyResult
@@ -86,13 +86,30 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class ReplayPublicVenue:
-    """A :class:`~cexarb.venues.base.PublicVenue` over recorded books (one venue's instruments)."""
+    """A :class:`~cexarb.venues.base.PublicVenue` over recorded books (one venue's instruments).
 
-    def __init__(self, name: str, instruments: dict[str, Instrument], books: dict[str, _core.OrderBook]) -> None:
+    ``clock`` and ``funding_rate`` (the replay's assumed rate per funding interval, a fraction:
+    recordings hold none) give :meth:`funding` its answer; without them a perp's funding is
+    unknown (None).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        instruments: dict[str, Instrument],
+        books: dict[str, _core.OrderBook],
+        *,
+        clock: SimClock | None = None,
+        funding_rate: float | None = None,
+    ) -> None:
+        if funding_rate is not None and not math.isfinite(funding_rate):
+            raise ValueError(f"ReplayPublicVenue {name}: funding_rate must be finite, got {funding_rate!r}")
         self.name = name
         self._instruments = instruments
         self._books = books
         self._handlers: list[Callable[[MarketEvent], None]] = []
+        self._clock = clock
+        self._funding_rate = funding_rate
 
     def instruments(self) -> dict[str, Instrument]:
         return dict(self._instruments)
@@ -102,6 +119,28 @@ class ReplayPublicVenue:
 
     def subscribe_market(self, handler: Callable[[MarketEvent], None]) -> None:
         self._handlers.append(handler)
+
+    def funding(self, instrument_key: str) -> FundingInfo | None:
+        """The assumed funding terms of perp ``instrument_key`` at the replay clock: the replay's
+        rate (fraction per interval, ``assumed=True``), the next funding time after now (ns; the
+        whole intervals since the epoch at which :class:`Backtest` settles funding) and the
+        interval (ns; the instrument's ``funding_interval_hours``, 8 h when unstated). None for
+        spot, or without a clock and rate. KeyError naming the key if it is not this venue's."""
+        inst = self._instruments.get(instrument_key)
+        if inst is None:
+            raise KeyError(f"{self.name}: unknown instrument {instrument_key!r}; known: {sorted(self._instruments)}")
+        if inst.kind is InstrumentKind.SPOT or self._clock is None or self._funding_rate is None:
+            return None
+        now = self._clock.now_ns()
+        interval = int((inst.funding_interval_hours or 8.0) * _NS_PER_HOUR)
+        return FundingInfo(
+            instrument_key=instrument_key,
+            rate=self._funding_rate,
+            next_funding_ns=(now // interval + 1) * interval,
+            interval_ns=interval,
+            updated_ns=now,
+            assumed=True,
+        )
 
     def publish(self, event: MarketEvent) -> None:
         for handler in self._handlers:
@@ -175,7 +214,10 @@ class Backtest:
             by_venue[inst.venue][k] = inst
         cfg = self.config
         self.public = {
-            v: ReplayPublicVenue(v, insts, {k: self.books[k] for k in insts}) for v, insts in by_venue.items()
+            v: ReplayPublicVenue(
+                v, insts, {k: self.books[k] for k in insts}, clock=self.clock, funding_rate=cfg.funding_rate
+            )
+            for v, insts in by_venue.items()
         }
         self.private: dict[str, SimVenue] = {}
         for v, insts in by_venue.items():

@@ -16,12 +16,15 @@ each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, wi
   updates. A strategy is woken only by what it watches (its state's :class:`BookWatch`).
 * resting paper orders are matched by ``SimVenue.on_book`` after each book change and
   ``SimVenue.on_trade`` for each public trade of their instrument.
-* funding rates of perps come from the futures connector (``funding(key)``) and its
-  :class:`FundingEvent` pushes. Paper funding is settled at each contract's next funding time
-  as the venue states it (Gate ``funding_next_apply``): every paper account holding the perp
-  gets ``SimVenue.apply_funding`` at the latest rate and the book's mid, its order manager books
-  the amount, and the strategy receives the :class:`FundingEvent`; then the connector's
-  contracts are read again for the following funding time.
+* funding rates of perps come from the public venue interface,
+  :meth:`~cexarb.venues.base.PublicVenue.funding` (a :class:`~cexarb.model.FundingInfo`: rate per
+  interval, next funding time ns), which the connector keeps current itself (Gate:
+  ``futures.tickers`` pushes, a REST re-read after each funding time), and from its
+  :class:`FundingEvent` pushes; the rates strategies read (``ctx.funding_rates``) follow both.
+  Paper funding is settled at each contract's next funding time as the venue states it (Gate
+  ``funding_next_apply``): every paper account holding the perp gets ``SimVenue.apply_funding`` at
+  the venue's current rate and the book's mid, its order manager books the amount, and the
+  strategy receives the :class:`FundingEvent`. The next time is whatever the venue states next.
 
 Stop: SIGINT/SIGTERM (when :meth:`Engine.run` installs handlers), ``duration_s``, :meth:`stop`,
 or every strategy finished. On stop each running strategy gets ``EndOfData(reason="engine
@@ -53,6 +56,7 @@ from cexarb.hotpath import BusyPoll
 from cexarb.model import (
     Fill,
     FundingEvent,
+    FundingInfo,
     Instrument,
     InstrumentKind,
     Order,
@@ -276,11 +280,10 @@ class Engine:
         for conn in self.connectors.values():
             instruments.update(conn.instruments())
         self._instruments = instruments
-        for conn in self.connectors.values():
-            for key, inst in conn.instruments().items():
-                if inst.kind is not InstrumentKind.SPOT and hasattr(conn, "funding"):
-                    with contextlib.suppress(KeyError):
-                        self.funding_rates[key] = conn.funding(key)[0]
+        for key, inst in instruments.items():
+            info = self._funding_info(key, inst)
+            if info is not None:
+                self.funding_rates[key] = info.rate
         for strategy in self.strategies:
             sims: dict[str, SimVenue] = {}
             for venue, conn in self.connectors.items():
@@ -398,28 +401,47 @@ class Engine:
         for name in list(runner.ctx._timers):
             runner.ctx.cancel_timer(name)
 
+    def _funding_info(self, key: str, inst: Instrument) -> FundingInfo | None:
+        """The venue's current funding terms of ``key`` (``PublicVenue.funding``); None for spot
+        instruments and for perps whose venue states none."""
+        if inst.kind is InstrumentKind.SPOT:
+            return None
+        conn = self.connectors.get(inst.venue)
+        if conn is None:
+            return None
+        try:
+            return conn.funding(key)
+        except KeyError:
+            return None
+
     def _next_funding(self) -> list[tuple[int, str]]:
-        """(next funding time ns, key) of every paper-traded perp whose connector states one."""
+        """(next funding time ns, key) of every paper-traded perp whose venue states one; also
+        brings ``funding_rates`` (what strategies read) up to the venues' current rates."""
         due: list[tuple[int, str]] = []
-        for conn in self.connectors.values():
-            if not hasattr(conn, "funding"):
+        for key, inst in self._instruments.items():
+            if key not in self._sims_by_key:
                 continue
-            for key, inst in conn.instruments().items():
-                if inst.kind is InstrumentKind.SPOT or key not in self._sims_by_key:
-                    continue
-                with contextlib.suppress(KeyError):
-                    next_ns = int(conn.funding(key)[1])
-                    if next_ns > 0:
-                        due.append((next_ns, key))
+            info = self._funding_info(key, inst)
+            if info is None:
+                continue
+            self.funding_rates[key] = info.rate
+            if info.next_funding_ns > 0:
+                due.append((info.next_funding_ns, key))
         return sorted(due)
 
     def settle_funding(self, key: str, ts_ns: int) -> int:
-        """Settle one funding payment of perp ``key`` on every paper account: the latest known
-        rate at the book's mid. Returns the number of strategies told (each gets the
-        :class:`FundingEvent`; accounts that are flat get it with nothing booked)."""
-        rate = self.funding_rates.get(key)
+        """Settle one funding payment of perp ``key`` at ``ts_ns`` (ns since the epoch) on every
+        paper account: the venue's current rate (``PublicVenue.funding``, else the latest pushed;
+        fraction per interval) at the book's mid. Returns the number of strategies told (each
+        gets the :class:`FundingEvent`; accounts that are flat get it with nothing booked)."""
         inst = self._instruments.get(key)
-        if rate is None or inst is None:
+        if inst is None:
+            return 0
+        info = self._funding_info(key, inst)
+        if info is not None:
+            self.funding_rates[key] = info.rate
+        rate = self.funding_rates.get(key)
+        if rate is None:
             return 0
         mark = self.connectors[inst.venue].book(key).mid()
         if mark is None:
@@ -440,7 +462,9 @@ class Engine:
         return told
 
     async def _funding_keeper(self) -> None:
-        """Settles paper funding at each perp's stated funding time, until stopped."""
+        """Settles paper funding at each perp's stated funding time, until stopped. The venue
+        moves its stated time on by itself (the connector re-reads it after each funding time);
+        a time settled once is never settled again."""
         settled: set[tuple[int, str]] = set()
         while not self._stop.is_set():
             due = [d for d in self._next_funding() if d not in settled]
@@ -456,13 +480,6 @@ class Engine:
                 continue  # stopped, or re-read the schedule (it may have moved)
             settled.add((next_ns, key))
             self.settle_funding(key, next_ns)
-            conn = self.connectors[self._instruments[key].venue]
-            refresh = getattr(conn, "refresh_funding", None)
-            if refresh is not None:
-                try:
-                    await asyncio.wait_for(refresh(), 10.0)
-                except Exception as exc:  # the next time stays as it was: settled once only
-                    log.warning("funding schedule of %s not refreshed: %s", key, exc)
 
     async def _gc_keeper(self) -> None:
         """Safe-point collections while strategies are idle (market data still allocates)."""

@@ -21,6 +21,7 @@ __all__ = [
     "BookTicker",
     "Fill",
     "FundingEvent",
+    "FundingInfo",
     "Instrument",
     "InstrumentKind",
     "Order",
@@ -356,3 +357,41 @@ class FundingEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     mark_price: float
     ts_ns: int
     assumed: bool = False
+
+
+class FundingInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The current funding terms of a perpetual, as a venue states them now (not a settlement:
+    that is :class:`FundingEvent`). Returned by ``PublicVenue.funding``.
+
+    Attributes:
+        instrument_key: ``venue:symbol`` of the perpetual.
+        rate: funding rate per funding interval, a fraction (0.0001 = 1 bp per interval; positive:
+            longs pay shorts) -- the rate that will be settled at ``next_funding_ns`` as last
+            stated by the venue (Gate: contract / ``futures.tickers`` ``funding_rate``,
+            PROTOCOLS.md §3.2, §3.4).
+        next_funding_ns: the next funding settlement time, ns since the epoch (Gate contract
+            ``funding_next_apply``, seconds on the wire); 0 when the venue does not state it.
+        interval_ns: length of one funding interval, ns (Gate ``funding_interval``, seconds on
+            the wire); 0 when unknown.
+        updated_ns: local wall-clock time (ns since the epoch) the rate was last read from the
+            venue (REST or a push); simulated time in a replay.
+        assumed: True when the rate is a replay parameter, not something a venue stated.
+
+    Raises:
+        ValueError: a non-finite rate or a negative time / interval, naming the field and value.
+    """
+
+    instrument_key: str
+    rate: float
+    next_funding_ns: int
+    interval_ns: int
+    updated_ns: int
+    assumed: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.rate):
+            raise ValueError(f"FundingInfo {self.instrument_key}: rate must be finite, got {self.rate!r}")
+        for field in ("next_funding_ns", "interval_ns", "updated_ns"):
+            value = getattr(self, field)
+            if value < 0:
+                raise ValueError(f"FundingInfo {self.instrument_key}: {field} must be >= 0, got {value!r}")

@@ -22,6 +22,7 @@ from cexarb.model import (
     BookTicker,
     Fill,
     FundingEvent,
+    FundingInfo,
     Instrument,
     Order,
     OrderStatus,
@@ -204,6 +205,18 @@ class PublicVenue(Protocol):
 
     def subscribe_market(self, handler: Callable[[MarketEvent], None]) -> None:
         """Call ``handler`` for every market event of this venue."""
+        ...
+
+    def funding(self, instrument_key: str) -> FundingInfo | None:
+        """The current funding terms of perpetual ``instrument_key``: rate per funding interval
+        (fraction), next funding time (ns since the epoch), interval (ns) and when the rate was
+        last read (ns) -- see :class:`~cexarb.model.FundingInfo`. Kept current by the venue (Gate
+        USDT futures: ``futures.tickers`` pushes and a REST re-read after each funding time,
+        PROTOCOLS.md §3.2, §3.4); reading it does no I/O.
+
+        Returns None for spot instruments (and for a perpetual whose funding the venue does not
+        know). Raises KeyError naming the key when the instrument is not this venue's.
+        """
         ...
 
 

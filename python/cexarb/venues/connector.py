@@ -29,7 +29,15 @@ from typing import Any, ClassVar, Self
 import aiohttp
 
 from cexarb._core import OrderBook
-from cexarb.model import Balance, Fill, Instrument, Order, OrderStatus, Position
+from cexarb.model import (
+    Balance,
+    Fill,
+    FundingInfo,
+    Instrument,
+    Order,
+    OrderStatus,
+    Position,
+)
 from cexarb.retention import TerminalOrderRetention
 from cexarb.venues.base import (
     BookUpdate,
@@ -290,6 +298,16 @@ class ConnectorBase(abc.ABC):
                 f"{self.name} connector is not started: use 'async with'"
             )
         return self._books
+
+    def funding(self, instrument_key: str) -> FundingInfo | None:
+        """Funding terms (:meth:`~cexarb.venues.base.PublicVenue.funding`): None here, for a spot
+        venue's instruments; a connector with perpetuals overrides it. No I/O.
+
+        Raises:
+            KeyError: ``instrument_key`` is not an instrument of this connector, naming it.
+        """
+        self._instrument(instrument_key)
+        return None
 
     def _instrument(self, instrument_key: str) -> Instrument:
         inst = self._instruments.get(instrument_key) or self._by_symbol.get(
