@@ -258,6 +258,7 @@ class Client:
         for symbol, (tick, lot) in rec.grid.items():
             self.manager.add_symbol(symbol, tick, lot)
         self.invalid_seen: dict[str, int] = dict.fromkeys(rec.grid, 0)
+        self.after_event: Callable[[BookManager], None] | None = None  # called after each WS event
 
     async def fetch(self, symbol: str) -> BookSnapshot:
         params = [(self.spec["symbol_param"], symbol), ("limit", "100"), ("with_id", "true")]
@@ -267,6 +268,8 @@ class Client:
 
     def handler(self, event: WsEvent) -> None:
         self.manager.handle_ws_event(event, decode_gate_depth)
+        if self.after_event is not None:
+            self.after_event(self.manager)
 
     def subscriptions(self) -> list[tuple[str, Callable[[], str]]]:
         channel = self.spec["channel"]
@@ -284,7 +287,9 @@ class Client:
 
 
 async def _run(
-    rec: Recording, configure: Callable[[GateVenue], None] = lambda v: None
+    rec: Recording,
+    configure: Callable[[GateVenue], None] = lambda v: None,
+    after_event: Callable[[BookManager], None] | None = None,
 ) -> tuple[GateVenue, Client, WsClient]:
     venue = GateVenue(rec)
     configure(venue)
@@ -292,6 +297,7 @@ async def _run(
         retry = RetryPolicy(max_attempts=2, base_delay_s=0.01)
         async with RestClient(f"gateio-{rec.market}", base, retry=retry) as rest:
             client = Client(rec, base, rest)
+            client.after_event = after_event
             ws_url = base.replace("http://", "ws://") + MARKETS[rec.market]["ws_path"]
             ws = WsClient(
                 "gate book",
@@ -375,6 +381,35 @@ async def test_dropped_update_resyncs_only_that_symbol(recording: Recording) -> 
         if symbol != target:
             other = m.stats(symbol)
             assert other.gap_count == 0 and other.resync_count == 0 and other.snapshots == 1, other
+            assert venue.snapshot_requests[symbol] == 1
+
+
+async def test_invalidated_symbol_mid_session_resyncs_alone(recording: Recording) -> None:
+    """``invalidate`` of one symbol (its connection dropped, on a venue with one connection per
+    group of symbols) mid-session: that book goes invalid at once, counts one resync, and syncs
+    again from its own snapshot and the pushes that follow; the 9 others never notice."""
+    target, _ = _drop_target(recording)
+    seen: list[tuple[bool, bool, int, int]] = []
+
+    def invalidate_once(m: BookManager) -> None:
+        if not seen and m.is_synced(target) and m.stats(target).applied >= 2:
+            m.invalidate(target, "test: its connection dropped")
+            s = m.stats(target)
+            seen.append((s.synced, m.book(target).is_valid, s.resync_count, s.buffered))
+
+    venue, client, ws = await _run(recording, after_event=invalidate_once)
+    m = client.manager
+    assert seen == [(False, False, 1, 0)]  # out of sync at once, counted, nothing kept
+    stats = m.stats(target)
+    assert stats.synced and stats.resync_count == 1 and stats.gap_count == 0, stats
+    assert stats.snapshots == 2 and venue.snapshot_requests[target] == 2, stats
+    assert ws.reconnects == 0
+    for symbol in m.symbols:
+        _assert_same_book(m.book(symbol), recording.fresh_stitch(symbol), symbol)
+        _assert_equals_truth(m.book(symbol), venue, symbol)
+        if symbol != target:
+            other = m.stats(symbol)
+            assert other.resync_count == 0 and other.gap_count == 0 and other.snapshots == 1, other
             assert venue.snapshot_requests[symbol] == 1
 
 
@@ -526,13 +561,84 @@ async def test_book_age_and_disconnect_invalidates() -> None:
         now[0] += 1.5
         assert m.age_s("A") == pytest.approx(1.5)
         m.handle_ws_event(WsDisconnected(1, "test"), decode_gate_depth)
-        assert not book.is_valid and not m.is_synced("A") and m.resync_count("A") == 0
+        # invalid at once; the resync is counted now, and once: the reconnect does not count it again
+        assert not book.is_valid and not m.is_synced("A") and m.resync_count("A") == 1
         current[0] = BookSnapshot(last_id=3, bids=[(1.5, 1.0)], asks=[(2.0, 1.0)])
         m.handle_ws_event(WsConnected(2, True), decode_gate_depth)
         assert m.resync_count("A") == 1
         m.on_update(_depth("A", 3, 4, [(1.6, 1.0)], []))
         await m.wait_synced("A", 2.0)
         assert book.is_valid and book.best_bid() == (1.6, 1.0) and m.age_s("A") == 0.0
+
+
+async def test_invalidate_one_symbol_resyncs_only_that_symbol() -> None:
+    """``invalidate(symbol)``: that book is invalid at once and counts one resync; no snapshot
+    while its stream is down; its next pushes are buffered, its own snapshot fetched, the buffer
+    replayed (as after a gap). The other books, their counters and ages are untouched."""
+    now = [100.0]
+    snapshot_ids = {"A": 10, "B": 20, "C": 30}
+    fetches: list[str] = []
+
+    async def fetch(symbol: str) -> BookSnapshot:
+        fetches.append(symbol)
+        return BookSnapshot(last_id=snapshot_ids[symbol], bids=[(1.0, 1.0)], asks=[(2.0, 1.0)])
+
+    m = BookManager("gateio-spot", GATE_RULE, fetch, clock=lambda: now[0], first_push_wait_s=0.5)
+    books = {s: m.add_symbol(s, 0.1, 0.1) for s in snapshot_ids}
+
+    def top(symbol: str) -> tuple[Any, ...]:
+        book = books[symbol]
+        bids, asks = book.depth(5)
+        return book.is_valid, book.last_update_id, bids.tolist(), asks.tolist()
+
+    async with m:
+        for s, last in snapshot_ids.items():
+            m.on_update(_depth(s, last, last + 1, [(1.1, 1.0)], []))
+            await m.wait_synced(s, 2.0)
+            m.on_update(_depth(s, last + 2, last + 3, [], [(1.9, 1.0)]))  # live
+        assert fetches == ["A", "B", "C"]
+        now[0] += 2.0
+        before = {s: m.stats(s) for s in snapshot_ids}
+        tops = {s: top(s) for s in snapshot_ids}
+        assert all(st.resync_count == 0 and st.age_s == 2.0 for st in before.values())
+
+        with pytest.raises(KeyError, match="'ZZZ'"):
+            m.invalidate("ZZZ", "test")
+        m.invalidate("A", "its connection dropped")
+        a = m.stats("A")
+        assert not a.synced and not books["A"].is_valid and a.last_id is None and a.buffered == 0
+        assert a.resync_count == 1 and a.age_s == 2.0  # age: still since the last change
+        m.invalidate("A", "again")  # the same resync: not counted twice
+        await asyncio.sleep(0.05)
+        assert fetches == ["A", "B", "C"] and m.resync_count("A") == 1  # no fetch while down
+
+        # A's stream is back (the venue moved on to 50): buffered, A's snapshot, replay
+        snapshot_ids["A"] = 50
+        m.on_update(_depth("A", 45, 47, [(1.2, 1.0)], []))  # older than the snapshot: dropped
+        m.on_update(_depth("A", 48, 51, [(1.3, 2.0)], []))  # straddles 51
+        m.on_update(_depth("A", 52, 52, [], [(1.8, 1.0)]))
+        await m.wait_synced("A", 2.0)
+        a = m.stats("A")
+        assert fetches == ["A", "B", "C", "A"]
+        assert a.resync_count == 1 and a.snapshots == before["A"].snapshots + 1 and a.gap_count == 0
+        assert a.last_id == 52 and a.stale == before["A"].stale + 1 and a.age_s == 0.0
+        assert books["A"].best_bid() == (1.3, 2.0) and books["A"].best_ask() == (1.8, 1.0)
+        for s in ("B", "C"):  # untouched: the same counters, age, book
+            assert m.stats(s) == before[s] and top(s) == tops[s]
+
+        # invalidate_all is invalidate per symbol: each counts once, the reconnect adds nothing
+        m.invalidate_all("disconnected")
+        assert [m.resync_count(s) for s in "ABC"] == [2, 1, 1]
+        assert not any(b.is_valid for b in books.values())
+        m.resync_all("reconnect")
+        assert [m.resync_count(s) for s in "ABC"] == [2, 1, 1]
+        for s, last in {"A": 60, "B": 70, "C": 80}.items():
+            snapshot_ids[s] = last
+            m.on_update(_depth(s, last, last + 1, [], []))
+            await m.wait_synced(s, 2.0)
+        assert [m.resync_count(s) for s in "ABC"] == [2, 1, 1]
+        m.on_update(_depth("B", 73, 75, [], []))  # a gap (72 missing) counts again
+        assert m.resync_count("B") == 2
 
 
 async def test_mexc_protobuf_stream_with_a_dropped_push_over_sockets() -> None:

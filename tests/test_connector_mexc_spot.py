@@ -363,12 +363,45 @@ async def test_mexc_spot_market_channels_split_over_connections(server):
         assert venue.book_manager.resync_count("BTCUSDT") == resyncs
         assert venue.book(BOOK_KEY).is_valid
         await assert_book_matches_server(venue, server, BOOK_KEY)
+        # now the simulator closes the depth socket: that connection reconnects and its book
+        # resyncs exactly once (invalidated on the disconnect, one snapshot after the reconnect);
+        # the ticker connection is untouched
+        depth_socket = next(
+            c for c in server.sockets["mexc-spot"] if depth in getattr(c.state.get("mexc_session"), "subs", {})
+        )
+        snapshots = venue.book_manager.stats("BTCUSDT").snapshots
+        depth_socket.close_soon(abort=False, code=1012, message=b"test close")
+        await wait_for(lambda: conns[0].reconnects == 1 and conns[0].connected.is_set(), 5, "depth reconnect")
+        await wait_for(lambda: venue.book_manager.stats("BTCUSDT").snapshots > snapshots, 5, "a snapshot")
+        await venue.wait_synced(BOOK_KEY, 10)
+        assert venue.book_manager.resync_count("BTCUSDT") == resyncs + 1
+        assert venue.book_manager.stats("BTCUSDT").snapshots == snapshots + 1
+        assert (conns[1].connects, conns[1].reconnects) == (2, 1)
+        await wait_for(lambda: _public_subs(server) == expected, 5, "the depth resubscribed")
+        await assert_book_matches_server(venue, server, BOOK_KEY)
+        resyncs += 1
         # a connection handler scoped to some books: events of a book-less connection touch no
-        # book; a reconnect of one carrying a book resyncs that book
+        # book; a disconnect or reconnect of one carrying other books leaves this book alone (the
+        # simulator serves one MEXC symbol: a second, stream-less book stands for them)
         venue._market_conn_handler(frozenset())(WsDisconnected(9, "test"))
         assert venue.book(BOOK_KEY).is_valid
+        other = venue.book_manager.add_symbol("ETHUSDT", 0.01, 0.0001)
+        btc = venue.book_manager.stats("BTCUSDT")
+        venue._market_conn_handler(frozenset({"ETHUSDT"}))(WsDisconnected(9, "test"))
+        venue._market_conn_handler(frozenset({"ETHUSDT"}))(WsConnected(9, True))
+        assert venue.book(BOOK_KEY).is_valid and venue.book_manager.is_synced("BTCUSDT")
+        assert venue.book_manager.resync_count("BTCUSDT") == resyncs and not other.is_valid
+        assert venue.book_manager.stats("BTCUSDT").snapshots == btc.snapshots
+        # ... and one carrying this book: a disconnect invalidates it (one resync), the reconnect
+        # fetches its snapshot without counting a second one
+        venue._market_conn_handler(frozenset({"BTCUSDT"}))(WsDisconnected(9, "test"))
+        assert not venue.book(BOOK_KEY).is_valid and not venue.book_manager.is_synced("BTCUSDT")
+        assert venue.book_manager.resync_count("BTCUSDT") == resyncs + 1
         venue._market_conn_handler(frozenset({"BTCUSDT"}))(WsConnected(9, True))
         assert venue.book_manager.resync_count("BTCUSDT") == resyncs + 1
+        await venue.wait_synced(BOOK_KEY, 10)
+        venue._market_conn_handler(frozenset({"BTCUSDT"}))(WsConnected(9, True))  # a reconnect alone
+        assert venue.book_manager.resync_count("BTCUSDT") == resyncs + 2
         await venue.wait_synced(BOOK_KEY, 10)
     # closing the connector closed every market connection
     assert all(not ws.connected.is_set() and ws._task is None for ws in conns)

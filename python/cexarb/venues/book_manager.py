@@ -17,8 +17,12 @@ stream. Depth pushes come in through :meth:`BookManager.on_update` (already deco
 4. A ``full: true`` push (Gate, PROTOCOLS.md §2.5 rule 6, and the first push of ``*.obu``)
    replaces the book at once, synced or not (``full_resets`` + 1; no REST call).
 5. A WebSocket reconnect or overflow loses pushes of every symbol on that connection:
-   :meth:`BookManager.resync_all`. A disconnect makes every book invalid right away
-   (:meth:`BookManager.invalidate_all`), so no strategy trades on a frozen book.
+   :meth:`BookManager.resync_all` (:meth:`BookManager.resync` per symbol). A disconnect makes the
+   books of that connection invalid right away (:meth:`BookManager.invalidate` per symbol,
+   :meth:`BookManager.invalidate_all` for all), so no strategy trades on a frozen book; each such
+   symbol then resyncs as after a gap (step 1) and counts one resync, the others are untouched.
+   A venue that spreads its symbols over several connections invalidates and resyncs only the
+   symbols of the connection that dropped.
 
 Sequence rules (PROTOCOLS.md §1.6, §2.5, §3.5), and how each feeds the core book:
 
@@ -271,6 +275,7 @@ class _Symbol:
         "fetch_task",
         "full_resets",
         "gap_count",
+        "invalidated",
         "last_change",
         "last_id",
         "last_ts_ms",
@@ -298,6 +303,9 @@ class _Symbol:
         self.fetch_task: asyncio.Task[None] | None = None
         self.next_fetch_at = 0.0
         self.resync_count = 0
+        # out of sync by BookManager.invalidate, which counted the resync: the resync() that
+        # follows (a reconnect) does not count it again; cleared once in sync
+        self.invalidated = False
         self.gap_count = 0
         self.full_resets = 0
         self.snapshots = 0
@@ -528,21 +536,71 @@ class BookManager:
             self.resync_all(f"{event.dropped} frames dropped")
 
     def resync(self, symbol: str, reason: str = "requested") -> None:
-        """Resynchronise one symbol from a new snapshot."""
-        self._resync(self._symbols[symbol], reason)
+        """Resynchronise one symbol from a new snapshot, now (as a sequence gap does: the book
+        reads invalid, pushes are buffered, that symbol's snapshot is fetched and the buffer
+        replayed; ``resync_count`` + 1 unless :meth:`invalidate` already counted this one).
+
+        Raises:
+            KeyError: ``symbol`` is not tracked.
+        """
+        self._resync(self._state(symbol), reason)
 
     def resync_all(self, reason: str) -> None:
+        """:meth:`resync` every symbol."""
         for state in self._symbols.values():
             self._resync(state, reason)
 
+    def invalidate(self, symbol: str, reason: str) -> None:
+        """Mark ``symbol``'s book out of sync now, because its stream lost (or is losing) pushes
+        -- its WebSocket connection dropped; every other symbol is untouched.
+
+        The core book reads invalid at once (``is_valid`` False: no strategy trades on a frozen
+        book); the pushes buffered so far and any snapshot fetch in flight are dropped (they
+        cannot stitch across the lost pushes). The book then resyncs as after a sequence gap:
+        from its next push on, pushes are buffered, this symbol's snapshot is fetched (one REST
+        call, this symbol only) and the buffer replayed -- or at once by :meth:`resync` (a
+        reconnect). No snapshot is fetched before that: while the stream is down one could only
+        be older than the next push. This counts one resync (``resync_count`` + 1, as a gap does;
+        none for a book never in sync yet) -- once: a :meth:`resync` or another
+        :meth:`invalidate` before the book is back in sync does not count it again. The book age
+        (:meth:`age_s`) keeps running from the last change until the book is back in sync.
+
+        Raises:
+            KeyError: ``symbol`` is not tracked.
+        """
+        self._invalidate_symbol(self._state(symbol), reason)
+
     def invalidate_all(self, reason: str) -> None:
-        """Mark every book out of sync without fetching (the stream is down; pushes will restart
+        """:meth:`invalidate` every symbol (the stream of every symbol is down; pushes restart
         the sync, or :meth:`resync_all` after the reconnect)."""
         for state in self._symbols.values():
-            if state.synced or state.last_id is not None:
-                self._invalidate(state, reason)
+            self._invalidate_symbol(state, reason)
 
     # ---- internals ---------------------------------------------------------------------------------
+
+    def _state(self, symbol: str) -> _Symbol:
+        try:
+            return self._symbols[symbol]
+        except KeyError:
+            raise KeyError(f"venue={self.venue}: symbol {symbol!r} is not tracked by this book manager") from None
+
+    def _invalidate_symbol(self, state: _Symbol, reason: str) -> None:
+        """:meth:`invalidate` of one symbol."""
+        if state.ever_synced and not state.invalidated:
+            state.resync_count += 1
+            state.invalidated = True
+            log.warning(
+                "venue=%s symbol=%s resync #%d: %s (snapshot on the next push or reconnect)",
+                self.venue,
+                state.symbol,
+                state.resync_count,
+                reason,
+            )
+        self._invalidate(state, reason)
+        state.last_id = None
+        if state.fetch_task is not None and not state.fetch_task.done():
+            state.fetch_task.cancel()  # its snapshot would stitch a buffer that lost pushes
+        state.fetch_task = None
 
     def _invalidate(self, state: _Symbol, reason: str) -> None:
         was_synced = state.synced
@@ -559,7 +617,9 @@ class BookManager:
             log.info("venue=%s symbol=%s out of sync: %s", self.venue, state.symbol, reason)
 
     def _resync(self, state: _Symbol, reason: str, keep: DepthPush | None = None) -> None:
-        if state.ever_synced:
+        if state.invalidated:  # counted by invalidate()
+            state.invalidated = False
+        elif state.ever_synced:
             state.resync_count += 1
         log.warning("venue=%s symbol=%s resync #%d: %s", self.venue, state.symbol, state.resync_count, reason)
         self._invalidate(state, reason)
@@ -642,6 +702,7 @@ class BookManager:
         state.last_id = snapshot.last_id
         state.awaiting_first = True
         state.synced = state.ever_synced = True
+        state.invalidated = False
         state.last_change = self._clock()
         buffered = list(state.buffer)
         state.buffer.clear()
@@ -683,6 +744,7 @@ class BookManager:
             self._resync(state, "crossed full push")
             return
         state.synced = state.ever_synced = True
+        state.invalidated = False
         buffered = [u for u in state.buffer if u.last_id > update.last_id]
         state.buffer.clear()
         for u in buffered:

@@ -12,7 +12,9 @@
   MEXC allows at most 30 subscriptions per *connection* (PROTOCOLS.md §1.4 [MX-DOC]): the
   channels are split over as many market connections as needed (depth channels first, so up to
   30 symbols share one book connection), each a :class:`~cexarb.venues.ws.WsClient` with its own
-  reconnect / resubscribe / heartbeat; a reconnect resubscribes that connection's channels only.
+  reconnect / resubscribe / heartbeat; a reconnect resubscribes that connection's channels only,
+  and a disconnect / reconnect / overflow invalidates and resyncs only the books whose depth
+  channels that connection carries (the books on the other connections stay live).
 * **User data** at ``/ws?listenKey=``: the key is created with ``POST /api/v3/userDataStream``
   and kept alive with ``PUT`` every 30 min; a rejected key (``Invalid listen key``) is replaced
   before the next reconnect. ``private.orders`` -> :class:`OrderUpdate`, ``private.deals`` ->
@@ -163,17 +165,14 @@ class MexcSpot(ConnectorBase):
         await self._open_rest_and_books(auth=auth, error_mapper=mexc_error, rule=MEXC_RULE)
         session = self._http.session
         groups = self._market_channel_groups()
-        all_depth = frozenset(inst.symbol for inst in self._instruments.values())
         for n, chunk in enumerate(groups):
             depth_symbols = frozenset(
                 ch.symbol for ch in map(codec.parse_channel, chunk) if ch.kind == "aggre.depth"
             )
-            # a connection carrying every book (the usual case) takes the book manager's
-            # all-books handling as is; any other gets a handler scoped to its own books
+            # a single connection (the usual case) takes the book manager's all-books handling
+            # as is; with several, each gets a handler scoped to its own books
             handler = (
-                self._on_market_event
-                if len(groups) == 1 or depth_symbols == all_depth
-                else self._market_conn_handler(depth_symbols)
+                self._on_market_event if len(groups) == 1 else self._market_conn_handler(depth_symbols)
             )
             ws = WsClient(
                 f"{self.name} market" + (f" #{n}" if n else ""),
@@ -243,9 +242,11 @@ class MexcSpot(ConnectorBase):
     def _market_conn_handler(self, depth_symbols: frozenset[str]) -> Callable[[WsEvent], None]:
         """The handler of a market connection that carries the books of ``depth_symbols`` only
         (possibly none): frames go to :meth:`_on_market_event` as on the single connection; a
-        reconnect or overflow resyncs those books only; a disconnect invalidates every book (the
-        book manager has no public per-symbol invalidate; the others resync on their next push)
-        when the connection carries any book, and touches none when it carries none."""
+        disconnect invalidates those books only (:meth:`BookManager.invalidate
+        <cexarb.venues.book_manager.BookManager.invalidate>`: invalid at once, one resync
+        counted), a reconnect or overflow resyncs those books only (a snapshot of each). The
+        books of the other connections are untouched; a connection carrying no book touches
+        none."""
         on_frame = self._on_market_event
 
         def handler(event: WsEvent) -> None:
@@ -260,7 +261,8 @@ class MexcSpot(ConnectorBase):
                     for symbol in depth_symbols:
                         books.resync(symbol, "reconnect")
             elif isinstance(event, WsDisconnected):
-                books.invalidate_all(f"disconnected: {event.reason}")
+                for symbol in depth_symbols:
+                    books.invalidate(symbol, f"disconnected: {event.reason}")
             elif isinstance(event, WsOverflow):
                 for symbol in depth_symbols:
                     books.resync(symbol, f"{event.dropped} frames dropped")
