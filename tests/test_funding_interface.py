@@ -5,7 +5,8 @@ refreshed, ``futures.tickers`` pushes), the documented ticker payload, spot venu
 replay venue, and the struct's checks. Every wait is bounded in time; loops are bounded in count.
 
 Rates are fractions per funding interval; times ns since the epoch (the simulator states
-seconds: ``server.funding_next_s``)."""
+seconds: ``server.funding_next_s``). The simulator's rate is ``server.funding_rate``;
+``server.set_funding_rate`` changes it and pushes ``futures.tickers`` (PROTOCOLS.md §3.4)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from cexarb.backtest import ReplayPublicVenue
 from cexarb.clock import SimClock
 from cexarb.model import FundingEvent, FundingInfo, Instrument, InstrumentKind
 from cexarb.venues.base import PublicVenue
-from cexarb.venues.sim import server_gateio
-from cexarb.venues.sim.server import AccountSpec, SimServer
+from cexarb.venues.sim.server import AccountSpec
 from cexarb.venues.ws import WsFrame
 from loopback import gate_futures, gate_spot, mexc_spot, sim_server, started, wait_for
 
@@ -37,20 +37,6 @@ FAST = {"funding_refresh_delay_s": 0.2, "funding_retry_s": 0.2}
 async def server(binance_dir):
     async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)) as srv:
         yield srv
-
-
-def set_sim_rate(server: SimServer, monkeypatch: pytest.MonkeyPatch, rate: float) -> None:
-    """Change the funding rate the simulator states: its own hook when it has one, else the
-    module value its Gate REST handlers read (contracts, tickers)."""
-    hook = getattr(server, "set_funding_rate", None)
-    if hook is not None:
-        hook(rate)
-    else:
-        monkeypatch.setattr(server_gateio, "FUNDING_RATE", rate)
-
-
-def sim_rate(server: SimServer) -> float:
-    return float(getattr(server, "funding_rate", server_gateio.FUNDING_RATE))
 
 
 # ---- the struct and the replay venue (no I/O) ------------------------------------------------------
@@ -100,7 +86,7 @@ async def test_gate_futures_funding_is_the_simulators(server):
         info = conn.funding(FUT_KEY)
         assert info == FundingInfo(
             instrument_key=FUT_KEY,
-            rate=sim_rate(server),
+            rate=server.funding_rate,
             next_funding_ns=server.funding_next_s * NS,
             interval_ns=EIGHT_HOURS_NS,
             updated_ns=info.updated_ns,
@@ -109,18 +95,18 @@ async def test_gate_futures_funding_is_the_simulators(server):
             conn.funding("gateio-futures:ETH_USDT")
 
 
-async def test_gate_futures_rereads_funding_once_the_funding_time_passed(server, monkeypatch):
+async def test_gate_futures_rereads_funding_once_the_funding_time_passed(server):
     """No refresh call: the connector re-reads the contracts after the stated funding time and
     takes the venue's next time and rate (retrying while the venue still states the past time)."""
     funding_at = int(time.time()) + 3
     server.funding_next_s = funding_at
-    set_sim_rate(server, monkeypatch, 0.0001)
+    server.set_funding_rate(0.0001)
     events: list[FundingEvent] = []
     async with started(gate_futures(server, KEY, SECRET, funding_max_age_s=None, **FAST)) as conn:
         conn.subscribe_market(lambda e: events.append(e) if isinstance(e, FundingEvent) else None)
         info = conn.funding(FUT_KEY)
         assert info.next_funding_ns == funding_at * NS and info.rate == pytest.approx(0.0001)
-        set_sim_rate(server, monkeypatch, 0.00025)  # the venue's rate for the next interval
+        server.set_funding_rate(0.00025)  # the venue's rate for the next interval
         deadline = time.monotonic() + 10
         while time.time() < funding_at:  # until the funding time (a few s, bounded)
             assert time.monotonic() < deadline, "funding time never came"
@@ -137,15 +123,23 @@ async def test_gate_futures_rereads_funding_once_the_funding_time_passed(server,
         assert any(e.instrument_key == FUT_KEY and e.rate == pytest.approx(0.00025) for e in events)
 
 
-async def test_gate_futures_rereads_a_rate_no_push_refreshed(server, monkeypatch):
-    """A rate no ticker push has refreshed for funding_max_age_s is read again (here the
-    simulator refuses futures.tickers, or pushes it: either way the rate follows the venue)."""
+async def test_gate_futures_rereads_a_rate_no_push_refreshed(server):
+    """A rate no ticker push has refreshed for funding_max_age_s is read again over REST: the
+    market is frozen (no market-driven ticker push) and the venue's rate changes without a push
+    (the attribute, not set_funding_rate), so only the re-read can bring it."""
     async with started(gate_futures(server, KEY, SECRET, funding_max_age_s=0.5, **FAST)) as conn:
-        assert conn.funding(FUT_KEY).rate == pytest.approx(sim_rate(server))
-        set_sim_rate(server, monkeypatch, -0.0003)
-        await wait_for(lambda: conn.funding(FUT_KEY).rate == pytest.approx(-0.0003), 5, "the new rate")
-        assert conn.funding_refreshes >= 1 or conn.funding_pushes >= 1
-        assert conn.funding(FUT_KEY).next_funding_ns == server.funding_next_s * NS
+        await wait_for(lambda: conn.tickers_status == "subscribed", 5, "the tickers subscription ack")
+        assert conn.funding(FUT_KEY).rate == pytest.approx(server.funding_rate)
+        server.market.paused = True
+        try:
+            await asyncio.sleep(1.5)  # a market-driven push still due (they are >= 1 s apart) goes first
+            pushes, refreshes = conn.funding_pushes, conn.funding_refreshes
+            server.funding_rate = -0.0003  # no push: only the REST answers state it
+            await wait_for(lambda: conn.funding(FUT_KEY).rate == pytest.approx(-0.0003), 5, "the new rate")
+            assert conn.funding_refreshes > refreshes and conn.funding_pushes == pushes
+            assert conn.funding(FUT_KEY).next_funding_ns == server.funding_next_s * NS
+        finally:
+            server.market.paused = False
 
 
 async def test_gate_futures_ticker_push_updates_the_rate(server):
@@ -153,10 +147,7 @@ async def test_gate_futures_ticker_push_updates_the_rate(server):
     reaches funding() by push, no REST re-read."""
     async with started(gate_futures(server, KEY, SECRET, funding_max_age_s=None)) as conn:
         await wait_for(lambda: conn.tickers_status != "pending", 5, "the tickers subscription reply")
-        if conn.tickers_status == "refused":
-            pytest.xfail("the simulator does not serve futures.tickers (venues/sim/server_gateio.py)")
-        if not hasattr(server, "set_funding_rate"):
-            pytest.xfail("the simulator has no set_funding_rate hook (venues/sim/server.py)")
+        assert conn.tickers_status == "subscribed"
         refreshes = conn.funding_refreshes
         pushes = conn.funding_pushes
         server.set_funding_rate(0.00042)

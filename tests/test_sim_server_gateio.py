@@ -4,6 +4,7 @@ private channels), faults and rate limits, against a real server on 127.0.0.1 (p
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
@@ -188,7 +189,9 @@ async def test_gate_spot_order_lifecycle(server, http):
     assert fills and all(str(f.order_id) == body["id"] and f.role == "taker" for f in fills)
     assert sum(f.amount for f in fills) == pytest.approx(0.002)
     _, accts, _ = await gate(http, server, "GET", "/spot/accounts", [("currency", "BTC")])
-    assert float(accts[0]["available"]) == pytest.approx(1.002)
+    # the buy's fee is taken from the BTC received (fee_currency BTC), 0.2 % taker
+    assert body["fee_currency"] == "BTC" and float(body["fee"]) == pytest.approx(0.002 * 0.002)
+    assert float(accts[0]["available"]) == pytest.approx(1.002 - 0.002 * 0.002, abs=1e-12)
     # errors in Gate's own format
     bad = {
         "currency_pair": "BTC_USDT",
@@ -507,6 +510,82 @@ async def test_gate_ws_drop_depth_makes_a_gap_and_full_push_resets(server, http)
             if isinstance(frame, codec.GateWsError):
                 assert frame.code == 2
                 break
+
+
+async def test_gate_ws_futures_tickers_push_the_funding_rate(server, http, data_dir):
+    """``futures.tickers`` (PROTOCOLS.md §3.4) on a raw WebSocket: the subscribe ack, a push right
+    after it with the fields (all strings) of the Gate docs' "Tickers notification" example and
+    the server's funding rate; ``set_funding_rate`` pushes the new rate at once; the unsubscribe
+    ack; a second subscription of the same contract answers code 2."""
+    path = data_dir / "api" / "gateio" / "docs_examples" / "gate_futures_ws_examples.json"
+    docs = [
+        e["json"]
+        for e in json.loads(path.read_text())["examples"]
+        if e["json"].get("channel") == "futures.tickers" and e["json"].get("event") == "update"
+    ]
+    assert len(docs) == 1
+    doc_row = docs[0]["result"][0]
+    url = server.ws_base_url + "/v4/ws/usdt"
+    async with http.ws_connect(url) as ws:
+        now = int(time.time())
+        sub = codec.encode_ws_request("futures.tickers", "subscribe", ["BTC_USDT"], time_s=now, request_id=7)
+        await ws.send_str(sub.decode())
+        ack = await _ws_recv_json(ws)
+        assert isinstance(codec.decode_ws_frame(json.dumps(ack)), codec.GateWsAck), ack
+        assert (ack["channel"], ack["event"], ack["result"], ack["id"]) == (
+            "futures.tickers", "subscribe", {"status": "success"}, 7,
+        )
+        push = await _next_update(ws, "futures.tickers")
+        row = push["result"][0]
+        assert len(push["result"]) == 1 and set(row) == set(doc_row), set(row) ^ set(doc_row)
+        assert all(isinstance(v, str) for v in row.values()), row
+        assert row["contract"] == "BTC_USDT" and float(row["mark_price"]) > 0
+        assert float(row["funding_rate"]) == server.funding_rate == float(row["funding_rate_indicative"])
+        server.set_funding_rate(-0.000114)
+        for _ in range(50):  # market-driven pushes (<= 1 / s) may come first; bounded by count and 5 s each
+            push = await _next_update(ws, "futures.tickers")
+            if push["result"][0]["funding_rate"] != row["funding_rate"]:
+                break
+        assert push["result"][0]["funding_rate"] == "-0.000114"
+        await ws.send_str(sub.decode())  # again: already subscribed
+        for _ in range(50):
+            frame = await _ws_recv_json(ws)
+            if frame.get("event") != "update":
+                break
+        assert frame["channel"] == "futures.tickers" and frame["error"]["code"] == 2, frame
+        unsub = codec.encode_ws_request("futures.tickers", "unsubscribe", ["BTC_USDT"], time_s=now)
+        await ws.send_str(unsub.decode())
+        for _ in range(50):
+            frame = await _ws_recv_json(ws)
+            if frame.get("event") != "update":
+                break
+        assert isinstance(codec.decode_ws_frame(json.dumps(frame)), codec.GateWsAck), frame
+        assert frame["event"] == "unsubscribe"
+    with pytest.raises(ValueError, match=r"funding_rate must be a finite number .*got nan"):
+        server.set_funding_rate(float("nan"))
+    assert server.funding_rate == -0.000114
+
+
+async def test_gate_ws_futures_tickers_follow_the_market_at_most_once_a_second(server, http):
+    """Market-driven ``futures.tickers`` pushes (the replay moves the book every ~100 ms): at
+    least one after the subscribe push within 2.5 s, never two within 0.9 s (<= 1 / s)."""
+    async with http.ws_connect(server.ws_base_url + "/v4/ws/usdt") as ws:
+        sub = codec.encode_ws_request("futures.tickers", "subscribe", ["BTC_USDT"], time_s=int(time.time()))
+        await ws.send_str(sub.decode())
+        assert isinstance(codec.decode_ws_frame(json.dumps(await _ws_recv_json(ws))), codec.GateWsAck)
+        stamps = [(await _next_update(ws, "futures.tickers"))["time_ms"]]  # the subscribe push
+        deadline = time.monotonic() + 2.5
+        for _ in range(20):  # bounded: count, and 2.5 s overall
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                frame = await asyncio.wait_for(_next_update(ws, "futures.tickers"), left)
+            except TimeoutError:
+                break
+            stamps.append(frame["time_ms"])
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert 2 <= len(stamps) <= 4 and all(g >= 900 for g in gaps), stamps
 
 
 async def test_gate_ws_private_channels_need_auth(server, http):

@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_BALANCES",
     "AccountSpec",
     "EagerClock",
+    "GateSpotSimVenue",
     "OrderRecord",
     "RateLimiter",
     "SimAccount",
@@ -76,7 +77,9 @@ DEFAULT_BALANCES: dict[str, dict[str, float]] = {
     "gateio-futures": {"USDT": 100_000.0},
 }
 FUTURES_LEVERAGE = 10.0
-FUNDING_RATE = 0.0001  # per 8 h interval, the rate every funding settlement uses
+#: the starting funding rate, a fraction per 8 h interval (0.0001 = 1 bp): ``SimServer.funding_rate``
+#: starts here; :meth:`SimServer.set_funding_rate` changes it at run time
+FUNDING_RATE = 0.0001
 FUNDING_INTERVAL_S = 8 * 3600
 
 INSTRUMENTS: dict[str, Instrument] = {
@@ -188,6 +191,37 @@ def load_accounts_toml(path: str | Path) -> list[AccountSpec]:
                 raise ValueError(f"accounts file {p}: account #{n}: unknown venue {venue!r} (use {VENUES})")
         out.append(spec)
     return out
+
+
+class GateSpotSimVenue(SimVenue):
+    """The Gate spot account: a :class:`SimVenue` whose **buys pay their fee in the base currency
+    received**, as Gate charges them without GT deduction (order / trade ``fee_currency`` = base,
+    e.g. ``"fee": "0.00000022", "fee_currency": "BTC"`` on a BTC_USDT buy; the live payloads in
+    ``shared/data/api/gateio/ccxt_fixtures``: an LTC_USDT buy's trades carry ``fee_currency``
+    ``LTC``; PROTOCOLS.md §2.2 lists the fields). A buy fill of ``qty`` base at the maker / taker
+    rate ``r`` credits ``qty * (1 - r)`` base and debits exactly ``qty * price`` quote; sells pay
+    ``r * qty * price`` quote as in :class:`SimVenue`.
+
+    :attr:`base_fees` holds each buy order's fee so far, in base units, by client order id (the
+    Gate handlers report it). ``Fill.fee`` and ``Order.fees`` stay the quote value of the fee
+    (their unit, :class:`cexarb.model.Fill`). Reservations are unchanged: an open buy still keeps
+    ``notional * (1 + max fee rate)`` quote locked (a few bps more than Gate locks).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base_fees: dict[str, float] = {}
+
+    def _fill(self, so: Any, price: float, lots: int, is_maker: bool, ts_ns: int) -> Fill:
+        fill = super()._fill(so, price, lots, is_maker, ts_ns)
+        inst = so.instrument
+        if fill.side is Side.BUY and not inst.is_derivative:
+            base_fee = (inst.maker_fee if is_maker else inst.taker_fee) * fill.qty
+            # the super call took the fee from quote: give it back, take it from the base received
+            self._total[inst.quote] = self._total.get(inst.quote, 0.0) + fill.fee
+            self._total[inst.base] = self._total.get(inst.base, 0.0) - base_fee
+            self.base_fees[fill.client_order_id] = self.base_fees.get(fill.client_order_id, 0.0) + base_fee
+        return fill
 
 
 class OrderRecord:
@@ -523,6 +557,10 @@ class SimServer:
             self.add_account(spec, default_uid=10_001 + n)
         self.market_trades: dict[str, list[TradeTick]] = {k: [] for k in self.market.books}
         self.funding_next_s = self._next_funding_s(time.time())
+        #: Gate USDT futures funding rate, a fraction per funding interval (8 h; 0.0001 = 1 bp),
+        #: as the contract's ``funding_rate`` states it (PROTOCOLS.md §3.2): what the next
+        #: settlement charges; change it with :meth:`set_funding_rate` (pushes tickers)
+        self.funding_rate: float = FUNDING_RATE
         self.funding_history: list[tuple[int, float]] = []
         for book in self.market.books.values():
             book.add_listener(self._on_book_change)
@@ -542,7 +580,8 @@ class SimServer:
         for name, inst in INSTRUMENTS.items():
             balances = dict(DEFAULT_BALANCES[name])
             balances.update(spec.balances.get(name, {}))
-            venues[name] = SimVenue(
+            venue_cls = GateSpotSimVenue if name == "gateio-spot" else SimVenue
+            venues[name] = venue_cls(
                 name,
                 self.clock,  # type: ignore[arg-type]  # EagerClock schedules like SimClock does
                 {inst.key: inst},
@@ -628,15 +667,33 @@ class SimServer:
     def _next_funding_s(now_s: float) -> int:
         return (int(now_s) // FUNDING_INTERVAL_S + 1) * FUNDING_INTERVAL_S
 
+    def set_funding_rate(self, rate: float) -> None:
+        """Set the Gate USDT futures funding rate (:attr:`funding_rate`; a fraction per 8 h
+        funding interval, 0.0001 = 1 bp): the next :meth:`settle_funding` charges it, the
+        contract / ticker REST answers state it (``funding_rate``, ``funding_rate_indicative``,
+        PROTOCOLS.md §3.2), and every ``futures.tickers`` subscriber gets a push with it at once
+        (§3.4) when it changed.
+
+        Raises:
+            ValueError: ``rate`` is not a finite number (the message names the value).
+        """
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate):
+            raise ValueError(f"funding_rate must be a finite number (fraction per interval), got {rate!r}")
+        old, self.funding_rate = self.funding_rate, float(rate)
+        if self.funding_rate != old:
+            self.gate.push_tickers()
+
     def settle_funding(self) -> None:
-        """Apply one funding payment (rate :data:`FUNDING_RATE`, mark = futures mid) to every account."""
+        """Apply one funding payment (rate :attr:`funding_rate`, a fraction; mark = futures mid,
+        USDT) to every account, and record it for ``GET /futures/usdt/funding_rate``."""
         book = self.market.books[GATE_FUTURES.key]
         mark = book.mid()
         if mark is None:
             return
+        rate = self.funding_rate
         for account in self.accounts:
-            account.venues["gateio-futures"].apply_funding(GATE_FUTURES.key, FUNDING_RATE, mark, time.time_ns())
-        self.funding_history.append((self.funding_next_s, FUNDING_RATE))
+            account.venues["gateio-futures"].apply_funding(GATE_FUTURES.key, rate, mark, time.time_ns())
+        self.funding_history.append((self.funding_next_s, rate))
         self.funding_next_s = self._next_funding_s(time.time())
 
     async def _funding_loop(self) -> None:

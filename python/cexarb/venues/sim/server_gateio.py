@@ -21,10 +21,21 @@ UID; cancels 200/s per UID over single and batch routes; other private 200 / 10 
 UID; every answer past the limiter carries ``X-Gate-RateLimit-*`` headers. A ``lose_ack`` fault
 armed with a ``path_prefix`` that matches a cancel's path executes that cancel and drops its reply.
 
-Simplifications (said so the connector team knows): fees are charged in quote (USDT) for spot
-buys and sells alike (Gate charges buys in base); ``fok`` orders, iceberg, amend, batch orders
-and the WS trading API are not served; rate-limit windows are fixed (aligned to the clock), not
-sliding; ``spot.balances`` rows always say ``change_type`` ``order-create``.
+Spot fees as Gate charges them without GT deduction: a buy pays its fee in the **base** received
+(the account gets ``amount - fee`` BTC; order and trade answers and pushes say ``fee_currency``
+``BTC``, ``rebated_fee_currency`` ``USDT``), a sell in the quote (``USDT`` / ``BTC``); live
+payloads in ``shared/data/api/gateio/ccxt_fixtures`` (:class:`~cexarb.venues.sim.server.GateSpotSimVenue`).
+
+Funding: the contract, ticker and funding-history answers state ``SimServer.funding_rate``
+(:meth:`~cexarb.venues.sim.server.SimServer.set_funding_rate` changes it); ``futures.tickers``
+(PROTOCOLS.md §3.4, the docs' "Tickers notification" fields) pushes on subscribe, on market
+changes at most once a second per subscription, and at once when the rate changes.
+
+Simplifications (said so the connector team knows): an open spot buy still locks its quote
+``notional * (1 + fee rate)`` (Gate locks the notional); ``spot.tickers`` is not served; ticker
+24 h volumes and change are "0"; ``fok`` orders, iceberg, amend, batch orders and the WS trading
+API are not served; rate-limit windows are fixed (aligned to the clock), not sliding;
+``spot.balances`` rows always say ``change_type`` ``order-create``.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -55,9 +67,9 @@ from cexarb.venues.sim.market import (
 )
 from cexarb.venues.sim.server import (
     FUNDING_INTERVAL_S,
-    FUNDING_RATE,
     FUTURES_LEVERAGE,
     DepthBuffer,
+    GateSpotSimVenue,
     OrderRecord,
     SimAccount,
     SimServer,
@@ -345,7 +357,7 @@ class GateHandlers:
             "last_price": mark,
             "mark_price": mark,
             "index_price": mark,
-            "funding_rate_indicative": fmt_num(FUNDING_RATE),
+            "funding_rate_indicative": _rate_str(self.server.funding_rate),
             "mark_price_round": "0.1",
             "funding_offset": 0,
             "in_delisting": False,
@@ -362,7 +374,7 @@ class GateHandlers:
             "risk_limit_max": "30000000",
             "maker_fee_rate": fmt_num(i.maker_fee),
             "taker_fee_rate": fmt_num(i.taker_fee),
-            "funding_rate": fmt_num(FUNDING_RATE),
+            "funding_rate": _rate_str(self.server.funding_rate),
             "funding_next_apply": self.server.funding_next_s,
             "funding_cap_ratio": "0.75",
             "short_users": 0,
@@ -463,10 +475,9 @@ class GateHandlers:
             raise GateError(400, "CONTRACT_NOT_FOUND", "Contract not found")
         book = _book_of(self.server, FUT)
         bid, ask = book.best()
-        mark = fmt_num(round(book.mid() or 0.0, 1), 1)
-        trades = self.server.market_trades[GATE_FUTURES.key]
-        last = fmt_num(trades[-1].price) if trades else mark
+        mark, last = self._mark_and_last()
         dec = request.headers.get("X-Gate-Size-Decimal") == "1"
+        rate = _rate_str(self.server.funding_rate)
         return json_response(
             [
                 {
@@ -479,8 +490,8 @@ class GateHandlers:
                     "volume_24h_quote": "0",
                     "volume_24h_settle": "0",
                     "mark_price": mark,
-                    "funding_rate": fmt_num(FUNDING_RATE),
-                    "funding_rate_indicative": fmt_num(FUNDING_RATE),
+                    "funding_rate": rate,
+                    "funding_rate_indicative": rate,
                     "index_price": mark,
                     "highest_bid": book.price_str(bid[0]) if bid else "",
                     "highest_size": _size(bid[1], dec) if bid else "",
@@ -491,6 +502,53 @@ class GateHandlers:
                 }
             ]
         )
+
+    def _mark_and_last(self) -> tuple[str, str]:
+        """(mark price, last price) of the USDT contract, USDT decimal strings: mark = index =
+        the futures mid rounded to the 0.1 ``mark_price_round``; last = the last public trade's
+        price (the mark before any trade)."""
+        book = _book_of(self.server, FUT)
+        mark = fmt_num(round(book.mid() or 0.0, 1), 1)
+        trades = self.server.market_trades[GATE_FUTURES.key]
+        return mark, (fmt_num(trades[-1].price) if trades else mark)
+
+    def futures_ticker_push_json(self) -> dict[str, str]:
+        """One ``futures.tickers`` push item (PROTOCOLS.md §3.4; the fields and string types of
+        the Gate docs' "Tickers notification" example in
+        ``shared/data/api/gateio/docs_examples/gate_futures_ws_examples.json``): prices USDT,
+        ``funding_rate`` / ``funding_rate_indicative`` fractions per funding interval (both the
+        server's :attr:`~cexarb.venues.sim.server.SimServer.funding_rate`), sizes and volumes
+        "0" (the simulator keeps no 24 h statistics)."""
+        mark, last = self._mark_and_last()
+        rate = _rate_str(self.server.funding_rate)
+        return {
+            "contract": GATE_FUTURES.symbol,
+            "last": last,
+            "change_percentage": "0",
+            "funding_rate": rate,
+            "funding_rate_indicative": rate,
+            "mark_price": mark,
+            "index_price": mark,
+            "total_size": "0",
+            "volume_24h": "0",
+            "volume_24h_btc": "0",
+            "volume_24h_usd": "0",
+            "quanto_base_rate": "",
+            "volume_24h_quote": "0",
+            "volume_24h_settle": "0",
+            "volume_24h_base": "0",
+            "low_24h": last,
+            "high_24h": last,
+        }
+
+    def push_tickers(self) -> int:
+        """Send a ``futures.tickers`` push to every subscription now (the funding rate changed:
+        :meth:`SimServer.set_funding_rate`); returns how many were sent."""
+        n = 0
+        for session in list(self.sessions):
+            for sub in list(session.ticker_subs.values()):
+                n += sub.push(force=True)
+        return n
 
     async def spot_trades(self, request: web.Request) -> web.Response:
         if request.query.get("currency_pair") != GATE_SPOT.symbol:
@@ -511,12 +569,12 @@ class GateHandlers:
         if request.query.get("contract") != GATE_FUTURES.symbol:
             raise GateError(400, "CONTRACT_NOT_FOUND", "Contract not found")
         limit = self._limit(request, 100, 1000)
-        rows = [{"t": t, "r": fmt_num(r)} for t, r in reversed(self.server.funding_history)][:limit]
-        if not rows:  # the last settlement before the server started, at the same rate
+        rows = [{"t": t, "r": _rate_str(r)} for t, r in reversed(self.server.funding_history)][:limit]
+        if not rows:  # the last settlement before the server started, at the current rate
             rows = [
                 {
                     "t": self.server.funding_next_s - FUNDING_INTERVAL_S,
-                    "r": fmt_num(FUNDING_RATE),
+                    "r": _rate_str(self.server.funding_rate),
                 }
             ]
         return json_response(rows)
@@ -699,6 +757,14 @@ class GateHandlers:
             left = fmt_num(max(r.quote_amount - filled_total, 0.0))
         else:
             left = inst.format_qty(max(r.lots - round(filled / inst.lot_size), 0))
+        # Gate (no GT deduction): a buy pays its fee in the base received, a sell in the quote;
+        # rebated_fee_currency is the other one (live ccxt capture: buy "fee_currency": "LTC",
+        # "rebated_fee_currency": "USDT"; sell "USDT" / "BTC")
+        if r.side is Side.BUY:
+            fee = _base_fee_str(_spot_base_fees(account).get(r.key, 0.0))
+            fee_currency, rebated_currency = inst.base, inst.quote
+        else:
+            fee, fee_currency, rebated_currency = fmt_num(order.fees), inst.quote, inst.base
         out: dict[str, Any] = {
             "id": str(r.order_id),
             "text": r.text or "api",
@@ -721,15 +787,15 @@ class GateHandlers:
             "fill_price": fmt_num(filled_total),
             "filled_total": fmt_num(filled_total),
             "avg_deal_price": fmt_num(order.avg_fill_price) if filled > 0 else "0",
-            "fee": fmt_num(order.fees),
-            "fee_currency": inst.quote,
+            "fee": fee,
+            "fee_currency": fee_currency,
             "point_fee": "0",
             "gt_fee": "0",
             "gt_maker_fee": "0",
             "gt_taker_fee": "0",
             "gt_discount": False,
             "rebated_fee": "0",
-            "rebated_fee_currency": inst.quote,
+            "rebated_fee_currency": rebated_currency,
             "finish_as": finish_as,
             "stp_id": 0,
             "stp_act": "-",
@@ -1217,8 +1283,17 @@ class GateHandlers:
         return json_response(rows[:limit])
 
     def spot_fill_json(self, account: SimAccount, fill: Fill) -> dict[str, Any]:
+        """One ``/spot/my_trades`` row (also a ``spot.usertrades`` item): ``fee`` in
+        ``fee_currency`` -- base for a buy (the fee rate x the base amount), quote (USDT) for a
+        sell, as Gate charges without GT deduction (PROTOCOLS.md §2.2)."""
         record = account.record(SPOT, fill.client_order_id)
         ms = fill.ts_ns // 1_000_000
+        inst = GATE_SPOT
+        if fill.side is Side.BUY:
+            rate = inst.maker_fee if fill.is_maker else inst.taker_fee
+            fee, fee_currency = _base_fee_str(rate * fill.qty), inst.base
+        else:
+            fee, fee_currency = fmt_num(fill.fee), inst.quote
         return {
             "id": str(_fill_seq(fill)),
             "create_time": str(ms // 1000),
@@ -1229,8 +1304,8 @@ class GateHandlers:
             "amount": fmt_num(fill.qty),
             "price": fmt_num(fill.price),
             "order_id": fill.client_order_id,
-            "fee": fmt_num(fill.fee),
-            "fee_currency": GATE_SPOT.quote,
+            "fee": fee,
+            "fee_currency": fee_currency,
             "point_fee": "0",
             "gt_fee": "0",
             "amend_text": "-",
@@ -1316,6 +1391,27 @@ class _RateLimited(Exception):
         self.reset = reset
 
 
+def _rate_str(rate: float) -> str:
+    """A funding rate (fraction per interval) as Gate writes it: a plain decimal string, every
+    digit of the float kept (``0.00042`` -> "0.00042", ``-1e-05`` -> "-0.00001")."""
+    text = format(Decimal(repr(float(rate))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _base_fee_str(fee: float) -> str:
+    """A base-currency fee (e.g. BTC) as a plain decimal string; 12 decimals keep the fee of one
+    1e-6 lot at a 0.2 % rate (2e-9) and the digits Gate shows ("0.0000028704")."""
+    return fmt_num(fee, 12)
+
+
+def _spot_base_fees(account: SimAccount) -> dict[str, float]:
+    """Each spot buy order's fee so far in base units, by client order id (GateSpotSimVenue)."""
+    venue = account.venues[SPOT]
+    return venue.base_fees if isinstance(venue, GateSpotSimVenue) else {}
+
+
 def _size(value: float, dec: bool) -> int | str:
     n = round(value)
     return str(n) if dec else n
@@ -1397,6 +1493,7 @@ class _GateWsSession:
         self.book = _book_of(self.server, self.venue)
         self.subs: dict[tuple[str, str], Callable[[], None]] = {}
         self.book_subs: dict[tuple[str, str], _BookSub] = {}
+        self.ticker_subs: dict[tuple[str, str], _TickerSub] = {}
         conn.cleanups.append(self.close)
 
     def close(self) -> None:
@@ -1404,6 +1501,7 @@ class _GateWsSession:
         for cleanup in subs.values():
             cleanup()
         self.book_subs.clear()
+        self.ticker_subs.clear()
 
     def _send(self, obj: Any, *, depth: bool = False) -> None:
         self.conn.send(_JSON.encode(obj).decode(), depth=depth)
@@ -1453,7 +1551,9 @@ class _GateWsSession:
             if topic in ("orders", "usertrades", "balances", "positions"):
                 account = self._auth(req, channel)
                 self._private(req, topic, args, account)
-            elif topic in ("order_book_update", "obu", "book_ticker", "trades"):
+            elif topic in ("order_book_update", "obu", "book_ticker", "trades") or (
+                topic == "tickers" and self.market == "futures"
+            ):
                 self._public(req, topic, args)
             else:
                 self._error(channel, req.event, 2, f"unknown channel {channel[:40]}", req.id)
@@ -1521,6 +1621,7 @@ class _GateWsSession:
             for item, _ in items:
                 cleanup = self.subs.pop((channel, item), None)
                 self.book_subs.pop((channel, item), None)
+                self.ticker_subs.pop((channel, item), None)
                 if cleanup is not None:
                     cleanup()
             self._ack(req)
@@ -1537,6 +1638,11 @@ class _GateWsSession:
                 sub.start()
             elif topic == "book_ticker":
                 self.subs[(channel, item)] = self._book_ticker(channel)
+            elif topic == "tickers":
+                ticker = _TickerSub(self, channel)
+                self.ticker_subs[(channel, item)] = ticker
+                self.subs[(channel, item)] = ticker.close
+                ticker.start()
             else:
                 self.subs[(channel, item)] = self._trades(channel)
 
@@ -1732,6 +1838,80 @@ class _WsError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class _TickerSub:
+    """One ``futures.tickers`` subscription of one contract (PROTOCOLS.md §3.4; payload
+    ``[contract, ...]``, ack as every futures channel, pushes ``result: [ticker]`` in the Gate docs'
+    "Tickers notification" format, :meth:`GateHandlers.futures_ticker_push_json`).
+
+    Pushes: one right after the subscription's ack; then when the market changes the ticker
+    (book or public trade: mark / last price), at most once per :attr:`MIN_INTERVAL_S` seconds
+    (a change inside the interval is sent when it ends, with the state then); and at once when
+    the funding rate changes (:meth:`SimServer.set_funding_rate`, ``force``).
+    """
+
+    #: seconds between two market-driven pushes of the contract, at least (Gate's ticker pace)
+    MIN_INTERVAL_S = 1.0
+
+    def __init__(self, session: _GateWsSession, channel: str) -> None:
+        self.s = session
+        self.channel = channel
+        self.book = session.book
+        self.last_row: dict[str, str] | None = None
+        self.last_push_s = -math.inf  # time.monotonic() of the last push
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.book.add_listener(self._on_book)
+        self.s.server.market.add_trade_listener(self._on_trade)
+        self.push(force=True)
+
+    def close(self) -> None:
+        self.book.remove_listener(self._on_book)
+        listeners = self.s.server.market._trade_listeners
+        if self._on_trade in listeners:
+            listeners.remove(self._on_trade)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _on_book(self, book: VenueBook, change: DepthChange) -> None:
+        self._changed()
+
+    def _on_trade(self, book: VenueBook, trade: TradeTick) -> None:
+        if book.key == self.book.key:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._handle is not None:
+            return  # a push is already due at the end of the interval
+        wait_s = self.last_push_s + self.MIN_INTERVAL_S - time.monotonic()
+        if wait_s <= 0:
+            self.push()
+        else:
+            self._handle = asyncio.get_running_loop().call_later(wait_s, self._due)
+
+    def _due(self) -> None:
+        self._handle = None
+        self.push()
+
+    def push(self, *, force: bool = False) -> int:
+        """Send the contract's ticker (unless unchanged since the last push and not ``force``);
+        returns 1 if a frame was queued, else 0."""
+        if self.s.conn.closed:
+            return 0
+        row = self.s.h.futures_ticker_push_json()
+        if not force and row == self.last_row:
+            return 0
+        if self._handle is not None:  # this push carries the pending change too
+            self._handle.cancel()
+            self._handle = None
+        self.last_row = row
+        self.last_push_s = time.monotonic()
+        ts = now_ms()
+        self.s.conn.send(codec.encode_ws_update(self.channel, [row], time_ms=ts).decode())
+        return 1
 
 
 class _BookSub:
