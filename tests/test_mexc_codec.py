@@ -323,6 +323,8 @@ def test_private_pushes_as_domain_events() -> None:
     assert (
         fill.side is Side.BUY and fill.is_maker and fill.qty == 0.001 and fill.fee == pytest.approx(0.0000012 * 61234.5)
     )
+    # the fee was paid in BTC (the base): the account received 0.001 - 0.0000012
+    assert fill.fee_base == pytest.approx(0.0000012)
     balance = codec.balance_from_push(proto.PushData(channel="spot@private.account.v3.api.pb", body=PRIVATE_ACCOUNT))
     assert (balance.asset, balance.free, balance.locked) == ("USDT", 908.14825, 30.61725)
     for status, ours in (

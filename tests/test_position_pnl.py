@@ -57,3 +57,32 @@ def test_linear_realized_plus_unrealized_equals_cash_flow(fills: list[tuple[Side
     mark = 55_000.0
     total = pos.realized_pnl + USDM.unrealized_pnl(pos.qty, pos.avg_price, mark)
     assert total == pytest.approx(cash + pos.qty * mark, abs=1e-6)
+
+
+def test_base_fee_leaves_the_position_at_entry_and_is_counted_once() -> None:
+    # a Gate/MEXC spot buy of 0.002 BTC at 60,000 paying 0.2 % in BTC: the account holds
+    # 0.001996 BTC; the fee's value (0.24 USDT) is in fees, not again in the mark-to-market
+    pos = Position(instrument_key="gateio-spot:BTC_USDT")
+    realized = pos.apply_fill(Side.BUY, 0.002, 60_000.0, 0.24, None, fee_base=0.000004)
+    assert realized == 0.0
+    assert pos.qty == pytest.approx(0.001996, abs=1e-15) and pos.avg_price == 60_000.0
+    assert pos.unrealized_pnl(60_000.0) - pos.fees == pytest.approx(-0.24)
+    # selling what is held closes the position flat: PnL = price move on what was held - fees
+    realized = pos.apply_fill(Side.SELL, 0.001996, 60_100.0, 0.239984, None)
+    assert pos.qty == 0.0 and pos.avg_price == 0.0
+    assert realized == pytest.approx(0.001996 * 100.0)
+    assert pos.realized_pnl - pos.fees == pytest.approx(0.1996 - 0.24 - 0.239984)
+
+
+def test_base_fee_that_consumes_the_position_flattens_it() -> None:
+    pos = Position(instrument_key="x")
+    pos.apply_fill(Side.BUY, 0.000004, 60_000.0, 0.24, None, fee_base=0.000004)
+    assert pos.qty == 0.0 and pos.avg_price == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1e-6, float("nan"), float("inf")])
+def test_bad_fee_base_is_rejected_and_changes_nothing(bad: float) -> None:
+    pos = Position(instrument_key="x")
+    with pytest.raises(ValueError, match="fee_base"):
+        pos.apply_fill(Side.BUY, 0.002, 60_000.0, 0.24, None, fee_base=bad)
+    assert pos.qty == 0.0 and pos.fees == 0.0

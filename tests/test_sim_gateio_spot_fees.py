@@ -179,9 +179,43 @@ async def test_gate_spot_connector_values_a_base_fee_in_quote(server):
                      [f for f in rest_fills if f.client_order_id == "feeq1"]):
             assert sum(f.qty for f in mine) == pytest.approx(0.003)
             assert all(f.fee == pytest.approx(RATE * f.qty * f.price, rel=1e-9) for f in mine), mine
+            # the base part of the fee, base units: what the account did not receive
+            assert all(f.fee_base == pytest.approx(RATE * f.qty, rel=1e-9) for f in mine), mine
         got = await asyncio.wait_for(venue.get_order(SPOT_KEY, "feeq1"), 5)
         assert got is not None
         assert got.fees == pytest.approx(RATE * got.filled_qty * got.avg_fill_price, rel=1e-9)
         bal = await asyncio.wait_for(venue.balances(), 5)
         assert bal["BTC"].free == pytest.approx(1.0 + 0.003 * (1 - RATE), abs=1e-12)
         assert GATE_SPOT.maker_fee == GATE_SPOT.taker_fee == RATE
+
+
+async def test_gate_spot_position_follows_the_base_received_net_of_the_fee(server):
+    """The order manager's position after a Gate spot buy equals the BTC the account actually
+    received (qty - fee in base), so a strategy that sells its whole position back sells what it
+    holds; PnL stays exact: the fee is counted once (in fees), not again in the mark-to-market."""
+    from cexarb.clock import LiveClock
+    from cexarb.execution import OrderManager
+
+    async with started(gate_spot(server, KEY, SECRET, UID)) as venue:
+        await wait_for(lambda: venue.balances_stream_live, 5, "the private stream")
+        inst = venue.instruments()[SPOT_KEY]
+        before = (await asyncio.wait_for(venue.balances(), 5))["BTC"].total
+        om = OrderManager(LiveClock(), {inst.venue: venue}, venue.book)
+        await wait_for(lambda: venue.book(SPOT_KEY).is_valid, 5, "the book in sync (the risk check reads it)")
+        ask = server.market.books[SPOT_KEY].best()[1]
+        assert ask is not None
+        req = OrderRequest.create(inst, Side.BUY, 0.004, price_ticks=ask[0] + 2_000,
+                                  time_in_force=TimeInForce.IOC, client_order_id="feepos1")
+        order = await asyncio.wait_for(om.submit(req), 5)
+        await wait_for(lambda: om.orders["feepos1"].filled_qty == pytest.approx(0.004)
+                       and sum(f.qty for f in om.fills_of("feepos1")) == pytest.approx(0.004), 5, "the buy's fills")
+        assert order.status is OrderStatus.FILLED
+        after = (await asyncio.wait_for(venue.balances(), 5))["BTC"].total
+        pos = om.positions[SPOT_KEY]
+        assert pos.qty == pytest.approx(after - before, abs=1e-12)
+        assert pos.qty == pytest.approx(0.004 * (1 - RATE), abs=1e-12)
+        fills = om.fills_of("feepos1")
+        vwap = sum(f.price * f.qty for f in fills) / sum(f.qty for f in fills)
+        assert pos.avg_price == pytest.approx(vwap, rel=1e-12)
+        # marked at the entry price the net PnL is minus the fee exactly (counted once)
+        assert pos.unrealized_pnl(vwap) - pos.fees == pytest.approx(-RATE * 0.004 * vwap, rel=1e-9)

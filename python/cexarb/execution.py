@@ -192,7 +192,9 @@ class OrderManager:
             if order is None:
                 log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
                 return
-            self.position(event.instrument_key).apply_fill(event.side, event.qty, event.price, event.fee, order.instrument)
+            self.position(event.instrument_key).apply_fill(
+                event.side, event.qty, event.price, event.fee, order.instrument, event.fee_base
+            )
             self.fills.append(event)
             self._fills_by_order.setdefault(event.client_order_id, []).append(event)
             self.n_fills += 1

@@ -229,7 +229,15 @@ class Order(msgspec.Struct, kw_only=True, gc=False):
 
 
 class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One execution against an order. ``fee`` is in quote currency (negative = rebate)."""
+    """One execution against an order. ``fee`` is in quote currency (negative = rebate).
+
+    ``qty`` is the executed quantity (base units or contracts) as the venue reports it.
+    ``fee_base`` is the part of the fee the venue took in the base currency, base units: a spot
+    buy on Gate.io or MEXC pays its fee out of the base received (Gate ``fee_currency``, MEXC
+    ``commissionAsset`` equal to the base; PROTOCOLS.md §1, §2), so the account holds
+    ``qty - fee_base`` more base, not ``qty``. ``fee`` already includes its value in quote
+    (``fee_base * price``); positions apply both (:meth:`Position.apply_fill`).
+    """
 
     client_order_id: str
     venue_order_id: str
@@ -241,6 +249,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     is_maker: bool
     ts_ns: int
     fill_id: str = ""
+    fee_base: float = 0.0
 
     @property
     def notional(self) -> float:
@@ -262,7 +271,13 @@ class Position(msgspec.Struct, kw_only=True):
     funding: float = 0.0
 
     def apply_fill(
-        self, side: Side, qty: float, price: float, fee: float, instrument: Instrument | None = None
+        self,
+        side: Side,
+        qty: float,
+        price: float,
+        fee: float,
+        instrument: Instrument | None = None,
+        fee_base: float = 0.0,
     ) -> float:
         """Update with a fill; returns the PnL it realised (gross of fees), quote currency.
 
@@ -274,7 +289,15 @@ class Position(msgspec.Struct, kw_only=True):
                 PnL = contracts × contract_size × (1/entry − 1/exit) in base, valued at the exit
                 price; the entry is the contract-weighted harmonic mean (Binance COIN-M "PnL"
                 and "average entry price" definitions). None = linear, contract size 1.
+            fee_base: base units the venue took as its fee out of the quantity (:class:`Fill`);
+                they leave the position at its entry price, realising nothing: their value is
+                already in ``fee``, so the position's mark-to-market must not count it again.
+
+        Raises:
+            ValueError: ``fee_base`` negative or not finite.
         """
+        if fee_base and not (math.isfinite(fee_base) and fee_base > 0):
+            raise ValueError(f"fee_base must be a finite amount >= 0, got {fee_base!r}")
         inverse = instrument is not None and instrument.kind is InstrumentKind.INVERSE_PERP
         size = instrument.contract_size if instrument is not None else 1.0
         signed = qty * side.sign
@@ -302,6 +325,14 @@ class Position(msgspec.Struct, kw_only=True):
             elif new_qty == 0.0:
                 self.avg_price = 0.0
             self.qty = new_qty
+        if fee_base:
+            # the base paid as fee leaves the holding at the entry price (no PnL: valued in fee)
+            left = self.qty - fee_base
+            if abs(left) < 1e-12:
+                left = 0.0
+            if left == 0.0 or (left > 0) != (self.qty > 0):
+                self.avg_price = 0.0 if left == 0.0 else price
+            self.qty = left
         self.realized_pnl += realized
         self.fees += fee
         return realized

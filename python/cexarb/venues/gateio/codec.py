@@ -544,7 +544,8 @@ class GateSpotTrade(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def to_fill(self, instrument: Instrument) -> Fill:
-        """Our fill; ``fee`` converted to quote (base-currency fee x price; GT fee -> 0.0)."""
+        """Our fill; ``fee`` converted to quote (base-currency fee x price; GT fee -> 0.0), and a
+        base-currency fee (a spot buy's, PROTOCOLS.md §2.2) also as ``fee_base``."""
         return Fill(
             client_order_id=client_order_id_from_text(self.text),
             venue_order_id=_id(self.order_id),
@@ -556,6 +557,7 @@ class GateSpotTrade(msgspec.Struct, frozen=True, kw_only=True):
             is_maker=self.role == "maker",
             ts_ns=self.ts_ns,
             fill_id=_id(self.id),
+            fee_base=self.fee if self.fee_currency == instrument.base and self.fee > 0 else 0.0,
         )
 
 

@@ -577,7 +577,8 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
     """Body 306 (private deal) as a :class:`~cexarb.model.Fill`.
 
     ``fee`` is converted to quote currency: as is when ``feeCurrency`` is the quote asset,
-    times the fill price when it is the base asset; a fee paid in a third asset (MX) is not
+    times the fill price when it is the base asset (and then also as ``fee_base``, base units:
+    the account received ``quantity - fee_base``); a fee paid in a third asset (MX) is not
     convertible here and is reported as 0.0.
     """
     body = push.body
@@ -587,7 +588,9 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
         raise MexcCodecError(f"MEXC private deal: tradeType must be 1 (buy) or 2 (sell), got {body.trade_type}")
     price = _num(body.price, "deal price")
     fee = _num(body.fee_amount, "deal feeAmount")
+    fee_base = 0.0
     if body.fee_currency == instrument.base:
+        fee_base = fee if fee > 0 else 0.0
         fee *= price
     elif body.fee_currency and body.fee_currency != instrument.quote:
         fee = 0.0
@@ -602,6 +605,7 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
         is_maker=body.is_maker,
         ts_ns=(body.time or _push_ts_ms(push)) * 1_000_000,
         fill_id=body.trade_id,
+        fee_base=fee_base,
     )
 
 
@@ -774,7 +778,9 @@ class MexcMyTrade(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     def to_fill(self, instrument: Instrument) -> Fill:
         """As a :class:`Fill`, commission converted to quote as in :func:`fill_from_push`."""
         fee = self.commission
+        fee_base = 0.0
         if self.commission_asset == instrument.base:
+            fee_base = fee if fee > 0 else 0.0
             fee *= self.price
         elif self.commission_asset and self.commission_asset != instrument.quote:
             fee = 0.0
@@ -789,6 +795,7 @@ class MexcMyTrade(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             is_maker=self.is_maker,
             ts_ns=self.time * 1_000_000,
             fill_id=_id(self.id),
+            fee_base=fee_base,
         )
 
 
