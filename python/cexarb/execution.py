@@ -82,6 +82,9 @@ class OrderManager:
         self._book = book_lookup
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # orders not in a terminal state
+        # requests on their way to the venue (submit), replaced by their record when a venue
+        # event makes it before place_order returns
+        self._inflight: dict[str, OrderRequest | Order] = {}
         self.positions: dict[str, Position] = {}
         self.fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
         self._fills_by_order: dict[str, list[Fill]] = {}
@@ -134,26 +137,28 @@ class OrderManager:
     async def submit(self, request: OrderRequest) -> Order:
         """Risk-check and send ``request``; returns the Order record (REJECTED on a breach).
 
-        A risk rejection never reaches the venue; the record carries the reason.
+        A risk rejection never reaches the venue; the record carries the reason. On the order
+        path the request goes to the venue first and its record is made just after (the
+        tick-to-order latency does not include building it); a venue event for the order that
+        arrives while the request is on its way makes the record then.
 
         Raises:
             ValueError: ``request.client_order_id`` was used before by this manager.
+            Whatever the venue's ``place_order`` raises (the record stays PENDING_NEW).
         """
         coid = request.client_order_id
         if not coid:
             coid = self.next_client_order_id()
             request = msgspec.structs.replace(request, client_order_id=coid)
-        elif coid in self.orders:
+        elif coid in self.orders or coid in self._inflight:
             raise ValueError(f"duplicate client_order_id {coid!r}")
         inst = request.instrument
         key = inst.key
-        order = request.to_order(self.clock.now_ns())
-        self.orders[coid] = order
-        self.n_orders += 1
         venue = self.venues.get(inst.venue)
         try:
             self.risk.check(request, self._book(key), self.positions.get(key), len(self._open))
         except RiskRejection as exc:
+            order = self._record(request)
             order.status = _REJECTED
             order.reject_reason = f"risk: {exc}"
             self.n_rejected += 1
@@ -161,12 +166,20 @@ class OrderManager:
             self._retention.terminal(coid, order.created_ns)
             return order
         if venue is None:
+            order = self._record(request)
             order.status = _REJECTED
             order.reject_reason = f"no private venue {inst.venue!r}"
             self.n_rejected += 1
             self._retention.terminal(coid, order.created_ns)
             return order
-        sent = await venue.place_order(request)
+        inflight = self._inflight
+        inflight[coid] = request
+        try:
+            sent = await venue.place_order(request)
+        finally:
+            pending = inflight.pop(coid)
+            # made by an event that arrived on the way (on_private_event), or now
+            order = pending if pending.__class__ is Order else self._record(pending)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
             order.status = _REJECTED
             order.reject_reason = sent.reject_reason
@@ -179,6 +192,13 @@ class OrderManager:
             self._retention.terminal(coid, self.clock.now_ns())
         return order
 
+    def _record(self, request: OrderRequest) -> Order:
+        """The Order record of ``request`` (PENDING_NEW, created now), kept and counted."""
+        order = request.to_order(self.clock.now_ns())
+        self.orders[request.client_order_id] = order
+        self.n_orders += 1
+        return order
+
     async def cancel(self, order: Order) -> bool:
         if not order.is_open:
             return False
@@ -188,7 +208,7 @@ class OrderManager:
     def on_private_event(self, event: PrivateEvent) -> None:
         """Apply a venue event to our records, then notify listeners (the engine routes to strategies)."""
         if isinstance(event, Fill):
-            order = self.orders.get(event.client_order_id)
+            order = self.orders.get(event.client_order_id) or self._record_inflight(event.client_order_id)
             if order is None:
                 log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
                 return
@@ -199,7 +219,7 @@ class OrderManager:
             self._fills_by_order.setdefault(event.client_order_id, []).append(event)
             self.n_fills += 1
         elif isinstance(event, OrderUpdate):
-            order = self.orders.get(event.client_order_id)
+            order = self.orders.get(event.client_order_id) or self._record_inflight(event.client_order_id)
             if order is None:
                 log.warning("update for unknown client_order_id %s ignored", event.client_order_id)
                 return
@@ -219,6 +239,17 @@ class OrderManager:
                 self._retention.terminal(order.client_order_id, self.clock.now_ns())
         for listener in self._listeners:
             listener(event)
+
+    def _record_inflight(self, client_order_id: str) -> Order | None:
+        """The record of an order whose request is still on its way (an event came first), made
+        now; None when no such request is in flight."""
+        pending = self._inflight.get(client_order_id)
+        if pending is None:
+            return None
+        if pending.__class__ is Order:
+            return pending  # type: ignore[return-value]
+        order = self._inflight[client_order_id] = self._record(pending)  # type: ignore[arg-type]
+        return order
 
     def on_funding(self, event: FundingEvent, amount: float) -> None:
         """Book a funding payment (quote currency, + received) against the position."""

@@ -1,0 +1,115 @@
+"""The order manager sends a request first and makes its record just after (the record is off
+the tick-to-order path); a venue event for the order that arrives while the request is on its
+way -- here a venue that answers inside ``place_order`` -- makes the record then, and nothing is
+lost or applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from cexarb._core import OrderBook
+from cexarb.clock import SimClock
+from cexarb.execution import OrderManager
+from cexarb.model import Fill, Instrument, InstrumentKind, Order, OrderStatus, Side
+from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent
+
+SPOT = Instrument(
+    venue="instant", symbol="BTCUSDT", kind=InstrumentKind.SPOT, base="BTC", quote="USDT",
+    tick_size=0.01, lot_size=0.00001, min_notional=5.0, maker_fee=0.0002, taker_fee=0.001,
+)
+
+
+class InstantVenue:
+    """A venue that fills an order completely and tells its subscribers before ``place_order``
+    returns (a synchronous answer), or raises when told to."""
+
+    name = "instant"
+
+    def __init__(self) -> None:
+        self.handlers: list[Callable[[PrivateEvent], None]] = []
+        self.seen_records: list[bool] = []  # did the manager hold a record when the request came?
+        self.manager: OrderManager | None = None
+        self.fail = False
+
+    def subscribe(self, handler: Callable[[PrivateEvent], None]) -> None:
+        self.handlers.append(handler)
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        assert self.manager is not None
+        self.seen_records.append(request.client_order_id in self.manager.orders)
+        if self.fail:
+            raise ConnectionError("venue unreachable")
+        coid = request.client_order_id
+        for event in (
+            Fill(client_order_id=coid, venue_order_id="v1", instrument_key=SPOT.key, side=request.side,
+                 price=request.price or 0.0, qty=request.qty, fee=0.01, is_maker=False, ts_ns=5, fill_id="t1"),
+            OrderUpdate(client_order_id=coid, venue_order_id="v1", instrument_key=SPOT.key,
+                        status=OrderStatus.FILLED, filled_qty=request.qty, avg_fill_price=request.price or 0.0,
+                        ts_ns=5),
+        ):
+            for handler in self.handlers:
+                handler(event)
+        order = request.to_order(0)
+        order.status = OrderStatus.FILLED
+        order.venue_order_id = "v1"
+        return order
+
+
+def _manager() -> tuple[OrderManager, InstantVenue]:
+    book = OrderBook(SPOT.tick_size, SPOT.lot_size)
+    book.apply_snapshot([[100.0, 5.0]], [[100.01, 5.0]], 1)
+    venue = InstantVenue()
+    om = OrderManager(SimClock(1_000), {"instant": venue}, lambda key: book)
+    venue.manager = om
+    return om, venue
+
+
+def test_events_during_place_order_make_the_record_once() -> None:
+    om, venue = _manager()
+    seen: list[PrivateEvent] = []
+    om.add_listener(seen.append)
+    request = OrderRequest.create(SPOT, Side.BUY, 0.001, price=100.01, client_order_id="a1")
+    order = asyncio.run(om.submit(request))
+    assert venue.seen_records == [False]  # the request left before its record was made
+    assert om.orders["a1"] is order  # the record the events made is the one returned
+    assert order.status is OrderStatus.FILLED and order.filled_qty == pytest.approx(0.001)
+    assert order.venue_order_id == "v1" and order.created_ns == 1_000
+    assert om.n_orders == 1 and om.n_fills == 1 and len(om.fills_of("a1")) == 1
+    assert om.positions[SPOT.key].qty == pytest.approx(0.001)
+    assert om.n_open_orders == 0  # terminal before submit returned: never open
+    assert [type(e) for e in seen] == [Fill, OrderUpdate]
+    assert not om._inflight
+
+
+def test_a_venue_error_leaves_a_pending_record_and_the_id_taken() -> None:
+    om, venue = _manager()
+    venue.fail = True
+    request = OrderRequest.create(SPOT, Side.BUY, 0.001, price=100.01, client_order_id="b1")
+    with pytest.raises(ConnectionError):
+        asyncio.run(om.submit(request))
+    assert om.orders["b1"].status is OrderStatus.PENDING_NEW and om.n_orders == 1
+    assert not om._inflight
+    with pytest.raises(ValueError, match="duplicate client_order_id 'b1'"):
+        asyncio.run(om.submit(request))
+
+
+def test_a_duplicate_id_is_refused_while_the_first_is_still_on_its_way() -> None:
+    om, venue = _manager()
+    request = OrderRequest.create(SPOT, Side.BUY, 0.001, price=100.01, client_order_id="c1")
+    errors: list[Exception] = []
+
+    original = venue.place_order
+
+    async def place_twice(req: OrderRequest) -> Order:
+        try:  # the same id submitted again from inside the first send
+            await om.submit(req)
+        except ValueError as exc:
+            errors.append(exc)
+        return await original(req)
+
+    venue.place_order = place_twice  # type: ignore[method-assign]
+    asyncio.run(om.submit(request))
+    assert len(errors) == 1 and "duplicate client_order_id 'c1'" in str(errors[0])
+    assert om.n_orders == 1 and om.n_fills == 1
