@@ -163,8 +163,9 @@ async def test_mexc_spot_orders_partial_fill_cancel_query(server, venue):
     assert sum(f.qty for f in fills if f.client_order_id == "part1") == pytest.approx(
         0.002
     )
+    # a MEXC buy pays its fee in the base received (taker rate 0.05 %): 0.002 BTC less the fee
     assert (await asyncio.wait_for(venue.balances(), 5))["BTC"].free == pytest.approx(
-        1.002
+        1.0 + 0.002 * (1 - inst.taker_fee), abs=1e-12
     )
 
     for i in range(2):
@@ -445,7 +446,8 @@ async def test_mexc_spot_account_pushes_update_the_balance_cache(server, venue):
     await wait_for(cache_is_current, 5, "account pushes for BTC and USDT")
     assert venue.balance_pushes >= 2
     cached = venue.cached_balances()
-    assert cached["BTC"].free == pytest.approx(1.002, abs=1e-9)
+    # the buy's fee was taken from the BTC received (MEXC commissionAsset = base)
+    assert cached["BTC"].free == pytest.approx(1.0 + 0.002 * (1 - inst.taker_fee), abs=1e-9)
     rest = await asyncio.wait_for(venue.balances(), 5)  # the simulator's REST view
     assert cached["BTC"] == rest["BTC"] and cached["USDT"] == rest["USDT"]
     cached["BTC"].free = -1.0  # a copy: the cache is not changed through it

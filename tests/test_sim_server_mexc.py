@@ -5,6 +5,7 @@ depth with fromVersion/toVersion continuity, user-data stream, rate limits; real
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -293,12 +294,13 @@ async def test_mexc_user_data_stream(server, http):
         _, body, _ = await mexc(http, server, "POST", "/order", params)
         oid = codec.decode_order_ack(body).venue_order_id
         inst = server.market.books[BOOK_KEY].instrument
-        got: dict[str, Any] = {"fills": [], "orders": [], "balances": []}
+        got: dict[str, Any] = {"fills": [], "orders": [], "balances": [], "deals": []}
         for _ in range(50):
             push = await _binary_push(ws)
             if push.channel == channels[0]:
                 got["orders"].append(codec.order_update_from_push(push))
             elif push.channel == channels[1]:
+                got["deals"].append(push.body)
                 got["fills"].append(codec.fill_from_push(push, inst))
             else:
                 got["balances"].append(codec.balance_from_push(push))
@@ -306,6 +308,12 @@ async def test_mexc_user_data_stream(server, http):
                 break
         assert all(f.venue_order_id == oid and f.client_order_id == "ud1" for f in got["fills"])
         assert sum(f.qty for f in got["fills"]) == pytest.approx(0.001)
+        # a buy's fee in the base received: feeCurrency BTC, feeAmount = taker rate x quantity
+        assert got["deals"] and all(d.fee_currency == "BTC" for d in got["deals"]), got["deals"]
+        assert all(
+            float(d.fee_amount) == pytest.approx(inst.taker_fee * float(d.quantity), rel=1e-9) for d in got["deals"]
+        )
+        assert all(f.fee_base == pytest.approx(inst.taker_fee * f.qty, rel=1e-9) for f in got["fills"])
         assert {b.asset for b in got["balances"]} >= {"BTC", "USDT"}
     status, _, _ = await mexc(http, server, "DELETE", "/userDataStream", [("listenKey", key)])
     assert status == 200
@@ -384,3 +392,62 @@ async def test_mexc_market_sell_by_quantity_and_ioc_buy_by_quantity_and_price(se
         _, body, _ = await mexc(http, server, "GET", "/order", [("symbol", "BTCUSDT"), ("origClientOrderId", cid)])
         order = codec.decode_order(body)
         assert order.status == "FILLED" and order.executed_qty == pytest.approx(0.002)
+
+
+async def test_mexc_buy_fee_in_base_sell_fee_in_quote_over_rest(server, http):
+    """MEXC spot fees (PROTOCOLS.md §1.2 ``myTrades`` ``commission`` / ``commissionAsset``): a buy
+    pays the taker rate (0.05 %) of its quantity in BTC out of the BTC received and exactly the
+    notional in USDT; a sell pays the rate of its quote amount in USDT. Amounts BTC, USDT."""
+    book = server.market.books[BOOK_KEY]
+    inst = book.instrument
+    rate = inst.taker_fee
+    assert rate == 0.0005
+
+    async def balances() -> dict[str, float]:
+        _, body, _ = await mexc(http, server, "GET", "/account")
+        return {b.asset: b.free for b in codec.decode_account(body).balances}
+
+    async def trades_of(oid: str) -> list[dict[str, Any]]:
+        status, body, _ = await mexc(http, server, "GET", "/myTrades", [("symbol", "BTCUSDT"), ("orderId", oid)])
+        assert status == 200, body
+        rows = json.loads(body)
+        assert rows and all(r["orderId"] == oid for r in rows), rows
+        # the connector's parse of the same rows: fee valued in quote, its base part as fee_base
+        for row, fill in zip(rows, [t.to_fill(inst) for t in codec.decode_my_trades(body)], strict=True):
+            base_fee = float(row["commission"]) if row["commissionAsset"] == "BTC" else 0.0
+            assert fill.fee_base == pytest.approx(base_fee, rel=1e-12, abs=0.0)
+            assert fill.fee == pytest.approx(rate * fill.qty * fill.price, rel=1e-6)
+        return rows
+
+    start = await balances()
+    assert start == {"USDT": 100_000.0, "BTC": 1.0}
+    high = book.price_str(book.best()[1][0] + 1_000)
+    params = [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "IMMEDIATE_OR_CANCEL"), ("quantity", "0.004"),
+              ("price", high), ("newClientOrderId", "feebuy1")]
+    status, body, _ = await mexc(http, server, "POST", "/order", params)
+    assert status == 200, body
+    buy_rows = await trades_of(codec.decode_order_ack(body).venue_order_id)
+    assert all(r["isBuyer"] is True and r["commissionAsset"] == "BTC" for r in buy_rows), buy_rows
+    assert all(float(r["commission"]) == pytest.approx(rate * float(r["qty"]), rel=1e-9) for r in buy_rows)
+    qty = sum(float(r["qty"]) for r in buy_rows)
+    paid = sum(float(r["quoteQty"]) for r in buy_rows)
+    fee_btc = sum(float(r["commission"]) for r in buy_rows)
+    assert qty == pytest.approx(0.004)
+    after_buy = await balances()
+    assert after_buy["BTC"] == pytest.approx(1.0 + qty - fee_btc, abs=1e-12)
+    assert after_buy["USDT"] == pytest.approx(100_000.0 - paid, abs=1e-6)  # no USDT fee on a buy
+
+    low = book.price_str(book.best()[0][0] - 1_000)
+    params = [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "IMMEDIATE_OR_CANCEL"), ("quantity", "0.002"),
+              ("price", low), ("newClientOrderId", "feesell1")]
+    status, body, _ = await mexc(http, server, "POST", "/order", params)
+    assert status == 200, body
+    sell_rows = await trades_of(codec.decode_order_ack(body).venue_order_id)
+    assert all(r["isBuyer"] is False and r["commissionAsset"] == "USDT" for r in sell_rows), sell_rows
+    assert all(
+        float(r["commission"]) == pytest.approx(rate * float(r["quoteQty"]), rel=1e-6) for r in sell_rows
+    )
+    got = sum(float(r["quoteQty"]) for r in sell_rows)
+    after_sell = await balances()
+    assert after_sell["BTC"] == pytest.approx(after_buy["BTC"] - 0.002, abs=1e-12)
+    assert after_sell["USDT"] == pytest.approx(after_buy["USDT"] + got * (1 - rate), abs=1e-6)

@@ -7,8 +7,10 @@ each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, wi
 * a :class:`~cexarb.clock.LiveClock` (simulated-venue arrivals, acks and strategy timers are
   ``loop.call_later`` callbacks on the running loop);
 * per strategy, a paper account: one :class:`~cexarb.venues.sim.venue.SimVenue` per venue trading
-  against the connector's maintained Rust book (read only), an :class:`OrderManager` with the
-  configured :class:`RiskPolicy`, and a :class:`StrategyContext` whose public venues are the
+  against the connector's maintained Rust book (read only) and charging fees in the asset the
+  venue does (the connector class's ``buy_fee_in_base``: Gate.io and MEXC spot buys pay in the
+  base received, so a paper buy books ``qty - Fill.fee_base``, as live), an
+  :class:`OrderManager` with the configured :class:`RiskPolicy`, and a :class:`StrategyContext` whose public venues are the
   connectors. Private events therefore reach only the strategy that owns the account.
 * delivery: market events are routed to the strategies that watch the instrument; book updates
   are coalesced per instrument (latest wins, ``price_changed`` OR-ed) so a slow strategy never
@@ -297,6 +299,8 @@ class Engine:
                     latency=cfg.latency, balances=balances, leverage=cfg.leverage,
                     max_terminal_orders=self.config.max_terminal_orders,
                     terminal_order_min_age_s=self.config.terminal_order_min_age_s,
+                    # the venue's fee asset: Gate / MEXC spot buys pay in the base received
+                    buy_fee_in_base=getattr(conn, "buy_fee_in_base", False) is True,
                 )
             books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
             orders = OrderManager(

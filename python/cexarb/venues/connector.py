@@ -95,6 +95,12 @@ class ConnectorBase(abc.ABC):
     name: ClassVar[str]
     market: ClassVar[str]  # "spot" / "futures"
     limits: ClassVar[VenueLimits]
+    #: True when the venue's spot buys pay their fee out of the base received (Gate.io spot
+    #: ``fee_currency``, MEXC spot ``commissionAsset`` / ``feeCurrency`` = the base; PROTOCOLS.md
+    #: §1.2, §1.5, §2.2): the account gets ``qty - Fill.fee_base`` base. The paper engine gives
+    #: the venue's simulated account the same rule (``SimVenue(buy_fee_in_base=...)``).
+    #: False: every fee in quote.
+    buy_fee_in_base: ClassVar[bool] = False
 
     def __init__(
         self,

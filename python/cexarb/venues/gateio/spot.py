@@ -563,6 +563,8 @@ class GateSpot(GateConnectorBase):
     market = "spot"
     limits = GATE_SPOT_LIMITS
     depth_channel = "spot.order_book_update"
+    #: a buy's fee is taken from the base received (order / trade ``fee_currency``, §2.2)
+    buy_fee_in_base = True
 
     def __init__(
         self, credentials: ApiCredentials | None = None, **kwargs: Any

@@ -127,6 +127,8 @@ class MexcSpot(ConnectorBase):
     name = "mexc-spot"
     market = "spot"
     limits = MEXC_SPOT_LIMITS
+    #: a buy's fee is taken from the base received (``commissionAsset`` / ``feeCurrency``, §1.2, §1.5)
+    buy_fee_in_base = True
 
     #: A market buy is sent as an IOC limit this many bps (1e-4) above the price that walks the
     #: local book's asks for its quantity (see :meth:`market_buy_as_ioc_limit`).

@@ -11,7 +11,8 @@ On one port (``shared/venues/PROTOCOLS.md`` for every wire fact):
 State: one :class:`~cexarb.venues.sim.market.LiveMarket` (recorded books replayed in wall-clock
 time, looping) and, per API key, one :class:`~cexarb.venues.sim.venue.SimVenue` per venue
 (``mexc-spot``, ``gateio-spot``, ``gateio-futures``) -- the same matching core and fill model as
-in-process replays, on an :class:`EagerClock` (wall time; work due now runs at once, so a REST
+in-process replays (spot buys paying their fee in the base received, :data:`BUY_FEE_IN_BASE`),
+on an :class:`EagerClock` (wall time; work due now runs at once, so a REST
 reply already reflects what the order did on arrival). Signatures and timestamps are checked
 with the venues' own rules (:func:`cexarb.venues.mexc.signing.verify`,
 :func:`cexarb.venues.gateio.signing.verify_rest`); errors use each venue's format; rate limits
@@ -56,6 +57,7 @@ from cexarb.venues.sim.matching import iter_levels
 from cexarb.venues.sim.venue import SimLatency, SimVenue
 
 __all__ = [
+    "BUY_FEE_IN_BASE",
     "DEFAULT_BALANCES",
     "AccountSpec",
     "EagerClock",
@@ -81,6 +83,11 @@ FUTURES_LEVERAGE = 10.0
 #: starts here; :meth:`SimServer.set_funding_rate` changes it at run time
 FUNDING_RATE = 0.0001
 FUNDING_INTERVAL_S = 8 * 3600
+
+#: venues whose spot buys pay their fee in the base received (``SimVenue(buy_fee_in_base=True)``):
+#: MEXC (``myTrades`` ``commissionAsset`` / private deal ``feeCurrency`` = the base, PROTOCOLS.md
+#: §1.2, §1.5) and Gate (order / trade ``fee_currency`` = the base, §2.2)
+BUY_FEE_IN_BASE: frozenset[str] = frozenset({"mexc-spot", "gateio-spot"})
 
 INSTRUMENTS: dict[str, Instrument] = {
     "mexc-spot": MEXC_SPOT,
@@ -194,34 +201,25 @@ def load_accounts_toml(path: str | Path) -> list[AccountSpec]:
 
 
 class GateSpotSimVenue(SimVenue):
-    """The Gate spot account: a :class:`SimVenue` whose **buys pay their fee in the base currency
-    received**, as Gate charges them without GT deduction (order / trade ``fee_currency`` = base,
-    e.g. ``"fee": "0.00000022", "fee_currency": "BTC"`` on a BTC_USDT buy; the live payloads in
+    """The Gate spot account: a :class:`SimVenue` with ``buy_fee_in_base=True`` (the default
+    here), so its **buys pay their fee in the base currency received**, as Gate charges them
+    without GT deduction (order / trade ``fee_currency`` = base, e.g. ``"fee": "0.00000022",
+    "fee_currency": "BTC"`` on a BTC_USDT buy; the live payloads in
     ``shared/data/api/gateio/ccxt_fixtures``: an LTC_USDT buy's trades carry ``fee_currency``
     ``LTC``; PROTOCOLS.md §2.2 lists the fields). A buy fill of ``qty`` base at the maker / taker
-    rate ``r`` credits ``qty * (1 - r)`` base and debits exactly ``qty * price`` quote; sells pay
-    ``r * qty * price`` quote as in :class:`SimVenue`.
+    rate ``r`` credits ``qty * (1 - r)`` base, debits exactly ``qty * price`` quote and carries
+    ``Fill.fee_base = r * qty``; sells pay ``r * qty * price`` quote.
 
-    :attr:`base_fees` holds each buy order's fee so far, in base units, by client order id (the
-    Gate handlers report it). ``Fill.fee`` and ``Order.fees`` stay the quote value of the fee
-    (their unit, :class:`cexarb.model.Fill`). Reservations are unchanged: an open buy still keeps
-    ``notional * (1 + max fee rate)`` quote locked (a few bps more than Gate locks).
+    :attr:`~SimVenue.base_fees` holds each buy order's fee so far, in base units, by client order
+    id (summed from its fills' ``fee_base``; the Gate handlers report it). ``Fill.fee`` and
+    ``Order.fees`` stay the quote value of the fee (their unit, :class:`cexarb.model.Fill`).
+    Reservations are unchanged: an open buy still keeps ``notional * (1 + max fee rate)`` quote
+    locked (a few bps more than Gate locks).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("buy_fee_in_base", True)
         super().__init__(*args, **kwargs)
-        self.base_fees: dict[str, float] = {}
-
-    def _fill(self, so: Any, price: float, lots: int, is_maker: bool, ts_ns: int) -> Fill:
-        fill = super()._fill(so, price, lots, is_maker, ts_ns)
-        inst = so.instrument
-        if fill.side is Side.BUY and not inst.is_derivative:
-            base_fee = (inst.maker_fee if is_maker else inst.taker_fee) * fill.qty
-            # the super call took the fee from quote: give it back, take it from the base received
-            self._total[inst.quote] = self._total.get(inst.quote, 0.0) + fill.fee
-            self._total[inst.base] = self._total.get(inst.base, 0.0) - base_fee
-            self.base_fees[fill.client_order_id] = self.base_fees.get(fill.client_order_id, 0.0) + base_fee
-        return fill
 
 
 class OrderRecord:
@@ -589,6 +587,7 @@ class SimServer:
                 latency=SimLatency(order_entry_ns=0, ack_ns=0, market_data_ns=0),
                 balances=balances,
                 leverage=FUTURES_LEVERAGE if inst.is_derivative else 1.0,
+                buy_fee_in_base=name in BUY_FEE_IN_BASE,
             )
         account = SimAccount(spec, uid, venues)
         self.accounts.append(account)

@@ -16,6 +16,15 @@ take is accepted and comes back ``CANCELED`` (as MEXC does). A market buy is ser
 ``quoteOrderQty`` (quote to spend) or ``quantity`` (base); an ``IMMEDIATE_OR_CANCEL`` limit is
 what :class:`~cexarb.venues.mexc.spot.MexcSpot` sends for a market buy.
 
+Fees as MEXC charges them: a buy pays its fee in the **base** received (the account gets
+``quantity - fee`` BTC and pays exactly the notional in USDT), a sell in the quote; ``myTrades``
+``commission`` / ``commissionAsset`` and the private deal push's ``feeAmount`` / ``feeCurrency``
+state it so (PROTOCOLS.md §1.2, §1.5; real payloads in ``shared/data/api/mexc``: the docs'
+``GET /api/v3/myTrades`` example, a BNBBTC buy (``"isBuyer": true``), pays ``"commissionAsset":
+"BNB"``, the base; a live ccxt-captured ATLASUSDT sell row pays ``"commissionAsset": "USDT"``,
+the quote). Order answers carry no fee fields (``executedQty`` is the gross quantity). The
+simulator's rates: maker 0, taker 0.05 % (:data:`~cexarb.venues.sim.market.MEXC_SPOT`).
+
 Account pushes (body 307) go out on every balance change of the account: one push per changed
 asset with ``balanceAmount`` / ``frozenAmount`` after the change (PROTOCOLS.md §1.5).
 
@@ -71,6 +80,20 @@ _PB_ORDER_TYPE = {
     "FILL_OR_KILL": 4,
     "MARKET": 5,
 }
+
+
+def fee_wire(fill: Fill) -> tuple[str, str]:
+    """``(amount, asset)`` of a fill's fee as MEXC states it (``myTrades`` ``commission`` /
+    ``commissionAsset``, private deal ``feeAmount`` / ``feeCurrency``; PROTOCOLS.md §1.2, §1.5).
+
+    A buy pays in the base received: ``Fill.fee_base``, base units, 12 decimals (a 1e-6 BTC lot
+    at the 0.05 % taker rate pays 5e-10 BTC), also when it is zero (a maker buy at rate 0). A
+    sell, or a buy whose fee is a quote rebate (``fee < 0``, no ``fee_base``), pays ``Fill.fee``
+    in the quote (USDT).
+    """
+    if fill.side is Side.BUY and (fill.fee_base > 0.0 or fill.fee == 0.0):
+        return fmt_num(fill.fee_base, 12), MEXC_SPOT.base
+    return fmt_num(fill.fee), MEXC_SPOT.quote
 
 
 class MexcError(Exception):
@@ -679,6 +702,7 @@ class MexcHandlers:
     def fill_json(self, account: SimAccount, fill: Fill) -> dict[str, Any]:
         record = account.record(VENUE, fill.client_order_id)
         seq = fill.fill_id.rsplit("-", 1)[-1]
+        commission, commission_asset = fee_wire(fill)
         return {
             "symbol": MEXC_SPOT.symbol,
             "id": seq,
@@ -687,8 +711,8 @@ class MexcHandlers:
             "price": fmt_num(fill.price),
             "qty": fmt_num(fill.qty),
             "quoteQty": fmt_num(fill.price * fill.qty),
-            "commission": fmt_num(fill.fee),
-            "commissionAsset": MEXC_SPOT.quote,
+            "commission": commission,
+            "commissionAsset": commission_asset,
             "time": fill.ts_ns // 1_000_000,
             "isBuyer": fill.side is Side.BUY,
             "isMaker": fill.is_maker,
@@ -1004,6 +1028,7 @@ class _MexcWsSession:
                     self._push(channel, body)
                 elif kind == "private.deals" and isinstance(ev, Fill):
                     record = acc.record(VENUE, ev.client_order_id)
+                    fee_amount, fee_currency = fee_wire(ev)
                     body2 = proto.PrivateDeal(
                         price=fmt_num(ev.price),
                         quantity=fmt_num(ev.qty),
@@ -1013,8 +1038,8 @@ class _MexcWsSession:
                         trade_id=ev.fill_id.rsplit("-", 1)[-1],
                         client_order_id=record.text if record is not None else "",
                         order_id=ev.client_order_id,
-                        fee_amount=fmt_num(ev.fee),
-                        fee_currency=MEXC_SPOT.quote,
+                        fee_amount=fee_amount,
+                        fee_currency=fee_currency,
                         time=ev.ts_ns // 1_000_000,
                     )
                     self._push(channel, body2)

@@ -26,7 +26,7 @@ import copy
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, MutableSequence
+from collections.abc import Callable, Iterator, Mapping, MutableSequence
 
 import msgspec
 
@@ -99,14 +99,15 @@ class _SimOrder:
     """Venue-side record of one order (the venue's truth; callers get copies of ``order``)."""
 
     __slots__ = (
-        "order",
+        "fee_base",
+        "filled_lots",
         "instrument",
         "lots",
-        "filled_lots",
-        "price_ticks",
-        "ref_price",
         "notional_sum",
         "opening_lots",
+        "order",
+        "price_ticks",
+        "ref_price",
     )
 
     def __init__(
@@ -126,6 +127,7 @@ class _SimOrder:
         self.ref_price = ref_price  # limit price, or the estimate a market order was reserved at
         self.notional_sum = 0.0  # sum(price * qty) over fills, for the average price
         self.opening_lots = opening_lots  # derivatives: lots that increase |position| (margin)
+        self.fee_base = 0.0  # base units taken as fees out of the base received (buy_fee_in_base)
 
     @property
     def remaining_lots(self) -> int:
@@ -134,6 +136,26 @@ class _SimOrder:
 
 def _sim_order_is_terminal(so: _SimOrder) -> bool:
     return so.order.status.is_terminal
+
+
+class _BaseFeeView(Mapping[str, float]):
+    """Read-only live view: client order id -> base units the venue took as fees from that order's
+    fills so far (0.0 for orders without such a fee). Orders the retention dropped are gone."""
+
+    __slots__ = ("_orders",)
+
+    def __init__(self, orders: Mapping[str, _SimOrder]) -> None:
+        self._orders = orders
+
+    def __getitem__(self, client_order_id: str) -> float:
+        return self._orders[client_order_id].fee_base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._orders)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
 
 class SimVenue:
     """A simulated private venue trading against recorded books (implements ``PrivateVenue``).
@@ -152,12 +174,26 @@ class SimVenue:
             once finished this long, seconds on ``clock`` (:mod:`cexarb.retention`); a dropped
             order is unknown to :meth:`get_order` and its client order id may be used again.
             None (the default) keeps every order and fill, as a backtest does.
+        buy_fee_in_base: spot buys pay their fee out of the base received, as Gate.io and MEXC
+            spot charge it (Gate order / trade ``fee_currency`` = the base, PROTOCOLS.md §2.2, a
+            live LTC_USDT buy in ``shared/data/api/gateio/ccxt_fixtures`` pays in ``LTC``; MEXC
+            ``myTrades`` ``commissionAsset`` / private deal ``feeCurrency`` = the base, §1.2 and
+            §1.5, the docs' ``myTrades`` example in ``shared/data/api/mexc/docs_examples``: a
+            BNBBTC buy pays ``BNB``). Only spot (non-derivative) instruments, only positive fee rates: a buy fill
+            of ``qty`` base at ``price`` and rate ``r > 0`` credits ``qty * (1 - r)`` base and
+            debits exactly ``qty * price`` quote; its Fill has ``fee_base = r * qty`` (base
+            units) and ``fee = r * qty * price`` (that fee valued in quote, as always), and the
+            venue's own position takes ``fee_base`` out (``Position.apply_fill``). Sells, and a
+            rebate (``r < 0``, credited in quote: Gate's ``rebated_fee_currency`` of a buy is the
+            quote), are as with False. :attr:`base_fees` sums ``fee_base`` per order. False (the
+            default, Binance's way): every fee in quote.
 
     Accounting (quote currency unless said otherwise):
 
     * Spot: a buy reserves ``qty * price * (1 + max(maker_fee, taker_fee, 0))`` of quote while open
-      (market buys at the executable price when placed), a sell reserves its base quantity. Fills
-      move base and quote; fees are charged in quote.
+      (market buys at the executable price when placed), a sell reserves its base quantity (the
+      same with ``buy_fee_in_base``: a few bps more quote than Gate locks). Fills move base and
+      quote; fees are charged in quote (a buy's in base with ``buy_fee_in_base``).
     * Perps (linear and inverse): orders reserve margin ``notional / leverage`` plus the fee for the
       part that increases the position (``reduce_only`` orders reserve none); open positions keep
       ``notional(|qty|, avg_price) / leverage`` locked. Realized PnL and fees settle in quote.
@@ -195,11 +231,14 @@ class SimVenue:
         leverage: float = 1.0,
         max_terminal_orders: int | None = None,
         terminal_order_min_age_s: float = 60.0,
+        buy_fee_in_base: bool = False,
     ) -> None:
         if queue_model != "risk_averse":
             raise ValueError(f"queue_model must be 'risk_averse', got {queue_model!r}")
         if not (math.isfinite(leverage) and leverage > 0):
             raise ValueError(f"leverage must be finite and > 0, got {leverage!r}")
+        if not isinstance(buy_fee_in_base, bool):
+            raise TypeError(f"buy_fee_in_base must be a bool, got {buy_fee_in_base!r}")
         for key, inst in instruments.items():
             if key != inst.key:
                 raise ValueError(f"instruments key {key!r} differs from Instrument.key {inst.key!r}")
@@ -208,6 +247,8 @@ class SimVenue:
         self.name = name
         self.latency = latency if latency is not None else SimLatency()
         self.leverage = leverage
+        #: spot buys pay their fee in the base received (see the class docstring)
+        self.buy_fee_in_base = buy_fee_in_base
         self._clock = clock
         self._instruments = dict(instruments)
         self._books = books
@@ -299,6 +340,12 @@ class SimVenue:
     async def positions(self) -> dict[str, Position]:
         """Copies of the positions by instrument key (instruments traded so far)."""
         return {k: copy.copy(p) for k, p in self._positions.items()}
+
+    @property
+    def base_fees(self) -> Mapping[str, float]:
+        """Base units taken as fees so far, by client order id (a read-only live view; nonzero
+        only for spot buys with ``buy_fee_in_base``). ``Order.fees`` is the same fee in quote."""
+        return _BaseFeeView(self._orders)
 
     # ---- synchronous API (replay driver, tests) ----------------------------------------------
 
@@ -590,11 +637,19 @@ class SimVenue:
         order.updated_ns = ts_ns
         order.status = OrderStatus.FILLED if so.remaining_lots <= 0 else OrderStatus.PARTIALLY_FILLED
         pos = self.position(inst.key)
+        fee_base = 0.0
         if inst.kind is InstrumentKind.SPOT:
             sign = side.sign
-            self._total[inst.base] = self._total.get(inst.base, 0.0) + sign * qty
-            self._total[inst.quote] = self._total.get(inst.quote, 0.0) - sign * notional - fee
-            pos.apply_fill(side, qty, price, fee, inst)
+            if self.buy_fee_in_base and side is Side.BUY and fee > 0.0:
+                # the fee leaves the base received (worth ``fee`` quote); the quote pays the notional
+                fee_base = (inst.maker_fee if is_maker else inst.taker_fee) * qty
+                so.fee_base += fee_base
+                self._total[inst.base] = self._total.get(inst.base, 0.0) + qty - fee_base
+                self._total[inst.quote] = self._total.get(inst.quote, 0.0) - notional
+            else:
+                self._total[inst.base] = self._total.get(inst.base, 0.0) + sign * qty
+                self._total[inst.quote] = self._total.get(inst.quote, 0.0) - sign * notional - fee
+            pos.apply_fill(side, qty, price, fee, inst, fee_base)
         else:
             realized_quote = pos.apply_fill(side, qty, price, fee, inst)
             self._total[inst.quote] = self._total.get(inst.quote, 0.0) + realized_quote - fee
@@ -612,6 +667,7 @@ class SimVenue:
             is_maker=is_maker,
             ts_ns=ts_ns,
             fill_id=f"{self.name}-fill-{self._fill_seq}",
+            fee_base=fee_base,
         )
         self._fills.append(fill)
         return fill
