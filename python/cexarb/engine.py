@@ -414,9 +414,10 @@ class Engine:
         if conn is None:
             return None
         try:
-            return conn.funding(key)
+            info: FundingInfo | None = conn.funding(key)
         except KeyError:
             return None
+        return info
 
     def _next_funding(self) -> list[tuple[int, str]]:
         """(next funding time ns, key) of every paper-traded perp whose venue states one; also

@@ -179,7 +179,7 @@ class OrderManager:
         finally:
             pending = inflight.pop(coid)
             # made by an event that arrived on the way (on_private_event), or now
-            order = pending if pending.__class__ is Order else self._record(pending)
+            order = pending if isinstance(pending, Order) else self._record(pending)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
             order.status = _REJECTED
             order.reject_reason = sent.reject_reason
@@ -246,9 +246,9 @@ class OrderManager:
         pending = self._inflight.get(client_order_id)
         if pending is None:
             return None
-        if pending.__class__ is Order:
-            return pending  # type: ignore[return-value]
-        order = self._inflight[client_order_id] = self._record(pending)  # type: ignore[arg-type]
+        if isinstance(pending, Order):
+            return pending
+        order = self._inflight[client_order_id] = self._record(pending)
         return order
 
     def on_funding(self, event: FundingEvent, amount: float) -> None:

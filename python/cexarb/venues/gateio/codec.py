@@ -1020,11 +1020,11 @@ def spot_order_body(request: OrderRequest, *, account: str = "spot", quote_amoun
         # the order path's body, built in Rust in one call: the same bytes as the Struct below
         # encodes (defaults omitted: type "limit", account "spot", time_in_force "gtc"); None when
         # a field needs escaping or a check -- the general path below then raises or encodes
-        body = _spot_limit_body(
+        fast = _spot_limit_body(
             request.instrument.symbol, request.side, request.wire_qty, price, request.time_in_force, cid
         )
-        if body is not None:
-            return body
+        if fast is not None:
+            return fast
     side = "buy" if request.side is _BUY else "sell"
     text = text_for_client_order_id(cid)
     if request.type is OrderType.MARKET:

@@ -644,7 +644,7 @@ class MexcSpot(ConnectorBase):
                 f"MEXC spot market buy of {inst.symbol} needs the local book to price it: "
                 f"book not in sync ({book.invalid_reason})"
             )
-        execution = book.executable_price("buy", request.qty)  # type: ignore[arg-type]
+        execution = book.executable_price("buy", request.qty)
         if execution.worst_price is None:
             raise ValueError(f"MEXC spot market buy of {inst.symbol}: the book has no asks to price it")
         worst_ticks = inst.price_to_ticks(execution.worst_price)  # a book level: on the grid

@@ -45,7 +45,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -1406,7 +1406,7 @@ def _base_fee_str(fee: float) -> str:
     return fmt_num(fee, 12)
 
 
-def _spot_base_fees(account: SimAccount) -> dict[str, float]:
+def _spot_base_fees(account: SimAccount) -> Mapping[str, float]:
     """Each spot buy order's fee so far in base units, by client order id (GateSpotSimVenue)."""
     venue = account.venues[SPOT]
     return venue.base_fees if isinstance(venue, GateSpotSimVenue) else {}
