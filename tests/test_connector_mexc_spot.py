@@ -294,7 +294,7 @@ async def test_mexc_spot_market_buy_without_a_book_is_rejected_locally(server, v
     unstarted = MexcSpot(ApiCredentials(KEY, SECRET), rest_url=server.base_url, symbols=["BTCUSDT"])
     order = await asyncio.wait_for(unstarted.place_order(market), 5)
     assert order.status is OrderStatus.REJECTED
-    assert "MEXC spot market buy of BTCUSDT needs its book" in (order.reject_reason or "")
+    assert "mexc-spot: market buy of BTCUSDT needs its book" in (order.reject_reason or "")
     # a book out of sync is not priced from either: rejected before anything is sent
     await venue.wait_synced(BOOK_KEY, 10)
     venue.book_manager.invalidate_all("test")

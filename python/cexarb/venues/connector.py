@@ -19,10 +19,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -37,6 +39,8 @@ from cexarb.model import (
     Order,
     OrderStatus,
     Position,
+    Side,
+    TimeInForce,
 )
 from cexarb.retention import TerminalOrderRetention
 from cexarb.venues.base import (
@@ -304,6 +308,58 @@ class ConnectorBase(abc.ABC):
                 f"{self.name} connector is not started: use 'async with'"
             )
         return self._books
+
+    #: A market buy on a venue whose MARKET buy spends quote (:meth:`market_buy_as_ioc_limit`)
+    #: goes out as an IOC limit this many bps above the price that walks the local book's asks
+    #: for its quantity.
+    market_buy_band_bps: float = 50.0
+
+    def market_buy_as_ioc_limit(self, request: OrderRequest) -> OrderRequest:
+        """The wire form of a market buy of ``request.qty`` base units: an IOC limit buy.
+
+        Gate.io and MEXC spot take a MARKET buy's size in quote currency to spend (Gate API v4
+        ``POST /spot/orders`` ``amount``; MEXC ``quoteOrderQty``; PROTOCOLS.md §1.2 and "Units"),
+        which would fill an inexact base quantity and leave a hedge off by the slippage. So a
+        market buy goes out as an IOC limit for exactly ``qty`` at a protective limit price
+        (quote units): the worst price of walking the local book's asks for ``qty`` (its last
+        level when the book is thinner; the best ask for a small order), raised by
+        :attr:`market_buy_band_bps` and rounded *up* to the tick, in integer ticks (formatted
+        once by :meth:`OrderRequest.create`). Whatever the band does not reach is cancelled by
+        the venue, never left resting. The order record keeps type MARKET; the venue sees the
+        limit.
+
+        Raises:
+            ValueError: the instrument's book is not streamed, not in sync or has no asks (the
+                order is then rejected locally with this reason, before anything is sent), or
+                a negative / non-finite band.
+        """
+        inst = request.instrument
+        band = self.market_buy_band_bps
+        if not math.isfinite(band) or band < 0:
+            raise ValueError(f"{self.name}: market_buy_band_bps must be a finite number >= 0, got {band!r}")
+        try:
+            book = self.book(inst.key)
+        except (KeyError, RuntimeError) as exc:  # not streamed here, or the connector not started
+            raise ValueError(f"{self.name}: market buy of {inst.symbol} needs its book: {exc}") from None
+        if not book.is_valid:
+            raise ValueError(
+                f"{self.name}: market buy of {inst.symbol} needs the local book to price it: "
+                f"book not in sync ({book.invalid_reason})"
+            )
+        execution = book.executable_price("buy", request.qty)
+        if execution.worst_price is None:
+            raise ValueError(f"{self.name}: market buy of {inst.symbol}: the book has no asks to price it")
+        worst_ticks = inst.price_to_ticks(execution.worst_price)  # a book level: on the grid
+        ticks = math.ceil(Decimal(worst_ticks) * (1 + Decimal(repr(band)) / 10_000))
+        return OrderRequest.create(
+            inst,
+            Side.BUY,
+            request.qty,
+            price_ticks=ticks,
+            time_in_force=TimeInForce.IOC,
+            client_order_id=request.client_order_id,
+            tag=request.tag,
+        )
 
     def funding(self, instrument_key: str) -> FundingInfo | None:
         """Funding terms (:meth:`~cexarb.venues.base.PublicVenue.funding`): None here, for a spot

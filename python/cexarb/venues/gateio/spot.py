@@ -29,7 +29,6 @@ from __future__ import annotations
 import abc
 import itertools
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
@@ -45,7 +44,6 @@ from cexarb.model import (
     OrderStatus,
     OrderType,
     Side,
-    TimeInForce,
 )
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import GATE_RULE, BookSnapshot
@@ -603,53 +601,10 @@ class GateSpot(GateConnectorBase):
             ("balances", "spot.balances", []),
         ]
 
-    #: A market buy is sent as an IOC limit this many bps above the price that walks the local
-    #: book's asks for its quantity (see :meth:`market_buy_as_ioc_limit`).
-    market_buy_band_bps: float = 50.0
-
     def _order_body(self, request: OrderRequest) -> bytes:
         if request.type is _MARKET and request.side is _BUY:
             request = self.market_buy_as_ioc_limit(request)
         return codec.spot_order_body(request)
-
-    def market_buy_as_ioc_limit(self, request: OrderRequest) -> OrderRequest:
-        """The wire form of a market buy of ``request.qty`` base units: an IOC limit buy.
-
-        Gate spot takes a market buy's ``amount`` in quote currency to spend (PROTOCOLS.md
-        "Units"; Gate API v4 ``POST /spot/orders``, field ``amount``), which would fill an inexact
-        base quantity and leave a hedge off by the slippage. So a market buy goes out as an IOC limit for exactly ``qty`` at the
-        worst price of walking the local book's asks for ``qty`` (its last level when the book is
-        thinner), plus :attr:`market_buy_band_bps`, rounded up to the tick. The order record keeps
-        type MARKET; the venue sees the limit.
-
-        Raises:
-            ValueError: the instrument's book is not in sync or has no asks (the order is then
-                rejected locally, before anything is sent).
-        """
-        inst = request.instrument
-        try:
-            book = self.book(inst.key)
-        except (KeyError, RuntimeError) as exc:  # not streamed here, or the connector not started
-            raise ValueError(f"Gate spot market buy of {inst.symbol} needs its book: {exc}") from None
-        if not book.is_valid:
-            raise ValueError(
-                f"Gate spot market buy of {inst.symbol} needs the local book to price it: "
-                f"book not in sync ({book.invalid_reason})"
-            )
-        execution = book.executable_price("buy", request.qty)
-        if execution.worst_price is None:
-            raise ValueError(f"Gate spot market buy of {inst.symbol}: the book has no asks to price it")
-        limit = execution.worst_price * (1.0 + self.market_buy_band_bps / 1e4)
-        ticks = math.ceil(limit / inst.tick_size - 1e-9)
-        return OrderRequest.create(
-            inst,
-            Side.BUY,
-            request.qty,
-            price_ticks=ticks,
-            time_in_force=TimeInForce.IOC,
-            client_order_id=request.client_order_id,
-            tag=request.tag,
-        )
 
     _order_path = _SPOT_ORDERS
 

@@ -34,9 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -48,7 +46,6 @@ from cexarb.model import (
     OrderStatus,
     OrderType,
     Side,
-    TimeInForce,
 )
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import MEXC_RULE, BookSnapshot, DepthUpdate
@@ -130,9 +127,6 @@ class MexcSpot(ConnectorBase):
     #: a buy's fee is taken from the base received (``commissionAsset`` / ``feeCurrency``, §1.2, §1.5)
     buy_fee_in_base = True
 
-    #: A market buy is sent as an IOC limit this many bps (1e-4) above the price that walks the
-    #: local book's asks for its quantity (see :meth:`market_buy_as_ioc_limit`).
-    market_buy_band_bps: float = 50.0
 
     def __init__(
         self, credentials: ApiCredentials | None = None, **kwargs: Any
@@ -610,54 +604,6 @@ class MexcSpot(ConnectorBase):
         if request.type is OrderType.MARKET and request.side is Side.BUY:
             request = self.market_buy_as_ioc_limit(request)
         return "POST", f"{_V}/order", codec.order_params(request), b""
-
-    def market_buy_as_ioc_limit(self, request: OrderRequest) -> OrderRequest:
-        """The wire form of a market buy of ``request.qty`` base units: an IOC limit buy.
-
-        A MEXC ``MARKET`` buy takes ``quoteOrderQty``, the quote to spend (PROTOCOLS.md §1.2:
-        "MARKET needs quantity (sell) or quoteOrderQty (buy spends quote)"), which would fill an
-        inexact base quantity. So -- as :meth:`GateSpot.market_buy_as_ioc_limit
-        <cexarb.venues.gateio.spot.GateSpot.market_buy_as_ioc_limit>` does for Gate -- a market
-        buy goes out as type ``IMMEDIATE_OR_CANCEL`` for exactly ``qty`` (``quantity``, base
-        units) at a protective limit ``price`` (quote units): the worst price of walking the
-        local book's asks for ``qty`` (its last level when the book is thinner; the best ask for
-        a small order), raised by :attr:`market_buy_band_bps` and rounded *up* to the tick, in
-        integer ticks (formatted once by :meth:`OrderRequest.create`). Whatever the band does not
-        reach is cancelled by the venue, never left resting. The order record keeps type
-        MARKET; the venue sees the limit.
-
-        Raises:
-            ValueError: the instrument's book is not streamed, not in sync or has no asks (the
-                order is then rejected locally with this reason, before anything is sent), or a
-                negative band.
-        """
-        inst = request.instrument
-        band = self.market_buy_band_bps
-        if not math.isfinite(band) or band < 0:
-            raise ValueError(f"MEXC market_buy_band_bps must be a finite number >= 0, got {band!r}")
-        try:
-            book = self.book(inst.key)
-        except (KeyError, RuntimeError) as exc:  # not streamed here, or the connector not started
-            raise ValueError(f"MEXC spot market buy of {inst.symbol} needs its book: {exc}") from None
-        if not book.is_valid:
-            raise ValueError(
-                f"MEXC spot market buy of {inst.symbol} needs the local book to price it: "
-                f"book not in sync ({book.invalid_reason})"
-            )
-        execution = book.executable_price("buy", request.qty)
-        if execution.worst_price is None:
-            raise ValueError(f"MEXC spot market buy of {inst.symbol}: the book has no asks to price it")
-        worst_ticks = inst.price_to_ticks(execution.worst_price)  # a book level: on the grid
-        ticks = math.ceil(Decimal(worst_ticks) * (1 + Decimal(repr(band)) / 10_000))
-        return OrderRequest.create(
-            inst,
-            Side.BUY,
-            request.qty,
-            price_ticks=ticks,
-            time_in_force=TimeInForce.IOC,
-            client_order_id=request.client_order_id,
-            tag=request.tag,
-        )
 
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
         """``DELETE /api/v3/order`` by ``origClientOrderId`` (PROTOCOLS.md §1.2); True if the
