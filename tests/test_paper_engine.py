@@ -14,6 +14,9 @@ from cexarb.config import ConfigError, load_config, parse_config
 from cexarb.engine import Engine, LiveTradingRefused
 from cexarb.model import OrderStatus
 from cexarb.run_cli import main as run_main
+from cexarb.venues.gateio.futures import GateUsdtFutures
+from cexarb.venues.gateio.spot import GateSpot
+from cexarb.venues.mexc.spot import MexcSpot
 from cexarb.venues.sim.server import AccountSpec, SimServer
 
 SPOT = "gateio-spot:BTC_USDT"
@@ -296,3 +299,58 @@ async def test_paper_funding_is_settled_at_the_venues_funding_time(server, tmp_p
     assert short_contracts > 0
     assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-9)
     assert run.result.funding == pytest.approx(amount, rel=1e-9)
+
+
+# ---- fee asset: Gate and MEXC spot buys pay their fee in the base received ----------------------
+
+
+def test_connector_classes_state_their_fee_asset():
+    assert GateSpot.buy_fee_in_base is True and MexcSpot.buy_fee_in_base is True
+    assert GateUsdtFutures.buy_fee_in_base is False
+
+
+async def test_paper_gate_spot_buy_books_qty_less_the_base_fee(server, tmp_path):
+    path = tmp_path / "paper.toml"
+    path.write_text(config_text(server, 40.0))
+    engine = Engine(load_config(path), paper=True)
+    task = asyncio.create_task(engine.run(install_signal_handlers=False))
+    try:
+        deadline = time.monotonic() + 30.0
+        for _ in range(1_500):  # bounded: 1500 x 20 ms, and 30 s
+            if task.done() or time.monotonic() > deadline:
+                break
+            if engine.runners and engine.runners[0].strategy.state.name == "MONITORING_POSITIONS":
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done(), task
+        runner = engine.runners[0]
+        assert runner.strategy.state.name == "MONITORING_POSITIONS", runner.strategy.state
+        spot_sim, perp_sim = runner.sims["gateio-spot"], runner.sims["gateio-futures"]
+        assert spot_sim.buy_fee_in_base is True and perp_sim.buy_fee_in_base is False
+        inst = engine.connectors["gateio-spot"].instruments()[SPOT]
+        om = runner.ctx.orders
+        fills = [f for f in om.fills if f.instrument_key == SPOT]
+        buys = [f for f in fills if f.side.value == "buy"]
+        assert buys and len(buys) == len(fills), fills  # opened: spot bought, nothing sold yet
+        for f in buys:
+            rate = inst.maker_fee if f.is_maker else inst.taker_fee
+            assert rate > 0
+            assert f.fee_base == pytest.approx(rate * f.qty, rel=1e-12), f
+            assert f.fee == pytest.approx(f.fee_base * f.price, rel=1e-12), f  # its value in USDT
+        qty = sum(f.qty for f in buys)
+        fee_base = sum(f.fee_base for f in buys)
+        # the strategy's books and the paper account's own position: qty less the base fee
+        assert om.position(SPOT).qty == pytest.approx(qty - fee_base, abs=1e-12)
+        assert spot_sim.position(SPOT).qty == pytest.approx(qty - fee_base, abs=1e-12)
+        # the paper account's balances: BTC received net of the fee, exactly the notional in USDT
+        bal = spot_sim.balances_now()
+        assert bal["BTC"].total == pytest.approx(qty - fee_base, abs=1e-12)
+        assert bal["USDT"].total == pytest.approx(10_000.0 - sum(f.price * f.qty for f in buys), abs=1e-6)
+        # the perp hedge's fees stay in USDT
+        perp_fills = [f for f in om.fills if f.instrument_key == PERP]
+        assert perp_fills and all(f.fee_base == 0.0 and f.fee > 0 for f in perp_fills)
+    finally:
+        engine.stop("test done")
+        result = await asyncio.wait_for(task, 60)
+    assert result.pending_tasks == 0
+    assert result.strategies["sfh-paper"].error is None
