@@ -721,9 +721,9 @@ class OrderEntryClient:
         deadline = loop.time() + (self.request_timeout_s if timeout_s is None else timeout_s)
         if idempotent is None:
             idempotent = method in _IDEMPOTENT
-        conn, waiter = await self._send(
-            loop, method, path, params, body, signed, idempotent, deadline, (endpoint_class, symbol)
-        )
+        if self.limiter is not None:
+            await self.limiter.acquire(endpoint_class, endpoint=path, symbol=symbol, max_wait_s=deadline - loop.time())
+        conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
         return await self._complete(conn, waiter, method, path, params, body, signed, idempotent, deadline)
 
     async def _send(
@@ -736,20 +736,13 @@ class OrderEntryClient:
         signed: bool,
         idempotent: bool,
         deadline: float,
-        slot: tuple[EndpointClass, str] | None,
     ) -> tuple[_Connection, asyncio.Future[_Response]]:
-        """Wait for a connection, then for a rate-limit slot of ``slot`` (endpoint class, symbol;
-        None: none, for a retry of a request that already took one), both within the deadline,
-        then sign and write the request on it. The slot is taken last, with the connection in
-        hand, so the request leaves when its slot says (as :meth:`start_request` does): a slot
-        taken before a wait for a connection would let requests bunch past the venue's window."""
+        """Wait for a connection (within the deadline), then sign and write the request on it."""
         try:
             conn = await self._acquire(deadline)
         except TimeoutError:
             raise self._timeout(method, path, idempotent, sent=False) from None
         try:
-            if self.limiter is not None and slot is not None:
-                await self.limiter.acquire(slot[0], endpoint=path, symbol=slot[1], max_wait_s=deadline - loop.time())
             data = self.build(method, path, params, body, signed=signed)
         except BaseException:
             self._release(conn)
@@ -781,7 +774,7 @@ class OrderEntryClient:
                 if idempotent and not retried and not lost.got_bytes and loop.time() < deadline:
                     log.info("venue=%s %s %s: connection dropped, retrying on a new one", self.venue, method, path)
                     retried = True
-                    conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline, None)
+                    conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
                     continue
                 if idempotent:
                     raise NetworkError(self.venue, f"{method} {path}: connection closed before the response") from None
