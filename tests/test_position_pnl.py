@@ -80,9 +80,47 @@ def test_base_fee_that_consumes_the_position_flattens_it() -> None:
     assert pos.qty == 0.0 and pos.avg_price == 0.0
 
 
-@pytest.mark.parametrize("bad", [-1e-6, float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [-1e-6, float("nan"), float("inf"), 0.0021])
 def test_bad_fee_base_is_rejected_and_changes_nothing(bad: float) -> None:
     pos = Position(instrument_key="x")
     with pytest.raises(ValueError, match="fee_base"):
         pos.apply_fill(Side.BUY, 0.002, 60_000.0, 0.24, None, fee_base=bad)
     assert pos.qty == 0.0 and pos.fees == 0.0
+
+
+
+def _cash_pnl(fills: list[tuple[Side, float, float, float, float]], mark: float) -> float:
+    """Independent PnL from what the account holds: quote paid/received (qty * price), a fee paid
+    in quote (when none was taken in base: ``fee`` is then only the base fee's value, not cash),
+    and the base held (sum of sign * qty - fee_base) valued at ``mark``."""
+    cash = sum(-side.sign * qty * price - (fee if fee_base == 0.0 else 0.0) for side, qty, price, fee, fee_base in fills)
+    base = sum(side.sign * qty - fee_base for side, qty, _, _, fee_base in fills)
+    return cash + base * mark
+
+
+@pytest.mark.parametrize(
+    "fills",
+    [
+        # adding to a long at a different price (a base fee on each buy)
+        [(Side.BUY, 1.0, 100.0, 0.1, 0.001), (Side.BUY, 1.0, 110.0, 0.11, 0.001)],
+        # a buy whose net quantity exactly covers a short: flat, no phantom position
+        [(Side.SELL, 1.0, 100.0, 0.1, 0.0), (Side.BUY, 1.001, 90.0, 0.09, 0.001)],
+        # a buy that covers a short and flips long by less than its fee would without it
+        [(Side.SELL, 1.0, 100.0, 0.1, 0.0), (Side.BUY, 1.5, 90.0, 0.135, 0.0015), (Side.SELL, 0.4985, 95.0, 0.05, 0.0)],
+        # a buy of the short's size: its base fee leaves a short of exactly fee_base, at the entry
+        [(Side.SELL, 1.0, 100.0, 0.1, 0.0), (Side.BUY, 1.0, 90.0, 0.09, 0.001)],
+        # a sell paying its fee in base: more base leaves than the quantity sold
+        [(Side.BUY, 2.0, 100.0, 0.2, 0.0), (Side.SELL, 1.0, 105.0, 0.105, 0.001)],
+    ],
+)
+def test_base_fees_match_an_independent_cash_recomputation(fills) -> None:
+    pos = Position(instrument_key="x")
+    for side, qty, price, fee, fee_base in fills:
+        pos.apply_fill(side, qty, price, fee, None, fee_base=fee_base)
+    held = sum(side.sign * qty - fee_base for side, qty, _, _, fee_base in fills)
+    assert pos.qty == pytest.approx(held, abs=1e-12)
+    for mark in (80.0, 100.0, 123.0):
+        ours = pos.realized_pnl + pos.unrealized_pnl(mark) - pos.fees
+        assert ours == pytest.approx(_cash_pnl(fills, mark), abs=1e-9), (mark, pos)
+    if pos.qty == 0.0:
+        assert pos.avg_price == 0.0

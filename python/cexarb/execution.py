@@ -174,12 +174,13 @@ class OrderManager:
             return order
         inflight = self._inflight
         inflight[coid] = request
+        sent_ns = self.clock.now_ns()  # the record's created_ns: when the request went out
         try:
             sent = await venue.place_order(request)
         finally:
             pending = inflight.pop(coid)
             # made by an event that arrived on the way (on_private_event), or now
-            order = pending if isinstance(pending, Order) else self._record(pending)
+            order = pending if isinstance(pending, Order) else self._record(pending, sent_ns)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
             order.status = _REJECTED
             order.reject_reason = sent.reject_reason
@@ -192,9 +193,10 @@ class OrderManager:
             self._retention.terminal(coid, self.clock.now_ns())
         return order
 
-    def _record(self, request: OrderRequest) -> Order:
-        """The Order record of ``request`` (PENDING_NEW, created now), kept and counted."""
-        order = request.to_order(self.clock.now_ns())
+    def _record(self, request: OrderRequest, created_ns: int | None = None) -> Order:
+        """The Order record of ``request`` (PENDING_NEW, created at ``created_ns``, default now),
+        kept and counted."""
+        order = request.to_order(self.clock.now_ns() if created_ns is None else created_ns)
         self.orders[request.client_order_id] = order
         self.n_orders += 1
         return order

@@ -289,18 +289,26 @@ class Position(msgspec.Struct, kw_only=True):
                 PnL = contracts × contract_size × (1/entry − 1/exit) in base, valued at the exit
                 price; the entry is the contract-weighted harmonic mean (Binance COIN-M "PnL"
                 and "average entry price" definitions). None = linear, contract size 1.
-            fee_base: base units the venue took as its fee out of the quantity (:class:`Fill`);
-                they leave the position at its entry price, realising nothing: their value is
-                already in ``fee``, so the position's mark-to-market must not count it again.
+            fee_base: base units the venue took as its fee (:class:`Fill`): the holding changes by
+                ``side.sign * qty - fee_base``, so the fill counts as that net quantity at
+                ``price`` (a buy of ``qty - fee_base``, a sell of ``qty + fee_base``); the fee's
+                value is in ``fee``, the quote paid or received stays ``qty * price``, so PnL
+                counts the fee once.
 
         Raises:
-            ValueError: ``fee_base`` negative or not finite.
+            ValueError: ``fee_base`` negative, not finite, or more than a buy's ``qty``.
         """
-        if fee_base and not (math.isfinite(fee_base) and fee_base > 0):
-            raise ValueError(f"fee_base must be a finite amount >= 0, got {fee_base!r}")
+        signed = qty * side.sign
+        if fee_base:
+            if not (math.isfinite(fee_base) and fee_base > 0) or (side is Side.BUY and fee_base > qty):
+                raise ValueError(f"fee_base must be a finite amount >= 0 (<= qty {qty!r} on a buy), got {fee_base!r}")
+            signed -= fee_base
+            if abs(signed) < 1e-12:  # the whole buy went in fees
+                self.fees += fee
+                return 0.0
+            qty = abs(signed)
         inverse = instrument is not None and instrument.kind is InstrumentKind.INVERSE_PERP
         size = instrument.contract_size if instrument is not None else 1.0
-        signed = qty * side.sign
         realized = 0.0
         if self.qty == 0.0 or (self.qty > 0) == (signed > 0):
             new_qty = self.qty + signed
@@ -325,14 +333,6 @@ class Position(msgspec.Struct, kw_only=True):
             elif new_qty == 0.0:
                 self.avg_price = 0.0
             self.qty = new_qty
-        if fee_base:
-            # the base paid as fee leaves the holding at the entry price (no PnL: valued in fee)
-            left = self.qty - fee_base
-            if abs(left) < 1e-12:
-                left = 0.0
-            if left == 0.0 or (left > 0) != (self.qty > 0):
-                self.avg_price = 0.0 if left == 0.0 else price
-            self.qty = left
         self.realized_pnl += realized
         self.fees += fee
         return realized

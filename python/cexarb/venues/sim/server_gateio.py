@@ -69,7 +69,6 @@ from cexarb.venues.sim.server import (
     FUNDING_INTERVAL_S,
     FUTURES_LEVERAGE,
     DepthBuffer,
-    GateSpotSimVenue,
     OrderRecord,
     SimAccount,
     SimServer,
@@ -1289,9 +1288,8 @@ class GateHandlers:
         record = account.record(SPOT, fill.client_order_id)
         ms = fill.ts_ns // 1_000_000
         inst = GATE_SPOT
-        if fill.side is Side.BUY:
-            rate = inst.maker_fee if fill.is_maker else inst.taker_fee
-            fee, fee_currency = _base_fee_str(rate * fill.qty), inst.base
+        if fill.fee_base:  # the part the venue took in the base (SimVenue buy_fee_in_base)
+            fee, fee_currency = _base_fee_str(fill.fee_base), inst.base
         else:
             fee, fee_currency = fmt_num(fill.fee), inst.quote
         return {
@@ -1409,7 +1407,7 @@ def _base_fee_str(fee: float) -> str:
 def _spot_base_fees(account: SimAccount) -> Mapping[str, float]:
     """Each spot buy order's fee so far in base units, by client order id (GateSpotSimVenue)."""
     venue = account.venues[SPOT]
-    return venue.base_fees if isinstance(venue, GateSpotSimVenue) else {}
+    return venue.base_fees
 
 
 def _size(value: float, dec: bool) -> int | str:
