@@ -452,6 +452,12 @@ async def test_mexc_spot_account_pushes_update_the_balance_cache(server, venue):
     assert cached["BTC"] == rest["BTC"] and cached["USDT"] == rest["USDT"]
     cached["BTC"].free = -1.0  # a copy: the cache is not changed through it
     assert venue.cached_balance("BTC") == rest["BTC"]
+    # the private stream drops: nothing stale is served, and the reconnect refreshes from REST
+    reconnects = venue.private_reconnects
+    assert server.faults.close_sockets("mexc-spot") >= 1
+    await wait_for(lambda: venue.private_reconnects > reconnects and cache_is_current(), 10,
+                   "the private reconnect and the cache refreshed from REST")
+    assert venue.cached_balance("BTC") == (await asyncio.wait_for(venue.balances(), 5))["BTC"]
 
 
 # ---- a cancel whose answer was lost ------------------------------------------------------------

@@ -153,6 +153,7 @@ class MexcSpot(ConnectorBase):
         self._balances: dict[str, Balance] = {}
         self._balance_push_count: dict[str, int] = {}  # per asset: pushes applied so far
         self.balance_pushes = 0
+        self._balances_to_refresh = False  # the cache was dropped on a private disconnect
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -470,11 +471,17 @@ class MexcSpot(ConnectorBase):
             if event.reconnect:
                 self.private_reconnects += 1
                 self._private_reconnected = True
-                if self._balances:  # account pushes were missed meanwhile: refresh the cache
+                if self._balances_to_refresh:  # account pushes were missed meanwhile
+                    self._balances_to_refresh = False
                     self._spawn(self._refresh_balances())
             return
         if isinstance(event, (WsDisconnected, WsOverflow)):
             self._private_reconnected = True
+            if isinstance(event, WsDisconnected) and self._balances:
+                # pushes are missed until the stream is back: no stale entry is served meanwhile
+                # (as the Gate spot connector does); refreshed from REST on the reconnect
+                self._balances.clear()
+                self._balances_to_refresh = True
             if isinstance(event, WsOverflow):
                 self._spawn(self._backfill())
                 if self._balances:
@@ -537,7 +544,8 @@ class MexcSpot(ConnectorBase):
         (PROTOCOLS.md §1.4/§1.5: body 307 carries the balance after each change) and the last
         :meth:`balances` answer, whichever is newer per asset. Only assets that were pushed or
         returned by :meth:`balances` appear (call :meth:`balances` once to seed every asset).
-        After a private-stream reconnect the cache is refreshed by ``GET /api/v3/account``.
+        While the private stream is down the cache is empty (pushes are being missed); after
+        the reconnect it is refreshed by ``GET /api/v3/account``.
         Returns copies; no I/O."""
         return {a: msgspec.structs.replace(b) for a, b in self._balances.items()}
 
