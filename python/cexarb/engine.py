@@ -434,18 +434,21 @@ class Engine:
                 due.append((info.next_funding_ns, key))
         return sorted(due)
 
-    def settle_funding(self, key: str, ts_ns: int) -> int:
+    def settle_funding(self, key: str, ts_ns: int, rate: float | None = None) -> int:
         """Settle one funding payment of perp ``key`` at ``ts_ns`` (ns since the epoch) on every
-        paper account: the venue's current rate (``PublicVenue.funding``, else the latest pushed;
-        fraction per interval) at the book's mid. Returns the number of strategies told (each
-        gets the :class:`FundingEvent`; accounts that are flat get it with nothing booked)."""
+        paper account at the book's mid: at ``rate`` (fraction per interval) when given -- the
+        rate the venue stated for that funding time, read before it -- else the venue's current
+        rate (``PublicVenue.funding``, else the latest pushed). Returns the number of strategies
+        told (each gets the :class:`FundingEvent`; accounts that are flat get it with nothing
+        booked)."""
         inst = self._instruments.get(key)
         if inst is None:
             return 0
-        info = self._funding_info(key, inst)
-        if info is not None:
-            self.funding_rates[key] = info.rate
-        rate = self.funding_rates.get(key)
+        if rate is None:
+            info = self._funding_info(key, inst)
+            if info is not None:
+                self.funding_rates[key] = info.rate
+            rate = self.funding_rates.get(key)
         if rate is None:
             return 0
         mark = self.connectors[inst.venue].book(key).mid()
@@ -467,24 +470,33 @@ class Engine:
         return told
 
     async def _funding_keeper(self) -> None:
-        """Settles paper funding at each perp's stated funding time, until stopped. The venue
-        moves its stated time on by itself (the connector re-reads it after each funding time);
-        a time settled once is never settled again."""
+        """Settles paper funding at each perp's stated funding time, until stopped.
+
+        The venue moves its stated time and rate on by itself once a funding time has passed
+        (the connector re-reads them), possibly before this task wakes. So the keeper keeps, per
+        perp, the time and rate the venue stated while that time was still ahead, and settles
+        every such time once it has passed at that rate, whatever the venue states by then. A
+        time first seen already past (no account was open before it) is not settled; a time
+        settled once is never settled again."""
         settled: set[tuple[int, str]] = set()
+        stated: dict[str, tuple[int, float]] = {}  # key -> (funding time ns, rate), read before it
         while not self._stop.is_set():
-            due = [d for d in self._next_funding() if d not in settled]
-            if not due:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 60.0)
-                continue
-            next_ns, key = due[0]
-            wait_s = (next_ns - time.time_ns()) / 1e9
-            if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), min(wait_s, 60.0))
-                continue  # stopped, or re-read the schedule (it may have moved)
-            settled.add((next_ns, key))
-            self.settle_funding(key, next_ns)
+            now = time.time_ns()
+            for next_ns, key in self._next_funding():
+                if next_ns <= now:
+                    continue  # not re-read yet, or first seen when already past
+                prev = stated.get(key)
+                # a passed time not yet settled stays until it is; otherwise the venue's word
+                if prev is None or prev[0] > now or (prev[0], key) in settled:
+                    stated[key] = (next_ns, self.funding_rates[key])
+            for key, (due_ns, rate) in sorted(stated.items(), key=lambda kv: kv[1][0]):
+                if due_ns <= now and (due_ns, key) not in settled:
+                    settled.add((due_ns, key))
+                    self.settle_funding(key, due_ns, rate)
+            ahead = [t for t, _ in stated.values() if t > now]
+            wait_s = min(60.0, (min(ahead) - now) / 1e9) if ahead else 60.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(wait_s, 0.0))
 
     async def _gc_keeper(self) -> None:
         """Safe-point collections while strategies are idle (market data still allocates)."""
