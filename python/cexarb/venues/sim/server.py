@@ -61,7 +61,6 @@ __all__ = [
     "DEFAULT_BALANCES",
     "AccountSpec",
     "EagerClock",
-    "GateSpotSimVenue",
     "OrderRecord",
     "RateLimiter",
     "SimAccount",
@@ -86,7 +85,11 @@ FUNDING_INTERVAL_S = 8 * 3600
 
 #: venues whose spot buys pay their fee in the base received (``SimVenue(buy_fee_in_base=True)``):
 #: MEXC (``myTrades`` ``commissionAsset`` / private deal ``feeCurrency`` = the base, PROTOCOLS.md
-#: §1.2, §1.5) and Gate (order / trade ``fee_currency`` = the base, §2.2)
+#: §1.2, §1.5) and Gate (order / trade ``fee_currency`` = the base, §2.2; e.g. ``"fee":
+#: "0.00000022", "fee_currency": "BTC"`` on a BTC_USDT buy, and the live ccxt captures in
+#: ``shared/data/api/gateio/ccxt_fixtures``). A buy fill of ``qty`` at rate ``r`` credits
+#: ``qty * (1 - r)`` base, debits exactly ``qty * price`` quote and carries ``Fill.fee_base``;
+#: sells pay in quote. Open buys still lock ``notional * (1 + max fee rate)`` quote.
 BUY_FEE_IN_BASE: frozenset[str] = frozenset({"mexc-spot", "gateio-spot"})
 
 INSTRUMENTS: dict[str, Instrument] = {
@@ -198,28 +201,6 @@ def load_accounts_toml(path: str | Path) -> list[AccountSpec]:
                 raise ValueError(f"accounts file {p}: account #{n}: unknown venue {venue!r} (use {VENUES})")
         out.append(spec)
     return out
-
-
-class GateSpotSimVenue(SimVenue):
-    """The Gate spot account: a :class:`SimVenue` with ``buy_fee_in_base=True`` (the default
-    here), so its **buys pay their fee in the base currency received**, as Gate charges them
-    without GT deduction (order / trade ``fee_currency`` = base, e.g. ``"fee": "0.00000022",
-    "fee_currency": "BTC"`` on a BTC_USDT buy; the live payloads in
-    ``shared/data/api/gateio/ccxt_fixtures``: an LTC_USDT buy's trades carry ``fee_currency``
-    ``LTC``; PROTOCOLS.md §2.2 lists the fields). A buy fill of ``qty`` base at the maker / taker
-    rate ``r`` credits ``qty * (1 - r)`` base, debits exactly ``qty * price`` quote and carries
-    ``Fill.fee_base = r * qty``; sells pay ``r * qty * price`` quote.
-
-    :attr:`~SimVenue.base_fees` holds each buy order's fee so far, in base units, by client order
-    id (summed from its fills' ``fee_base``; the Gate handlers report it). ``Fill.fee`` and
-    ``Order.fees`` stay the quote value of the fee (their unit, :class:`cexarb.model.Fill`).
-    Reservations are unchanged: an open buy still keeps ``notional * (1 + max fee rate)`` quote
-    locked (a few bps more than Gate locks).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("buy_fee_in_base", True)
-        super().__init__(*args, **kwargs)
 
 
 class OrderRecord:
@@ -578,8 +559,7 @@ class SimServer:
         for name, inst in INSTRUMENTS.items():
             balances = dict(DEFAULT_BALANCES[name])
             balances.update(spec.balances.get(name, {}))
-            venue_cls = GateSpotSimVenue if name == "gateio-spot" else SimVenue
-            venues[name] = venue_cls(
+            venues[name] = SimVenue(
                 name,
                 self.clock,  # type: ignore[arg-type]  # EagerClock schedules like SimClock does
                 {inst.key: inst},

@@ -24,7 +24,7 @@ armed with a ``path_prefix`` that matches a cancel's path executes that cancel a
 Spot fees as Gate charges them without GT deduction: a buy pays its fee in the **base** received
 (the account gets ``amount - fee`` BTC; order and trade answers and pushes say ``fee_currency``
 ``BTC``, ``rebated_fee_currency`` ``USDT``), a sell in the quote (``USDT`` / ``BTC``); live
-payloads in ``shared/data/api/gateio/ccxt_fixtures`` (:class:`~cexarb.venues.sim.server.GateSpotSimVenue`).
+payloads in ``shared/data/api/gateio/ccxt_fixtures`` (:data:`~cexarb.venues.sim.server.BUY_FEE_IN_BASE`).
 
 Funding: the contract, ticker and funding-history answers state ``SimServer.funding_rate``
 (:meth:`~cexarb.venues.sim.server.SimServer.set_funding_rate` changes it); ``futures.tickers``
@@ -1405,7 +1405,7 @@ def _base_fee_str(fee: float) -> str:
 
 
 def _spot_base_fees(account: SimAccount) -> Mapping[str, float]:
-    """Each spot buy order's fee so far in base units, by client order id (GateSpotSimVenue)."""
+    """Each spot buy order's fee so far in base units, by client order id (``SimVenue.base_fees``)."""
     venue = account.venues[SPOT]
     return venue.base_fees
 
