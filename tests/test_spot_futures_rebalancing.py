@@ -6,54 +6,18 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
-
-from cexarb import _core
 from cexarb.backtest import Backtest, BacktestConfig, BacktestResult, run_backtest
-from cexarb.model import Instrument, OrderStatus
-from cexarb.replay import BookStream, InstrumentData, Recording, TradeStream, known_instrument
+from cexarb.model import OrderStatus
+from cexarb.replay import InstrumentData, Recording, known_instrument
 from cexarb.strategy import StrategyType, registry
 from cexarb.venues.sim.venue import SimLatency
+from handbuilt import Msg, book_stream, no_trades
 
 SPOT = known_instrument("binance-spot", "BTCUSDT")
 PERP = known_instrument("binance-usdm", "BTCUSDT")
 T0 = 1_723_161_300_000_000_000
 MS = 1_000_000
-
-Msg = tuple[int, list[tuple[float, float]], list[tuple[float, float]], int, int, int | None, bool]
-
-
-def book_stream(inst: Instrument, msgs: list[Msg]) -> BookStream:
-    """A BookStream from (local_ns, bids, asks, U, u, pu, is_snapshot) messages."""
-    levels, offsets, bid_end, deltas = [], [0], [], []
-    for ts, bids, asks, first, last, prev, snap in msgs:
-        levels.extend(bids)
-        bid_end.append(offsets[-1] + len(bids))
-        levels.extend(asks)
-        offsets.append(offsets[-1] + len(bids) + len(asks))
-        deltas.append(_core.L2Delta(bids, asks, first, last, prev, snap))
-    i64 = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
-    return BookStream(
-        instrument=inst,
-        local_ns=i64([m[0] for m in msgs]),
-        exch_ms=i64([-1] * len(msgs)),
-        is_snapshot=np.asarray([m[6] for m in msgs]),
-        first_update_id=i64([m[3] for m in msgs]),
-        last_update_id=i64([m[4] for m in msgs]),
-        prev_update_id=i64([-1 if m[5] is None else m[5] for m in msgs]),
-        levels=np.asarray(levels, dtype=np.float64).reshape(-1, 2),
-        offsets=i64(offsets),
-        bid_end=i64(bid_end),
-        deltas=deltas,
-        n_level_rows=len(levels),
-    )
-
-
-def no_trades(key: str) -> TradeStream:
-    e = np.zeros(0, dtype=np.int64)
-    return TradeStream(instrument_key=key, local_ns=e, exch_ms=e, trade_ms=e, trade_id=e,
-                       price=np.zeros(0), qty=np.zeros(0), taker_is_buy=np.zeros(0, dtype=bool))
 
 
 def recording(perp_msgs: list[Msg], spot_msgs: list[Msg] | None = None) -> Recording:

@@ -62,6 +62,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             message, so it closes on live recorded books.
         sample_interval_ms: spacing of the time series kept for the report.
         risk: pre-trade limits.
+        buy_fee_in_base: venues whose spot buys pay their fee out of the base received (the
+            fill's ``fee_base``; Gate.io and MEXC spot do so, and Binance spot does unless the
+            fee is paid in BNB). Default none: every fee in quote.
     """
 
     latency: SimLatency = SimLatency()
@@ -73,6 +76,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     end_of_data_lead_s: float = 2.0
     sample_interval_ms: float = 250.0
     risk: RiskLimits = RiskLimits()
+    buy_fee_in_base: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.funding_rate):
@@ -219,6 +223,9 @@ class Backtest:
             )
             for v, insts in by_venue.items()
         }
+        unknown = sorted(set(cfg.buy_fee_in_base) - set(by_venue))
+        if unknown:
+            raise ValueError(f"buy_fee_in_base names venues not in the recording: {unknown} (venues: {sorted(by_venue)})")
         self.private: dict[str, SimVenue] = {}
         for v, insts in by_venue.items():
             balances = dict(cfg.balances.get(v, {}))
@@ -230,6 +237,7 @@ class Backtest:
             self.private[v] = SimVenue(
                 v, self.clock, insts, {k: self.books[k] for k in insts},
                 latency=cfg.latency, balances=balances, leverage=cfg.leverage,
+                buy_fee_in_base=v in cfg.buy_fee_in_base,
             )
         self.orders = OrderManager(self.clock, self.private, lambda key: self.books[key], RiskPolicy(cfg.risk))
         perps = [k for k, i in self.instruments.items() if i.kind is not InstrumentKind.SPOT]

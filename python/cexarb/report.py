@@ -39,6 +39,7 @@ def _assumptions(res: BacktestResult) -> dict[str, Any]:
                     if i.venue.startswith("binance") else "venue default"}
             for i in res.instruments
         },
+        "buy_fee_in_base": sorted(cfg.buy_fee_in_base),
         "funding_rate_per_interval": cfg.funding_rate,
         "funding_rate_assumed": True,
         "funding_note": (
@@ -224,7 +225,10 @@ def write_report(res: BacktestResult, summary: dict[str, Any], path: Path) -> No
             f"Funding rate {a['funding_rate_per_interval']} per interval — ASSUMED (not in the recording). "
             + a["funding_note"] + f" Settlements inside the window: {a['funding_settlements_in_window']}.",
             "Fees: " + "; ".join(f"{k}: maker {v['maker_fee']}, taker {v['taker_fee']} ({v['fee_tier']})"
-                                 for k, v in a["fees"].items()),
+                                 for k, v in a["fees"].items())
+            + ". Spot buys pay their fee "
+            + (f"in the base received on {', '.join(a['buy_fee_in_base'])}, in quote elsewhere"
+               if a["buy_fee_in_base"] else "in quote on every venue"),
             f"Latency: order entry {a['latency_ms']['order_entry']} ms, ack {a['latency_ms']['ack']} ms, "
             f"market data {a['latency_ms']['market_data']} ms.",
             "Fill model: " + a["fill_model"] + ".",

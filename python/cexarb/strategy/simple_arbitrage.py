@@ -12,11 +12,22 @@ cycle, or COMPLETED when ``max_cycles`` is reached or data ends (any state → E
 * Detected when the better direction's net spread ≥ ``min_profit_threshold``; validated again
   on the current books with each leg's slippage vs best ≤ ``slippage_tolerance``.
 * Buy leg: IOC limit at best ask × (1 + slippage_tolerance) rounded up to the tick. Sell leg:
-  IOC limit for the quantity actually bought at best bid × (1 − slippage_tolerance) rounded down.
+  IOC limit for the quantity actually received, in the sell instrument's nearest whole lot, at
+  best bid × (1 − slippage_tolerance) rounded down to the tick. "Received" is the buy's filled
+  quantity less the base the venue kept as its fee (:attr:`cexarb.model.Fill.fee_base`: Gate.io
+  and MEXC spot take a buy's fee out of the base received), so both legs hold the same base and
+  the hedge is delta-neutral to within half a sell lot.
   An unfilled sell remainder is recovered with a market order (at most twice), after which the
-  bought remainder is unwound on the buy venue: no leg is left naked.
+  received remainder is unwound on the buy venue: no leg is left naked, and the unwind never
+  sells more base than the buy put there.
 * Monitoring: both legs done within ``max_execution_time_ms`` (else ERROR); profit realised =
-  sell proceeds − buy cost − fees of the cycle (quote currency).
+  sell proceeds − buy cost − the fees paid in quote, plus the cycle's net base change (the lot
+  remainder, or a base fee the sell did not cover) valued at the buy's average price. With
+  fees in quote only that is sell proceeds − buy cost − fees (quote currency).
+
+If the venue reports the buy's fills after its final order update (Gate.io's ``spot.usertrades``
+and ``spot.orders`` are separate channels), the sell is sized on the fills known then: a base fee
+not yet reported is not subtracted, and the cycle ends short of it (counted in the profit).
 
 Inventory: selling on a spot venue needs base inventory there (arbitrage with pre-positioned
 inventory); selling a perp opens or adds to a short.
@@ -149,6 +160,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.buy_order: Order | None = None
         self.sell_orders: list[Order] = []
         self.unwind_orders: list[Order] = []
+        self._acted_on: set[str] = set()
         self.recovery_attempts = 0
         self.cycle_profits: list[float] = []
         self.scans = 0
@@ -305,6 +317,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
     def _buy_sent(self, spread_bps: float) -> None:
         """Bookkeeping once the buy order is out: markers, the execution deadline, a rejection."""
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
+        self._acted_on = set()  # sell-side orders whose end has been acted on
         self.markers.append(
             (self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread_bps:.2f} bps")
         )
@@ -333,16 +346,26 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
                 A.SCANNING_OPPORTUNITIES, EventKind.ORDER_UPDATE, f"buy leg not filled ({order.status.value}: {order.reject_reason})"
             )
             return
-        self.transition(A.EXECUTING_SELL_SIDE, EventKind.ORDER_UPDATE, f"bought {order.filled_qty:g}")
-        await self._sell(order.filled_qty, market=False)
+        received = self._received_qty()
+        self.transition(A.EXECUTING_SELL_SIDE, EventKind.ORDER_UPDATE, f"bought {order.filled_qty:g}, received {received:g}")
+        await self._sell(received, market=False)
 
     def _sold_qty(self) -> float:
         return sum(o.filled_qty for o in self.sell_orders)
 
+    def _received_qty(self) -> float:
+        """Base units the buy leg put on the buy venue: its filled quantity less the base the venue
+        kept as its fee (:attr:`cexarb.model.Fill.fee_base` of the buy's fills reported so far)."""
+        assert self.buy_order is not None
+        fee_base = sum(f.fee_base for f in self._orders.fills_of(self.buy_order.client_order_id))
+        return max(self.buy_order.filled_qty - fee_base, 0.0)
+
     async def _sell(self, qty: float, market: bool) -> None:
         p = self.params
         inst = self.ctx.instrument(self.sell_key)
-        lots = math.floor(qty / inst.lot_size + 1e-9)
+        # the nearest whole lot: the legs differ by at most half a sell lot (the sell venue's
+        # inventory or margin carries it; only the unwind, on the buy venue, rounds down)
+        lots = math.floor(qty / inst.lot_size + 0.5)
         if lots <= 0:
             await self._legs_done()
             return
@@ -361,12 +384,16 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         order = await self.ctx.submit(req)
         self.sell_orders.append(order)
         if order.status is OrderStatus.REJECTED:
+            self._acted_on.add(order.client_order_id)  # its update, when it comes, changes nothing
             await self._recover()
 
     async def _recover(self) -> None:
-        """An unfilled sell remainder: retry at market, then unwind the bought remainder."""
-        assert self.buy_order is not None
-        remaining = self.buy_order.filled_qty - self._sold_qty()
+        """An unfilled sell remainder: retry at market, then unwind the received remainder (never
+        more base than the buy put on the buy venue, rounded down to its lot)."""
+        if any(o.is_open for o in self.unwind_orders):
+            return  # an unwind is out: its update ends the legs
+        unwound = sum(o.filled_qty for o in self.unwind_orders)
+        remaining = self._received_qty() - self._sold_qty() - unwound
         sell_inst = self.ctx.instrument(self.sell_key)
         if remaining < sell_inst.lot_size * 0.5:
             await self._legs_done()
@@ -385,6 +412,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             self.unwind_orders.append(order)
             if order.status is not OrderStatus.REJECTED:
                 return  # completes on its update
+            self._acted_on.add(order.client_order_id)
         await self._legs_done()
 
     async def on_executing_sell_side(self, event: Any) -> None:
@@ -398,8 +426,9 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             return
         mine = {o.client_order_id: o for o in self.sell_orders + self.unwind_orders}
         order = mine.get(event.client_order_id)
-        if order is None or not order.status.is_terminal:
-            return
+        if order is None or not order.status.is_terminal or order.client_order_id in self._acted_on:
+            return  # not ours, not done, or done and already acted on (a rejection seen at submit)
+        self._acted_on.add(order.client_order_id)
         if order in self.unwind_orders:
             await self._legs_done()
         elif order.status is OrderStatus.FILLED:
@@ -418,8 +447,12 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         om = self.ctx.orders
         fills = [f for o in orders for f in om.fills_of(o.client_order_id)]
         proceeds = sum(f.price * f.qty * (-f.side.sign) for f in fills)
-        fees = sum(f.fee for f in fills)
-        profit = proceeds - fees
+        # a fee taken in base (Fill.fee_base) is counted once: in the base it removed, which is
+        # either sold short of (net_base 0) or left as a net base change valued at the buy price
+        quote_fees = sum(f.fee - f.fee_base * f.price for f in fills)
+        net_base = sum(f.qty * f.side.sign - f.fee_base for f in fills)
+        buy = self.buy_order
+        profit = proceeds - quote_fees + (net_base * buy.avg_fill_price if buy is not None and net_base else 0.0)
         self.cycle_profits.append(profit)
         self.cycles += 1
         self.transition(A.PROFIT_REALIZED, EventKind.ORDER_UPDATE, f"cycle profit {profit:.4f} in {elapsed_ms:.1f} ms")
