@@ -18,6 +18,7 @@ from cexarb.backtest import BacktestConfig, BacktestResult, run_backtest
 from cexarb.model import OrderStatus, OrderType, Side
 from cexarb.replay import InstrumentData, Recording, known_instrument
 from cexarb.strategy import StrategyType, registry
+from cexarb.venues.sim.venue import SimLatency
 from handbuilt import Msg, book_stream, no_trades
 
 SPOT = known_instrument("binance-spot", "BTCUSDT")  # lot 0.00001 BTC, taker fee 0.1 %
@@ -108,3 +109,45 @@ def test_unknown_venue_in_buy_fee_in_base_is_refused() -> None:
     config = BacktestConfig(buy_fee_in_base=frozenset({"gateio-spot"}))
     with pytest.raises(ValueError, match=r"buy_fee_in_base.*'gateio-spot'"):
         asyncio.run(run_backtest(_recording(), strategy, config))
+
+
+def _run_slow(ack_ms: int, max_execution_time_ms: float) -> BacktestResult:
+    config = _base_fee_config(latency=SimLatency(order_entry_ns=1 * MS, ack_ns=ack_ms * MS))
+    strategy = registry.create(
+        StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT.key, instrument_b=PERP.key,
+        position_size_usdt=600.0, min_profit_threshold=0.001, max_cycles=1,
+        max_execution_time_ms=max_execution_time_ms,
+    )
+    return asyncio.run(run_backtest(_recording(), strategy, config))
+
+
+def test_buy_leg_timeout_closes_what_was_bought_then_errors() -> None:
+    # the buy fills at the venue 1 ms after it is sent, but its fill reaches the strategy 100 ms
+    # later, after the 50 ms deadline: the strategy cancels (too late: it has filled), waits for
+    # the buy's end, and sells back what it received on the spot venue before reporting ERROR
+    res = _run_slow(ack_ms=100, max_execution_time_ms=50.0)
+    states = [t[2] for t in res.transitions]
+    assert states[-2:] == ["EXECUTING_SELL_SIDE", "ERROR"], res.transitions
+    assert [o.tag for o in res.orders] == ["arb_buy", "arb_timeout_unwind"]
+    buy, unwind = res.orders
+    assert buy.status is OrderStatus.FILLED and unwind.status is OrderStatus.FILLED
+    received = QTY - sum(f.fee_base for f in res.fills if f.client_order_id == buy.client_order_id)
+    assert (unwind.instrument.key, unwind.side) == (SPOT.key, Side.SELL)
+    assert unwind.qty == pytest.approx(received, abs=1e-12)
+    assert res.series[f"position:{SPOT.key}"][-1] == pytest.approx(0.0, abs=1e-12)
+    assert res.series[f"position:{PERP.key}"][-1] == 0.0
+    error = res.strategy.error or ""
+    assert "not done within 50.0 ms" in error and "0 left open" in error, error
+
+
+def test_sell_leg_timeout_waits_for_the_sell_and_closes_nothing_more() -> None:
+    # buy acked at ~101 ms, sell sent then; the 150 ms deadline passes before the sell's fill
+    # (at ~202 ms) is known: cancel, wait, find it filled -> hedged, nothing to close -> ERROR
+    res = _run_slow(ack_ms=100, max_execution_time_ms=150.0)
+    assert [o.tag for o in res.orders] == ["arb_buy", "arb_sell"], [o.tag for o in res.orders]
+    assert all(o.status is OrderStatus.FILLED for o in res.orders)
+    assert res.transitions[-1][2] == "ERROR"
+    spot_pos, perp_pos = res.series[f"position:{SPOT.key}"][-1], res.series[f"position:{PERP.key}"][-1]
+    assert spot_pos + perp_pos == pytest.approx(0.0, abs=1e-12)  # hedged, as after a normal cycle
+    error = res.strategy.error or ""
+    assert "closed 0 on" in error and "0 left open" in error, error

@@ -20,7 +20,13 @@ cycle, or COMPLETED when ``max_cycles`` is reached or data ends (any state → E
   An unfilled sell remainder is recovered with a market order (at most twice), after which the
   received remainder is unwound on the buy venue: no leg is left naked, and the unwind never
   sells more base than the buy put there.
-* Monitoring: both legs done within ``max_execution_time_ms`` (else ERROR); profit realised =
+* Execution timeout: legs not done within ``max_execution_time_ms`` of detection → the cycle's
+  working orders are cancelled and, once the venue has confirmed each one's end, whatever the buy
+  put on the buy venue and the sell did not cover is sold back there at market (the position is
+  closed, spec "Automatic position closure on execution timeouts"); then ERROR, naming what was
+  closed. An order whose end the venue has not confirmed within the grace (``max_execution_time_ms``,
+  at least 5 s) is left for the operator: ERROR says which.
+* Monitoring: both legs done within ``max_execution_time_ms`` (else as above); profit realised =
   sell proceeds − buy cost − the fees paid in quote, plus the cycle's net base change (the lot
   remainder, or a base fee the sell did not cover) valued at the buy's average price. With
   fees in quote only that is sell proceeds − buy cost − fees (quote currency).
@@ -122,6 +128,10 @@ _SLIPPAGE_PATH = (int(A.OPPORTUNITY_DETECTED), int(A.VALIDATING_OPPORTUNITY), in
 _SLIPPAGE_REASONS = ("net spread above threshold", "validate on current books", "slippage above tolerance")
 _BUY, _LIMIT, _IOC, _REJECTED = Side.BUY, OrderType.LIMIT, TimeInForce.IOC, OrderStatus.REJECTED
 
+#: after the execution deadline, how long at least the venue has to confirm the end of the
+#: cycle's orders (cancelled or filled) before the strategy stops waiting, ms
+_CANCEL_GRACE_MIN_MS = 5000.0
+
 #: the buy leg of an opportunity: (qty_lots, limit_ticks, wire_qty, wire_price, qty, price)
 _BuyOrder = tuple[int, int, str, str, float, float]
 #: :meth:`SimpleArbitrage._scan`: (buy_on_a, net spread bps, qty, buy slippage bps, sell slippage
@@ -161,6 +171,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         self.sell_orders: list[Order] = []
         self.unwind_orders: list[Order] = []
         self._acted_on: set[str] = set()
+        self.timed_out = False  # the cycle passed its execution deadline: closing, then ERROR
         self.recovery_attempts = 0
         self.cycle_profits: list[float] = []
         self.scans = 0
@@ -318,6 +329,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         """Bookkeeping once the buy order is out: markers, the execution deadline, a rejection."""
         self.sell_orders, self.unwind_orders, self.recovery_attempts = [], [], 0
         self._acted_on = set()  # sell-side orders whose end has been acted on
+        self.timed_out = False
         self.markers.append(
             (self.cycle_start_ns, "entry", f"arb: buy {self.buy_key}, sell {self.sell_key}, {spread_bps:.2f} bps")
         )
@@ -331,13 +343,16 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
     async def on_executing_buy_side(self, event: Any) -> None:
         if isinstance(event, EndOfData):
             self.ending = True
-        if isinstance(event, TimerEvent) and event.name == "execution_deadline":
-            self.fail(f"buy leg not done within {self.params.max_execution_time_ms} ms", EventKind.TIMER)
+        if isinstance(event, TimerEvent) and event.name in ("execution_deadline", "cancel_grace"):
+            await self._on_deadline(event.name)
             return
         order = self.buy_order
         if not (isinstance(event, OrderUpdate) and order and event.client_order_id == order.client_order_id):
             return
         if not order.status.is_terminal:
+            return
+        if self.timed_out:
+            await self._close_after_timeout()
             return
         if order.filled_qty <= 0:
             self.ctx.cancel_timer("execution_deadline")
@@ -419,8 +434,8 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if isinstance(event, EndOfData):
             self.ending = True
             return
-        if isinstance(event, TimerEvent) and event.name == "execution_deadline":
-            self.fail(f"sell leg not done within {self.params.max_execution_time_ms} ms", EventKind.TIMER)
+        if isinstance(event, TimerEvent) and event.name in ("execution_deadline", "cancel_grace"):
+            await self._on_deadline(event.name)
             return
         if not isinstance(event, OrderUpdate):
             return
@@ -429,12 +444,77 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
         if order is None or not order.status.is_terminal or order.client_order_id in self._acted_on:
             return  # not ours, not done, or done and already acted on (a rejection seen at submit)
         self._acted_on.add(order.client_order_id)
+        if self.timed_out:
+            await self._close_after_timeout()
+            return
         if order in self.unwind_orders:
             await self._legs_done()
         elif order.status is OrderStatus.FILLED:
             await self._legs_done()
         else:
             await self._recover()
+
+    def _cycle_orders(self) -> list[Order]:
+        return [o for o in (self.buy_order, *self.sell_orders, *self.unwind_orders) if o is not None]
+
+    async def _on_deadline(self, timer: str) -> None:
+        """``execution_deadline``: cancel the cycle's working orders, then close (once each has
+        ended). ``cancel_grace``: the venue has not confirmed their end within the grace
+        (``max_execution_time_ms``, at least ``_CANCEL_GRACE_MIN_MS``): ERROR naming them, their
+        positions left for the operator."""
+        p = self.params
+        grace_ms = max(p.max_execution_time_ms, _CANCEL_GRACE_MIN_MS)
+        if timer == "cancel_grace":
+            if self.timed_out and not self.is_finished:
+                still = [o.client_order_id for o in self._cycle_orders() if o.is_open]
+                self.fail(
+                    f"execution timeout ({p.max_execution_time_ms} ms): orders {still} still open at the venue "
+                    f"{grace_ms} ms after their cancel; position left as it is",
+                    EventKind.TIMER,
+                )
+            return
+        self.timed_out = True
+        leg = "buy" if self.state is A.EXECUTING_BUY_SIDE else "sell"
+        self.markers.append((self.ctx.now_ns(), "error", f"{leg} leg not done within {p.max_execution_time_ms} ms: closing"))
+        for order in self._cycle_orders():
+            if order.is_open:
+                await self.ctx.cancel(order)
+        self.ctx.set_timer("cancel_grace", self.ctx.now_ns() + int(grace_ms * 1e6))
+        await self._close_after_timeout()
+
+    async def _close_after_timeout(self) -> None:
+        """After the deadline, once no order of the cycle is working: sell back on the buy venue
+        what the buy received and the sells did not cover (whole lots, never more than held),
+        then ERROR. Waits (returns) while an order is still open: its update calls this again."""
+        if self.is_finished or any(o.is_open for o in self._cycle_orders()):
+            return
+        p = self.params
+        received = self._received_qty() if self.buy_order is not None else 0.0
+        sold, unwound = self._sold_qty(), sum(o.filled_qty for o in self.unwind_orders)
+        remaining = received - sold - unwound
+        buy_inst = self.ctx.instrument(self.buy_key)
+        lots = math.floor(remaining / buy_inst.lot_size + 1e-9)
+        closing = self.unwind_orders and self.unwind_orders[-1].tag == "arb_timeout_unwind"
+        if lots > 0 and not closing:
+            if self.state is A.EXECUTING_BUY_SIDE:
+                self.transition(A.EXECUTING_SELL_SIDE, EventKind.TIMER, f"timed out holding {remaining:g}: closing")
+            order = await self.ctx.submit(
+                OrderRequest.create(buy_inst, Side.SELL, lots * buy_inst.lot_size, type=OrderType.MARKET,
+                                    tag="arb_timeout_unwind")
+            )
+            self.unwind_orders.append(order)
+            if order.status is not OrderStatus.REJECTED:
+                return  # its update calls this again
+            self._acted_on.add(order.client_order_id)
+        self.ctx.cancel_timer("cancel_grace")
+        self.ctx.cancel_timer("execution_deadline")
+        left = received - sold - sum(o.filled_qty for o in self.unwind_orders)
+        self.fail(
+            f"legs not done within {p.max_execution_time_ms} ms: received {received:g} on {self.buy_key}, "
+            f"sold {sold:g} on {self.sell_key}, closed {received - sold - left:g} on {self.buy_key}; "
+            f"{max(left, 0.0):g} left open",
+            EventKind.TIMER,
+        )
 
     async def _legs_done(self) -> None:
         self.ctx.cancel_timer("execution_deadline")
