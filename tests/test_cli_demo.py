@@ -42,11 +42,14 @@ def test_demo_outputs_and_determinism(binance_dir: Path, tmp_path: Path, capsys)
     pnl = a["pnl_usdt"]
     assert abs(pnl["gross"] - pnl["fees"] + pnl["funding"] - pnl["net"]) < 1e-5
     assert a["assumptions"]["funding_rate_assumed"] is True
+    # Binance takes a spot buy's fee out of the BTC received (unless paid in BNB): the demo does too
+    assert a["assumptions"]["buy_fee_in_base"] == ["binance-spot"]
     assert "net" in printed and "report" in printed
 
     html = (tmp_path / "a" / "report.html").read_text()
     assert "plotly" in html.lower()
     assert "ASSUMED" in html and "Fees:" in html and "Latency:" in html
+    assert "Spot buys pay their fee in the base received on binance-spot" in html
     assert "Basis vs" in html and "Net PnL" in html
 
 

@@ -113,6 +113,9 @@ def _run(args: argparse.Namespace) -> int:
             market_data_ns=int(args.md_latency_ms * 1e6),
         ),
         funding_rate=args.funding_rate,
+        buy_fee_in_base=frozenset(
+            recording.streams[k].instrument.venue for k in keys if kinds[k] == "spot"
+        ) if args.spot_buy_fee_in == "base" else frozenset(),
     )
     bar = tqdm(total=1, unit="msg", unit_scale=True, desc="replaying", file=sys.stderr, disable=args.quiet,
                mininterval=0.2, dynamic_ncols=True)
@@ -164,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--order-latency-ms", type=float, default=1.0, help="order entry latency (default 1 ms)")
         p.add_argument("--ack-latency-ms", type=float, default=1.0, help="ack/fill report latency (default 1 ms)")
         p.add_argument("--md-latency-ms", type=float, default=0.0, help="extra market-data latency (default 0)")
+        p.add_argument("--spot-buy-fee-in", choices=("base", "quote"), default="base",
+                       help="asset a spot buy pays its fee in (default base: Binance charges a trading fee in the "
+                            "asset received unless it is paid in BNB, https://www.binance.com/en-GB/support/faq/"
+                            "what-is-binance-spot-trading-fee-and-how-to-calculate-e85d6e703b874674840122196b89780a; "
+                            "quote: as if every fee were charged in USDT)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sub.add_parser("run", help="run strategies from a TOML config (--paper: simulated fills on live or loopback "
                                "market data; see `cexarb run --help`)", add_help=False)

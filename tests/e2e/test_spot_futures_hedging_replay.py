@@ -86,6 +86,28 @@ def test_pnl_equals_independent_recomputation(demo_result: BacktestResult) -> No
     assert s.net_pnl == pytest.approx(cash - fees, abs=1e-9)
 
 
+def test_spot_fee_in_base_closes_what_is_held(recording: Recording) -> None:
+    # `cexarb demo` runs so (Binance charges a spot buy's fee in the BTC received unless it is
+    # paid in BNB): the spot leg holds the fill less the fee, the close sells that in whole lots
+    res = run(recording, BacktestConfig(buy_fee_in_base=frozenset({"binance-spot"})))
+    assert [o.tag for o in res.orders] == ["spot_entry", "futures_hedge", "close_futures", "close_spot"]
+    spot_buy, perp_sell, _, spot_sell = res.orders
+    lot = 0.00001
+    fee_base = sum(f.fee_base for f in res.fills if f.client_order_id == spot_buy.client_order_id)
+    assert fee_base == pytest.approx(0.001 * spot_buy.filled_qty, rel=1e-12)
+    held = spot_buy.filled_qty - fee_base
+    assert spot_sell.filled_qty <= held and held - spot_sell.filled_qty < lot  # never more than held
+    dust = res.series[f"position:{SPOT}"][-1]
+    assert dust == pytest.approx(held - spot_sell.filled_qty, abs=1e-12) and 0 <= dust < lot
+    assert res.series[f"position:{PERP}"][-1] == 0.0
+    assert abs(perp_sell.filled_qty - held) <= 0.0005 + 1e-12  # hedged to the held base, half a perp lot
+    # net PnL = cash flows - the fees paid in quote + the dust at the last spot price (the base
+    # fee is counted once: in the base it removed)
+    cash = sum(-f.side.sign * f.price * f.qty for f in res.fills)
+    quote_fees = sum(f.fee - f.fee_base * f.price for f in res.fills)
+    assert res.strategy.net_pnl == pytest.approx(cash - quote_fees + dust * spot_sell.avg_fill_price, abs=1e-3)
+
+
 def test_deterministic(recording: Recording, demo_result: BacktestResult) -> None:
     again = run(recording)
     assert again.fills == demo_result.fills

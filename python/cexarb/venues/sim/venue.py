@@ -186,7 +186,9 @@ class SimVenue:
             venue's own position takes ``fee_base`` out (``Position.apply_fill``). Sells, and a
             rebate (``r < 0``, credited in quote: Gate's ``rebated_fee_currency`` of a buy is the
             quote), are as with False. :attr:`base_fees` sums ``fee_base`` per order. False (the
-            default, Binance's way): every fee in quote.
+            default): every fee in quote, as on Binance spot when fees are paid in BNB (Binance
+            charges in the asset received otherwise, as with True: "Trading fees are always
+            charged in the asset you receive", Binance FAQ "What is Binance Spot Trading Fee").
 
     Accounting (quote currency unless said otherwise):
 
