@@ -44,6 +44,11 @@ def test_demo_outputs_and_determinism(binance_dir: Path, tmp_path: Path, capsys)
     assert a["assumptions"]["funding_rate_assumed"] is True
     # Binance takes a spot buy's fee out of the BTC received (unless paid in BNB): the demo does too
     assert a["assumptions"]["buy_fee_in_base"] == ["binance-spot"]
+    # the parameters as the strategy ran: defaults too, not only the demo's overrides
+    params = a["strategy"]["params"]
+    assert params["position_size_usdt"] == 10_000.0 and params["max_holding_time_s"] == 240.0
+    for name in ("hedge_ratio", "stop_loss_pct", "profit_target_pct", "basis_stop_bps", "order_timeout_s"):
+        assert name in params, name
     assert "net" in printed and "report" in printed
 
     html = (tmp_path / "a" / "report.html").read_text()

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import msgspec
+
 __all__ = ["main"]
 
 DEFAULT_OUT = "cexarb-demo"
@@ -130,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         result = _event_loop_run(run_backtest(recording, strategy, config, progress))
     finally:
         bar.close()
-    summary = build_summary(result, params, str(data_dir))
+    # every parameter the strategy ran with (defaults included), not only those given
+    summary = build_summary(result, msgspec.to_builtins(strategy.params), str(data_dir))
     write_summary(summary, out / "summary.json")
     write_report(result, summary, out / "report.html")
     print(format_summary(summary))

@@ -67,7 +67,10 @@ def _assumptions(res: BacktestResult) -> dict[str, Any]:
 
 
 def build_summary(res: BacktestResult, params: dict[str, Any], data_dir: str) -> dict[str, Any]:
-    """The figures of a run as a JSON-ready dict; everything outside ``timing`` is deterministic."""
+    """The figures of a run as a JSON-ready dict; everything outside ``timing`` is deterministic.
+
+    ``params`` are the strategy's parameters as it ran (give all of them, defaults included:
+    the report states them as the run's sizes and thresholds)."""
     s = res.strategy
     fills_by_inst: dict[str, int] = {}
     for f in res.fills:
