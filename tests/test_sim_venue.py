@@ -134,7 +134,7 @@ async def test_market_buy_walks_levels_one_fill_per_level() -> None:
     assert h.venue.fees_paid == pytest.approx(0.001 * (100.0 + 100.01 * 1.5))
 
 
-async def test_latency_order_matched_at_arrival_ack_after_ack_ns() -> None:
+async def test_latency_order_matched_at_arrival_ack_after_the_round_trip() -> None:
     lat = SimLatency(order_entry_ns=2 * MS, ack_ns=3 * MS, market_data_ns=1 * MS)
     h = Harness(latency=lat)
     h.clock.advance(10 * MS)
@@ -146,10 +146,12 @@ async def test_latency_order_matched_at_arrival_ack_after_ack_ns() -> None:
     h.run(13 * MS)
     assert h.venue.n_fills == 2 and h.events == []  # matched, not yet reported
     assert [(f.price, f.ts_ns) for f in await h.venue.fills()] == [(100.05, 13 * MS), (100.06, 13 * MS)]
-    h.run(15 * MS)
+    h.run(14 * MS)
     assert h.events == []
-    h.run(16 * MS)  # 13 + ack 3
-    assert {t for t, _ in h.events} == {16 * MS}
+    # the venue, 1 ms ahead of the strategy's view, decided at the strategy's 10 + 2 = 12 ms: the
+    # strategy hears at 12 + ack 3 = 15 ms, the round trip (entry + ack), not 13 + 3 = 16 ms
+    h.run(15 * MS)
+    assert {t for t, _ in h.events} == {15 * MS}
     assert h.kinds("o1") == ["new", "fill", "fill", "filled"]
     assert all(e.ts_ns == 13 * MS for _, e in h.events)
 
@@ -525,3 +527,19 @@ def test_recorded_spot_resting_bid_fills_only_after_sell_trades_pass_its_queue()
     updates = [e for e in events if isinstance(e, OrderUpdate)]
     assert updates[0].status is OrderStatus.NEW and updates[-1].status is OrderStatus.FILLED
     assert math.isclose(updates[-1].filled_qty, 0.01)
+
+
+async def test_latency_market_data_ahead_of_ack_delivers_at_once_and_resting_fills_shift_back() -> None:
+    # md 5 ms > entry 1 + ack 1: the venue's decision (at the strategy's 11 ms) was already
+    # known by the time the sim matches at 10 + 5 + 1 = 16 ms: delivered then, not at 17 ms
+    h = Harness(latency=SimLatency(order_entry_ns=1 * MS, ack_ns=1 * MS, market_data_ns=5 * MS))
+    h.clock.advance(10 * MS)
+    await h.venue.place_order(req(Side.BUY, 0.5, 99.98, coid="r"))  # rests behind the book's 3.0 at 99.98
+    h.run(16 * MS)
+    assert [(t, e.status.value) for t, e in h.events] == [(16 * MS, "new")]
+    # a recorded trade at clock 30 ms happened at the venue 5 ms earlier (strategy time 25 ms):
+    # the resting fill is reported at 25 + 1 = 26 ms, i.e. at once when the trade is replayed
+    h.clock.advance(30 * MS)
+    h.venue.on_trade(SPOT.key, 99.97, 4.0, False, 30 * MS)  # sells through 99.98 and its queue
+    h.run(30 * MS)
+    assert [t for t, e in h.events if isinstance(e, Fill)] == [30 * MS]

@@ -11,9 +11,13 @@ Latency model (:class:`SimLatency`, all nanoseconds):
 * The recorded book at clock time ``t`` is what the strategy sees at ``t``. The venue is
   ``market_data_ns`` ahead of the strategy's view, so an order (or cancel) sent at ``t`` is
   matched against the recorded book at ``t + market_data_ns + order_entry_ns`` (its *arrival*).
-* Every state change decided by the venue at ``T`` (ack, fill, cancel, reject) reaches the
-  subscribers at ``T + ack_ns``; events carry the venue time ``T`` in ``ts_ns``. Synchronous
-  rejects (validation at ``place_order``) are also delivered after ``ack_ns``.
+* A state change the venue decides while the clock reads ``T`` (ack, fill, cancel, reject) was
+  decided, in the strategy's time, at ``T - market_data_ns`` (the venue is that far ahead), so
+  it reaches the subscribers at ``T - market_data_ns + ack_ns`` (never before the clock's
+  now); events carry ``T`` in ``ts_ns``. An order sent at ``t`` is so reported at
+  ``t + order_entry_ns + ack_ns``: the round trip, whatever ``market_data_ns`` is. Synchronous
+  rejects (validation at ``place_order``, at the strategy's ``t``) are delivered at
+  ``t + ack_ns``.
 
 The replay driver calls :meth:`SimVenue.on_book` after applying each depth message to a book and
 :meth:`SimVenue.on_trade` for each recorded trade, having run the clock's due callbacks first
@@ -558,7 +562,12 @@ class SimVenue:
         unit = inst.notional(inst.lot_size, price) * (1.0 / self.leverage + max(inst.taker_fee, 0.0))
         return reducing + lots_of(avail / unit, 1.0)
 
-    def _emit(self, ts_ns: int, events: list[PrivateEvent]) -> None:
+    def _emit(self, ts_ns: int, events: list[PrivateEvent], *, venue_clock: bool = True) -> None:
+        """Deliver ``events`` to the subscribers ``ack_ns`` after the venue decided them: at
+        ``ts_ns - market_data_ns + ack_ns`` for a decision the venue made at clock ``ts_ns``
+        (``venue_clock``; the venue runs ``market_data_ns`` ahead of the strategy's view), at
+        ``ts_ns + ack_ns`` for one made at the strategy's time (a synchronous reject); never
+        before the clock's now (module docstring, "Latency model")."""
         if not events:
             return
 
@@ -567,7 +576,9 @@ class SimVenue:
                 for handler in self._handlers:
                     handler(event)
 
-        self._clock.schedule(max(ts_ns, self._clock.now_ns()) + self.latency.ack_ns, deliver)
+        lat, now = self.latency, self._clock.now_ns()
+        at = max(ts_ns, now) + lat.ack_ns - (lat.market_data_ns if venue_clock else 0)
+        self._clock.schedule(max(at, now), deliver)
 
     def _update(self, so: _SimOrder, ts_ns: int, reason: str | None = None) -> OrderUpdate:
         order = so.order
@@ -609,7 +620,7 @@ class SimVenue:
             order.client_order_id,
             reason.value,
         )
-        self._emit(now, [update])
+        self._emit(now, [update], venue_clock=False)
         return copy.copy(order)
 
     def _finish(self, so: _SimOrder, status: OrderStatus, ts_ns: int, reason: str | None = None) -> OrderUpdate:
