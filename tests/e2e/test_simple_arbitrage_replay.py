@@ -56,6 +56,12 @@ def test_forced_cycles_state_sequence_hedged_legs_and_pnl(recording: Recording) 
         fills = by_order[b.client_order_id] + by_order[s.client_order_id]
         expected = sum(f.price * f.qty * (1 if f.side is Side.SELL else -1) - f.fee for f in fills)
         assert profit == pytest.approx(expected, abs=1e-9)
+        # and from the order records and the published taker rates alone (every leg is a taker
+        # IOC; Binance VIP 0: spot 0.1 %, USD-M perp 0.05 %), without the fills' own fee figures
+        rate = {SPOT: 0.001, PERP: 0.0005}
+        by_orders = (s.avg_fill_price * s.filled_qty * (1 - rate[s.instrument.key])
+                     - b.avg_fill_price * b.filled_qty * (1 + rate[b.instrument.key]))
+        assert profit == pytest.approx(by_orders, abs=1e-6)
     # flat at the end in net base units across the two venues
     spot_pos, perp_pos = res.series[f"position:{SPOT}"][-1], res.series[f"position:{PERP}"][-1]
     assert spot_pos + perp_pos == pytest.approx(0.0, abs=1e-12)
