@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from cexarb import _core
 from cexarb.model import Instrument
-from cexarb.replay import BookStream, TradeStream
+from cexarb.replay import BookStream, InstrumentData, Recording, TradeStream
 
 #: one depth message: (local_ns, bids, asks, U, u, pu, is_snapshot), prices in quote, qty in base
 Msg = tuple[int, list[tuple[float, float]], list[tuple[float, float]], int, int, int | None, bool]
@@ -42,3 +42,14 @@ def no_trades(key: str) -> TradeStream:
     e = np.zeros(0, dtype=np.int64)
     return TradeStream(instrument_key=key, local_ns=e, exch_ms=e, trade_ms=e, trade_id=e,
                        price=np.zeros(0), qty=np.zeros(0), taker_is_buy=np.zeros(0, dtype=bool))
+
+
+def recording_of(streams: dict[Instrument, list[Msg]], name: str = "hand-built") -> Recording:
+    """A :class:`Recording` of hand-built depth messages per instrument, with no trades."""
+    return Recording(
+        name=name,
+        streams={
+            inst.key: InstrumentData(instrument=inst, book=book_stream(inst, msgs), trades=no_trades(inst.key))
+            for inst, msgs in streams.items()
+        },
+    )

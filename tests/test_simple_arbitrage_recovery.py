@@ -16,10 +16,10 @@ import msgspec
 import pytest
 from cexarb.backtest import BacktestConfig, BacktestResult, run_backtest
 from cexarb.model import OrderStatus, OrderType, Side
-from cexarb.replay import InstrumentData, Recording, known_instrument
+from cexarb.replay import Recording, known_instrument
 from cexarb.strategy import StrategyType, registry
 from cexarb.venues.sim.venue import SimLatency
-from handbuilt import Msg, book_stream, no_trades
+from handbuilt import Msg, recording_of
 
 SPOT = known_instrument("binance-spot", "BTCUSDT")  # lot 0.00001 BTC, taker fee 0.1 %
 # the perp on the spot's lot, so that a base fee of 0.00001 BTC is a whole lot on both legs
@@ -40,13 +40,7 @@ def _recording() -> Recording:
         *[(T0 + k * 100 * MS, [], [(60310.0, 5.0 + k / 1000)], 999 + k, 1000 + k, 999 + k, False)
           for k in range(1, 21)],
     ]
-    return Recording(
-        name="hand-built",
-        streams={
-            SPOT.key: InstrumentData(instrument=SPOT, book=book_stream(SPOT, spot), trades=no_trades(SPOT.key)),
-            PERP.key: InstrumentData(instrument=PERP, book=book_stream(PERP, perp), trades=no_trades(PERP.key)),
-        },
-    )
+    return recording_of({SPOT: spot, PERP: perp})
 
 
 def _run(config: BacktestConfig) -> BacktestResult:
