@@ -9,10 +9,10 @@ import asyncio
 import pytest
 from cexarb.backtest import Backtest, BacktestConfig, BacktestResult, run_backtest
 from cexarb.model import OrderStatus
-from cexarb.replay import InstrumentData, Recording, known_instrument
+from cexarb.replay import Recording, known_instrument
 from cexarb.strategy import StrategyType, registry
 from cexarb.venues.sim.venue import SimLatency
-from handbuilt import Msg, book_stream, no_trades
+from handbuilt import Msg, recording_of
 
 SPOT = known_instrument("binance-spot", "BTCUSDT")
 PERP = known_instrument("binance-usdm", "BTCUSDT")
@@ -27,13 +27,7 @@ def recording(perp_msgs: list[Msg], spot_msgs: list[Msg] | None = None) -> Recor
             *[(T0 + k * 100 * MS, [(60000.00, 5.0 + k / 1000)], [], 100 + k, 100 + k, None, False)
               for k in range(1, 21)],
         ]
-    return Recording(
-        name="hand-built",
-        streams={
-            SPOT.key: InstrumentData(instrument=SPOT, book=book_stream(SPOT, spot_msgs), trades=no_trades(SPOT.key)),
-            PERP.key: InstrumentData(instrument=PERP, book=book_stream(PERP, perp_msgs), trades=no_trades(PERP.key)),
-        },
-    )
+    return recording_of({SPOT: spot_msgs, PERP: perp_msgs})
 
 
 def run(rec: Recording, **params: object) -> BacktestResult:
@@ -103,8 +97,10 @@ def test_hedge_that_cannot_fill_unwinds_spot() -> None:
 
 def test_max_holding_time_during_a_rebalance_that_times_out_still_closes() -> None:
     """The max-holding-time exit comes due while a rebalance order is in flight, and the rebalance
-    then ends by its order timeout (the venue never answers in time), not by an order update: the
-    exit must not be lost -- the position closes at the timeout, not at the end of the data."""
+    then times out (the order would reach the venue only after the data ends): it is cancelled,
+    the cancel is confirmed with nothing filled, and the exit must not be lost -- the position
+    closes then, not at the end of the data. The close waits for the cancel's confirmation, so the
+    rebalance order can no longer fill after the close (both legs end flat)."""
     perp_msgs: list[Msg] = [
         (T0, [(59990.0, 3.0)], [(59990.1, 5.0)], 1000, 1000, None, True),
         (T0 + 2_500_000, [(59990.0, 0.1)], [], 999, 1001, 998, False),  # partial hedge -> rebalance
@@ -128,6 +124,17 @@ def test_max_holding_time_during_a_rebalance_that_times_out_still_closes() -> No
         # and answers normally again once the strategy has given up on it
         perp_venue.latency = SimLatency(order_entry_ns=60_000 * MS) if to_state == "REBALANCING" else normal
 
+    request_cancel = perp_venue.request_cancel
+
+    def cancel_at_normal_latency(instrument_key: str, client_order_id: str) -> bool:
+        """Cancels get through in the normal time (they reach the venue before the silent order)."""
+        silent, perp_venue.latency = perp_venue.latency, normal
+        try:
+            return request_cancel(instrument_key, client_order_id)
+        finally:
+            perp_venue.latency = silent
+
+    perp_venue.request_cancel = cancel_at_normal_latency  # type: ignore[method-assign]
     strategy.on_transition = on_transition
     res = asyncio.run(bt.run())
     states = [s for _, s in seen]
@@ -139,10 +146,13 @@ def test_max_holding_time_during_a_rebalance_that_times_out_still_closes() -> No
     assert exit_reason.startswith("max holding time"), exit_reason
     rebalance_start = next(ts for ts, s in seen if s == "REBALANCING")
     closing_start = next(ts for ts, s in seen if s == "CLOSING_POSITIONS")
-    # closed when the rebalance timed out (order_timeout_s after it was sent), long before the end
-    assert closing_start - rebalance_start == pytest.approx(0.3e9, abs=5 * MS)
+    # closed when the rebalance's cancel was confirmed: order_timeout_s after it was sent, plus the
+    # cancel's 1 ms to the venue and 1 ms back; long before the end
+    assert closing_start - rebalance_start == pytest.approx(0.3e9 + 2 * MS, abs=1 * MS)
     assert closing_start < T0 + 1_000 * MS
-    assert res.series[f"position:{SPOT.key}"][-1] == 0.0
+    rebalance = next(o for o in res.orders if o.tag == "rebalance" and o.status is OrderStatus.CANCELED)
+    assert rebalance.filled_qty == 0.0
+    assert res.series[f"position:{SPOT.key}"][-1] == 0.0 and res.series[f"position:{PERP.key}"][-1] == 0.0
 
 
 def _steady_perp() -> list[Msg]:
@@ -191,15 +201,28 @@ def test_take_profit_closes_when_net_pnl_passes_the_target() -> None:
 
 
 def test_basis_stop_closes_when_the_basis_moves_against_the_entry() -> None:
-    # spot +60 USDT with the perp unchanged: the mid basis falls ~10 bps below its value at entry;
-    # net PnL (~ +12 - 18 fees) is inside both the take-profit and the stop-loss
-    res = _run_exit(_spot_moving_to(60060.00, 60060.01), basis_stop_bps=5.0)
+    # long spot / short perp loses qty x the rise of the basis (perp - spot): spot -60 USDT with
+    # the perp unchanged raises the mid basis ~10 bps above its value at entry; net PnL (~ -12 - 18
+    # fees) is inside both the take-profit and the stop-loss
+    res = _run_exit(_spot_moving_to(59940.00, 59940.01), basis_stop_bps=5.0)
     states = [t[2] for t in res.transitions]
     assert states == ["OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS",
                       "CLOSING_POSITIONS", "COMPLETED"]
     reason = res.strategy.additional_data["exit_reason"]
     assert reason.startswith("basis stop"), reason
+    closing_ts = next(t[0] for t in res.transitions if t[2] == "CLOSING_POSITIONS")
+    assert closing_ts >= T0 + 500 * MS  # on the spot move, not before
     assert res.series[f"position:{SPOT.key}"][-1] == 0.0 and res.series[f"position:{PERP.key}"][-1] == 0.0
+    assert res.strategy.net_pnl < 0
+
+
+def test_basis_moving_in_favour_does_not_trigger_the_basis_stop() -> None:
+    # spot +60 USDT with the perp unchanged: the mid basis falls ~10 bps below its value at entry,
+    # a gain for long spot / short perp: held until the data ends
+    res = _run_exit(_spot_moving_to(60060.00, 60060.01), basis_stop_bps=5.0)
+    reason = res.strategy.additional_data["exit_reason"]
+    assert reason.startswith("end of data"), reason
+    assert res.strategy.additional_data["final_basis_bps"] < res.strategy.additional_data["initial_basis_bps"] - 5.0
 
 
 def test_no_exit_without_a_reason_holds_to_the_end_of_data() -> None:

@@ -10,20 +10,28 @@ REBALANCING → CLOSING_POSITIONS → COMPLETED`` (any state → ERROR).
   ``min_basis_bps``; slippage of each leg within ``max_entry_slippage_bps``.
 * Spot leg first (market buy of ``position_size_usdt`` worth, whole lots), then the futures hedge
   sized on the actual spot fill: ``perp qty = spot qty × hedge_ratio × spot mid / perp mid``
-  (notional hedge), rounded to the nearest lot. A hedge that cannot be placed is retried, then the
-  naked spot leg is unwound (CLOSING_POSITIONS): exposure never stays unhedged by design.
+  (notional hedge), rounded to the nearest lot. Entry is refused (ERROR) when that hedge is below
+  one perp lot or the perp's min notional. A hedge that cannot be placed is retried, sized as the
+  target hedge of the spot position less the perp position already held, then the naked spot leg
+  is unwound (CLOSING_POSITIONS): exposure never stays unhedged by design.
 * Monitoring on every top-of-book change: hedge ratio (futures notional / spot notional), delta,
   PnL (realised + unrealised at mid − fees + funding received). Exit on take-profit, stop-loss,
   basis stop, max holding time, or end of data. Rebalance the futures leg when the hedge ratio
   drifts more than ``max_hedge_ratio_drift`` from target and the correcting order is at least one
   lot and the venue's min notional.
 * Closing: futures first (typically faster), then spot.
+* Order timeouts: an order not done after ``order_timeout_s`` may still fill, so it is cancelled
+  and the strategy waits up to another ``order_timeout_s`` for its final state, then acts on what
+  it filled as if it had ended normally. Nothing is re-sized or re-sent while an order may still
+  fill: the strategy has at most one order working at a time. An order still open after that grace
+  is an error naming the order (it is still working at the venue).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Any
 
 from cexarb import _core
@@ -67,9 +75,12 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
         max_entry_slippage_bps: maximum slippage of either entry leg vs its best price, bps.
         max_hedge_ratio_drift: |current − target hedge ratio| that triggers a rebalance.
         stop_loss_pct / profit_target_pct: exit when net PnL < −x / > x times position size.
-        basis_stop_bps: exit when the mid basis moves this far below its value at entry, bps.
+        basis_stop_bps: exit when the mid basis (perp − spot) rises this far above its value at
+            entry, bps: long spot / short perp loses ``qty × Δbasis`` as the basis widens.
         max_holding_time_s: exit after holding this long, seconds.
-        order_timeout_s: an entry/hedge/close order not done after this long is an error.
+        order_timeout_s: an order not done after this long is cancelled; the strategy then waits
+            up to this long again for its final state and acts on its fills (an order still open
+            after that is an error), seconds.
         max_hedge_retries: attempts to place the futures hedge before unwinding spot.
         rebalance_retry_s: after a rebalance that did not fill, check the hedge again this much
             later even if prices have not moved.
@@ -161,6 +172,8 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         self.futures_order: Order | None = None
         self.rebalance_order: Order | None = None
         self.close_order: Order | None = None
+        # client order id of the order cancelled at its timeout (its grace is running)
+        self._timeout_cancelled: str | None = None
         self.hedge_attempts = 0
         self.rebalance_count = 0
         self.rebalance_failures = 0
@@ -217,6 +230,52 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
     def _timeout_at(self) -> int:
         return self.ctx.now_ns() + int(self.params.order_timeout_s * 1e9)
 
+    async def _order_timed_out(self, order: Order, what: str, exposure: str) -> bool:
+        """The ``order_timeout`` of ``order`` fired. A timed-out order is not an unfilled one.
+
+        Returns True when ``order`` is already done (terminal): the caller acts on its
+        ``filled_qty`` now, as on its final update. Otherwise it may still fill, so nothing may be
+        re-sized or re-sent yet: the first time, cancel it and wait up to another
+        ``order_timeout_s`` (s) for its final update (which the state handler then acts on); when
+        that grace expires with the order still open, fail naming it and ``exposure`` (what it
+        leaves at risk). Returns False in both cases.
+        """
+        if not order.is_open:
+            return True
+        timeout = self.params.order_timeout_s
+        if self._timeout_cancelled != order.client_order_id:
+            self._timeout_cancelled = order.client_order_id
+            self._mark("timeout", f"{what} {order.client_order_id} not done within {timeout:g} s; cancel sent, "
+                                  f"waiting up to {timeout:g} s for its final state")
+            self.ctx.set_timer("order_timeout", self._timeout_at())
+            await self.ctx.cancel(order)
+            return False
+        self.fail(
+            f"{what} {order.client_order_id} still open at the venue ({order.status.value}, filled "
+            f"{order.filled_qty:g} of {order.qty:g}) {timeout:g} s after it was cancelled at its "
+            f"{timeout:g} s timeout; {exposure}: check the order and positions at the venue",
+            EventKind.TIMER,
+        )
+        return False
+
+    async def _order_done(self, event: Any, order: Order, what: str, exposure: Callable[[], str]) -> EventKind | None:
+        """How ``event`` ends ``order``, if it does: ``ORDER_UPDATE`` for its final update (its
+        ``order_timeout`` cancelled), ``TIMER`` for its ``order_timeout`` with the order already
+        done (:meth:`_order_timed_out`, which cancels and waits otherwise); None: nothing to act
+        on yet. ``exposure()`` says what a still-open order leaves at risk."""
+        if isinstance(event, TimerEvent) and event.name == "order_timeout":
+            return EventKind.TIMER if await self._order_timed_out(order, what, exposure()) else None
+        if isinstance(event, OrderUpdate) and event.client_order_id == order.client_order_id and order.status.is_terminal:
+            self.ctx.cancel_timer("order_timeout")
+            return EventKind.ORDER_UPDATE
+        return None
+
+    def _after_timeout(self, order: Order) -> str:
+        """`` after its N s timeout`` when ``order`` was cancelled at its timeout, else ``""``."""
+        if self._timeout_cancelled == order.client_order_id:
+            return f" after its {self.params.order_timeout_s:g} s timeout"
+        return ""
+
     def _hedge_qty_perp(self, spot_base: float) -> float:
         """Perp quantity (instrument units, positive) hedging ``spot_base`` at the target notional ratio."""
         inst = self.ctx.instrument(self.perp_key)
@@ -258,10 +317,19 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         if qty <= 0 or qty * ask[0] < spot.min_notional:
             self.fail(f"position_size_usdt {p.position_size_usdt} is below one lot / min notional of {spot.key}")
             return
-        spot_exec = spot_book.executable_price("buy", qty)
-        perp_qty = self._hedge_qty_perp(qty)
-        if perp_qty <= 0:
+        bid = perp_book.best_bid()
+        if bid is None:
             return
+        perp_qty = self._hedge_qty_perp(qty)
+        hedge_notional = perp.notional(perp_qty, bid[0])  # quote; contract size and inverse aware
+        if perp_qty <= 0 or hedge_notional < perp.min_notional:
+            self.fail(
+                f"position_size_usdt {p.position_size_usdt} is hedged by {perp_qty:g} {perp.symbol} perp "
+                f"({hedge_notional:.2f} quote at the bid), below one lot ({perp.lot_size:g}) / min notional "
+                f"({perp.min_notional:g}) of {perp.key}"
+            )
+            return
+        spot_exec = spot_book.executable_price("buy", qty)
         perp_exec = perp_book.executable_price("sell", perp_qty)
         if not (spot_exec.complete and perp_exec.complete):
             return
@@ -295,36 +363,46 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
 
     async def on_opening_spot_position(self, event: Any) -> None:
         order = self.spot_order
-        if isinstance(event, TimerEvent) and event.name == "order_timeout":
-            if order is not None and order.is_open:
-                await self.ctx.cancel(order)
-            self.fail(f"spot entry not filled within {self.params.order_timeout_s} s", EventKind.TIMER)
+        if order is None:
             return
-        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+        kind = await self._order_done(event, order, "spot entry", lambda: "if it fills, the spot leg is unhedged")
+        if kind is None:
             return
-        if not order.status.is_terminal:
-            return
-        self.ctx.cancel_timer("order_timeout")
         if order.filled_qty <= 0:
-            self.exit_reason = f"spot entry not filled ({order.status.value}: {order.reject_reason})"
+            self.exit_reason = (f"spot entry not filled ({order.status.value}: {order.reject_reason or 'no reason given'})"
+                                f"{self._after_timeout(order)}")
             if order.status is OrderStatus.REJECTED:
-                self.fail(self.exit_reason, EventKind.ORDER_UPDATE)
+                self.fail(self.exit_reason, kind)
             else:
-                self.transition(H.COMPLETED, EventKind.ORDER_UPDATE, self.exit_reason)
+                self.transition(H.COMPLETED, kind, self.exit_reason)
             return
-        self._update_market()
-        self.transition(H.OPENING_FUTURES_HEDGE, EventKind.ORDER_UPDATE, f"spot filled {order.filled_qty:g}")
+        self.transition(H.OPENING_FUTURES_HEDGE, kind, f"spot filled {order.filled_qty:g}{self._after_timeout(order)}")
         await self._place_hedge()
 
     async def _place_hedge(self) -> None:
-        perp = self.ctx.instrument(self.perp_key)
-        qty = self._hedge_qty_perp(self._qty_base(self.spot_key))
-        self.hedge_attempts += 1
-        if qty <= 0:
+        """Sell the perp still missing from the target hedge of the spot position, whole lots.
+
+        Sized as target − held: the target short (perp units) for the spot position at the current
+        mids, less the short the perp position already holds (fills of earlier hedge attempts).
+        Only called when no hedge order is working. Nothing missing (at least half a lot) counts as
+        hedged; a target below one lot unwinds the spot.
+        """
+        self._update_market()
+        perp = self._perp_inst
+        target = self._hedge_qty_perp(self._qty_base(self.spot_key))
+        if target <= 0:
             self.exit_reason = "spot fill too small to hedge with one futures lot; unwinding spot"
             await self._begin_close(EventKind.ORDER_UPDATE)
             return
-        self.futures_order = await self.ctx.submit(OrderRequest.create(perp, Side.SELL, qty, tag="futures_hedge"))
+        lots = round((target + self.futures_qty) / perp.lot_size)  # futures_qty < 0 when short
+        if lots <= 0:
+            self._hedged(f"hedged by earlier fills: short {-self.futures_qty:g} perp")
+            await self._monitor()
+            return
+        self.hedge_attempts += 1
+        self.futures_order = await self.ctx.submit(
+            OrderRequest.create(perp, Side.SELL, lots * perp.lot_size, tag="futures_hedge")
+        )
         if self.futures_order.status is OrderStatus.REJECTED:
             await self._hedge_failed(self.futures_order.reject_reason or "rejected")
             return
@@ -340,29 +418,30 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
 
     async def on_opening_futures_hedge(self, event: Any) -> None:
         order = self.futures_order
-        if isinstance(event, TimerEvent) and event.name == "order_timeout":
-            if order is not None and order.is_open:
-                await self.ctx.cancel(order)
-            await self._hedge_failed(f"not filled within {self.params.order_timeout_s} s")
+        if order is None:
             return
-        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+        exposure = lambda: (
+            f"positions so far: spot {self.spot_qty:g}, perp {self.futures_qty:g} (the spot leg may be unhedged)"
+        )
+        if await self._order_done(event, order, "futures hedge", exposure) is None:
             return
-        if not order.status.is_terminal:
-            return
-        self.ctx.cancel_timer("order_timeout")
         if order.status is not OrderStatus.FILLED:
             if order.filled_qty > 0:  # partial hedge: keep it, the monitor rebalances the rest
                 self._mark("hedge", f"partial hedge {order.filled_qty:g}; rebalancing will complete it")
             else:
-                await self._hedge_failed(f"{order.status.value}: {order.reject_reason}")
+                await self._hedge_failed(f"{order.status.value}: {order.reject_reason}{self._after_timeout(order)}")
                 return
+        self._hedged(f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
+        await self._monitor()  # the fills changed the positions: check the hedge now, not at the next tick
+
+    def _hedged(self, text: str) -> None:
+        """The hedge is in place: note the entry time and basis, start monitoring and the holding clock."""
         self._update_market()
         self.entry_ns = self.ctx.now_ns()
         self.initial_basis_bps = self.basis_bps
-        self._mark("hedge", f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
+        self._mark("hedge", text)
         self.transition(H.MONITORING_POSITIONS, EventKind.ORDER_UPDATE, "hedged")
         self.ctx.set_timer("max_holding_time", self.entry_ns + int(self.params.max_holding_time_s * 1e9))
-        await self._monitor()  # the fills changed the positions: check the hedge now, not at the next tick
 
     def _exit_reason(self) -> str | None:
         p = self.params
@@ -371,7 +450,8 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             return f"take-profit: net PnL {pnl:.2f} > {p.position_size_usdt * p.profit_target_pct:.2f}"
         if pnl < -p.position_size_usdt * p.stop_loss_pct:
             return f"stop-loss: net PnL {pnl:.2f} < {-p.position_size_usdt * p.stop_loss_pct:.2f}"
-        if self.initial_basis_bps is not None and self.initial_basis_bps - self.basis_bps > p.basis_stop_bps:
+        # long spot / short perp: PnL = -qty x change of (perp - spot), so a rising basis is the loss
+        if self.initial_basis_bps is not None and self.basis_bps - self.initial_basis_bps > p.basis_stop_bps:
             return f"basis stop: basis {self.basis_bps:.2f} bps vs {self.initial_basis_bps:.2f} at entry"
         return None
 
@@ -455,28 +535,22 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
 
     async def on_rebalancing(self, event: Any) -> None:
         order = self.rebalance_order
-        if isinstance(event, TimerEvent) and event.name == "order_timeout":
-            if order is not None and order.is_open:
-                await self.ctx.cancel(order)
-            await self._rebalance_done(ok=False)
-            # an exit that came due while rebalancing (max holding time, end of data) must not be
-            # lost because the rebalance ended by its timeout rather than by an order update
-            if self.exit_reason is not None and self.state is H.MONITORING_POSITIONS:
-                await self._begin_close(EventKind.TIMER)
-            return
         if isinstance(event, TimerEvent) and event.name == "max_holding_time":
             self.exit_reason = f"max holding time {self.params.max_holding_time_s:g} s reached"
             return  # closes once the rebalance order is done (checked below)
         if isinstance(event, EndOfData):
             self.exit_reason = f"end of data ({event.reason})"
             return
-        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+        if order is None:
             return
-        if not order.status.is_terminal:
-            return
+        kind = await self._order_done(event, order, "rebalance order", lambda: "the hedge may change when it fills")
+        if kind is None:
+            return  # not done yet (a timed-out one is cancelled: acted on at its final update)
         await self._rebalance_done(ok=order.filled_qty > 0)
+        # an exit that came due while rebalancing (max holding time, end of data) is acted on once
+        # the rebalance order is done, however it ended
         if self.exit_reason is not None and self.state is H.MONITORING_POSITIONS:
-            await self._begin_close(EventKind.ORDER_UPDATE)
+            await self._begin_close(kind)
 
     # ---------------------------------------------------------------- closing
     async def _begin_close(self, event: EventKind) -> None:
@@ -515,16 +589,20 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
 
     async def on_closing_positions(self, event: Any) -> None:
         order = self.close_order
-        if isinstance(event, TimerEvent) and event.name == "order_timeout":
-            self.fail(f"close order not done within {self.params.order_timeout_s} s", EventKind.TIMER)
+        if order is None:
             return
-        if not (isinstance(event, OrderUpdate) and order is not None and event.client_order_id == order.client_order_id):
+        kind = await self._order_done(
+            event, order, f"close order ({order.tag})",
+            lambda: f"positions: spot {self.spot_qty:g}, perp {self.futures_qty:g} so far",
+        )
+        if kind is None:
             return
-        if not order.status.is_terminal:
-            return
-        self.ctx.cancel_timer("order_timeout")
         if order.filled_qty <= 0 and order.status is not OrderStatus.FILLED:
-            self.fail(f"close order {order.status.value}: {order.reject_reason}", EventKind.ORDER_UPDATE)
+            self.fail(
+                f"close order ({order.tag}) {order.status.value}{self._after_timeout(order)}: {order.reject_reason}; "
+                f"positions still open: spot {self.spot_qty:g}, perp {self.futures_qty:g}",
+                kind,
+            )
             return
         await self._close_next()
 
