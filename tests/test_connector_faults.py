@@ -519,15 +519,19 @@ async def test_5xx_on_placement_never_resent_and_resolved_as_not_placed(server, 
     om = OrderManager(LiveClock(), {venue.name: venue}, venue.book)
     await venue.wait_synced(spec.key, 5)
     fault = server.faults.http_error(spec.name, 503, path_prefix=spec.order_path)
+    t0 = time.monotonic()
     order = await asyncio.wait_for(om.submit(resting_buy(server, venue, spec, "om5xx")), 3)
     assert fault.fired == 1 and order.status is OrderStatus.PENDING_NEW
     # the connector's follow-up queries never find it (it was not executed, and not re-sent):
-    # the manager hears it REJECTED and holds nothing open
+    # the manager hears it REJECTED and holds nothing open -- on Gate only once the request's
+    # x-gate-exptime has passed (it could still have reached the venue before)
+    expiry_s = venue.order_expiry_s or 0.0
     await wait_for(
         lambda: order.status is OrderStatus.REJECTED and om.n_open_orders == 0,
-        3,
+        3 + expiry_s,
         "the order resolved as not placed",
     )
+    assert time.monotonic() - t0 >= expiry_s
     assert order.reject_reason and "not found" in order.reject_reason
     assert server_orders(server, spec, "om5xx") == []
     assert await asyncio.wait_for(venue.open_orders(spec.key), 3) == []

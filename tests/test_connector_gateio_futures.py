@@ -308,3 +308,57 @@ async def test_gate_futures_socket_close_no_lost_or_duplicated_fills(server, ven
     )
     await venue.wait_synced(FUT_KEY, 10)
     await assert_book_matches_server(venue, server, FUT_KEY)
+
+
+async def test_gate_futures_malformed_frames_are_logged_and_counted(server, venue, caplog):
+    """Each unusable frame is one decode error, logged; none is fatal and the book stays in sync."""
+    from cexarb.venues.ws import WsFrame
+
+    await venue.wait_synced(FUT_KEY, 10)
+    before = venue.decode_errors
+    # depth updates with a wrong type: not taken by the Rust parser, refused by the codec
+    venue._on_market_event(
+        WsFrame(
+            '{"time":1,"channel":"futures.order_book_update","event":"update",'
+            '"result":{"t":1,"s":"BTC_USDT","U":"x","u":5,"b":[],"a":[]}}',
+            time.time_ns(),
+            0,
+        )
+    )
+    assert venue.decode_errors == before + 1
+    venue._on_market_event(
+        WsFrame(
+            '{"time":1,"channel":"futures.order_book_update","event":"update",'
+            '"result":{"t":1,"s":"BTC_USDT","U":4,"u":5,"b":[{"p":"abc","s":1}],"a":[]}}',
+            time.time_ns(),
+            0,
+        )
+    )
+    assert venue.decode_errors == before + 2
+    assert "malformed market frame" in caplog.text
+    # private: a user trade missing its size, an orders result that is not a list
+    venue._on_private_event(
+        WsFrame('{"time":1,"channel":"futures.usertrades","event":"update","result":[{"id":"1"}]}', 0, 0)
+    )
+    venue._on_private_event(
+        WsFrame('{"time":1,"channel":"futures.orders","event":"update","result":{"id":1}}', 0, 0)
+    )
+    assert venue.decode_errors == before + 4
+    assert "malformed private frame" in caplog.text
+    # an order push without its contract decodes but names no instrument: logged and counted
+    venue._on_private_event(
+        WsFrame('{"time":1,"channel":"futures.orders","event":"update","result":[{"id":1}]}', 0, 0)
+    )
+    assert venue.decode_errors == before + 5
+    assert "futures.orders push skipped: contract missing or empty" in caplog.text
+    # one for a contract this connector does not trade: counted apart
+    venue._on_private_event(
+        WsFrame(
+            '{"time":1,"channel":"futures.orders","event":"update","result":[{"id":2,"contract":"DOGE_USDT"}]}',
+            0,
+            0,
+        )
+    )
+    assert venue.decode_errors == before + 5 and venue.unknown_symbol_pushes == 1
+    await venue.wait_synced(FUT_KEY, 5)
+    assert venue.book(FUT_KEY).is_valid

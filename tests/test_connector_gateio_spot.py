@@ -236,12 +236,25 @@ async def test_gate_spot_malformed_frame_is_logged_not_fatal(server, venue, capl
     from cexarb.venues.ws import WsFrame
 
     await venue.wait_synced(SPOT_KEY, 10)
+    before = venue.decode_errors
     venue._on_market_event(WsFrame("{not json", time.time_ns(), 0))
+    assert venue.decode_errors == before + 1
+    # an order push without currency_pair decodes but names no instrument: logged and counted
     venue._on_private_event(
         WsFrame('{"channel":"spot.orders","event":"update","result":[{"id":1}]}', 0, 0)
     )
-    assert venue.decode_errors >= 1
-    assert "malformed" in caplog.text
+    assert venue.decode_errors == before + 2
+    assert "malformed" in caplog.text and "currency_pair missing or empty" in caplog.text
+    # one for a pair this connector does not trade: counted apart, not a decode error
+    venue._on_private_event(
+        WsFrame(
+            '{"channel":"spot.orders","event":"update","result":[{"id":"2","currency_pair":"DOGE_USDT"}]}',
+            0,
+            0,
+        )
+    )
+    assert venue.decode_errors == before + 2 and venue.unknown_symbol_pushes == 1
+    assert "'DOGE_USDT'" in caplog.text
     await venue.wait_synced(SPOT_KEY, 5)
 
 

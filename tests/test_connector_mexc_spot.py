@@ -228,10 +228,13 @@ async def test_mexc_spot_malformed_frames_logged_not_fatal(server, venue, caplog
     from cexarb.venues.ws import WsFrame
 
     await venue.wait_synced(BOOK_KEY, 10)
+    before = venue.decode_errors
     venue._on_market_event(WsFrame(b"\x0a\xff\xff", time.time_ns(), 0))
+    assert venue.decode_errors == before + 1
     venue._on_private_event(WsFrame(b"\x12\x01", time.time_ns(), 0))
+    assert venue.decode_errors == before + 2
     venue._on_market_event(WsFrame("{nope", time.time_ns(), 0))
-    assert venue.decode_errors >= 2 and "malformed" in caplog.text
+    assert venue.decode_errors == before + 3 and "malformed" in caplog.text
     await venue.wait_synced(BOOK_KEY, 5)
 
 

@@ -57,7 +57,7 @@ from cexarb.venues.rest import OutcomeUnknownError, QueryParams, RestClient, Ven
 from cexarb.venues.secrets import ApiCredentials
 from cexarb.venues.ws import Backoff, WsClient, WsEvent
 
-__all__ = ["TIMEOUT_S", "ConnectorBase", "new_client_order_id", "now_ns"]
+__all__ = ["MARKET_DATA_TIMEOUT_S", "TIMEOUT_S", "ConnectorBase", "new_client_order_id", "now_ns"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,18 @@ TIMEOUT_S = 10.0
 """Total timeout (seconds) of one REST request / order-entry request."""
 _MAX_SEEN_FILLS = 100_000
 _RESOLVE_DELAYS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
-"""Default delays (s) between the queries that resolve an order whose outcome was unknown."""
+"""Default delays (s) between the queries that resolve an order whose outcome was unknown: 7.5 s in
+all, longer than a venue-side request expiry (Gate ``x-gate-exptime``, 5 s) plus
+:data:`_EXPIRY_MARGIN_S`; :meth:`ConnectorBase._resolve_unknown` waits that out anyway."""
+_EXPIRY_MARGIN_S = 1.0
+"""Seconds past a request's venue-side expiry before "not found" may mean "never placed": covers
+the venue's clock lagging ours (the expiry is stamped from our clock, checked on the venue's)."""
+MARKET_DATA_TIMEOUT_S = 30.0
+"""Default ``market_data_timeout_s``: seconds a market stream may go without a data frame (pongs
+and pings do not count) before it is treated as stalled -- closed, reconnected, resubscribed and
+its books resynchronised. A venue answering pings but sending no depth would otherwise leave the
+books "valid" for ever. On very quiet symbols this costs a resync per quiet 30 s; pass a longer
+timeout (or None: never) there."""
 
 
 def new_client_order_id() -> str:
@@ -94,7 +105,18 @@ class ConnectorBase(abc.ABC):
     finished orders beyond the newest ``max_terminal_orders`` are dropped once finished that long
     (a late push or fill for one is still delivered to the handlers; only the tracked record is
     gone). Open orders are always tracked.
+
+    ``market_data_timeout_s`` (default :data:`MARKET_DATA_TIMEOUT_S`, 30 s; None: never): a market
+    stream with no data frame for that long (only pongs/pings) is reconnected and resynchronised.
+
+    ``order_expiry_s`` (None by default; Gate sets it from its ``x-gate-exptime`` deadline): how
+    long after it was signed an order request stays valid at the venue, seconds. An order of
+    unknown outcome is reported "not found ... not placed" only once that (plus a margin) has
+    passed since the outcome became unknown, whatever ``resolve_delays_s`` says.
     """
+
+    #: venue-side validity of an order request after signing, seconds (None: not bounded here)
+    order_expiry_s: float | None = None
 
     name: ClassVar[str]
     market: ClassVar[str]  # "spot" / "futures"
@@ -116,7 +138,7 @@ class ConnectorBase(abc.ABC):
         depth_interval: str = "100ms",
         backoff: Backoff | None = None,
         stall_timeout_s: float = 30.0,
-        market_data_timeout_s: float | None = None,
+        market_data_timeout_s: float | None = MARKET_DATA_TIMEOUT_S,
         order_timeout_s: float = TIMEOUT_S,
         enforce_rate_limits: bool = True,
         seed: int | None = None,
@@ -535,8 +557,11 @@ class ConnectorBase(abc.ABC):
         ``resolve_delays_s``) until the venue knows it, then deliver its state; if the last query
         still found nothing, the order was not placed: deliver it REJECTED (a failed query proves
         nothing: the order then stays PENDING_NEW). Stops early when the stream moved the order
-        on. Never re-sends the order."""
+        on. Never re-sends the order. With ``order_expiry_s`` set, "not placed" is concluded only
+        from a query made after the request expired at the venue (expiry + 1 s after now)."""
         cid, key = order.client_order_id, order.instrument.key
+        loop = asyncio.get_running_loop()
+        started = loop.time()  # the request was signed (its expiry started) before this
         absent = False
         for delay in self.resolve_delays_s:
             if delay > 0:
@@ -558,6 +583,26 @@ class ConnectorBase(abc.ABC):
                 order.venue_order_id = fresh.venue_order_id or order.venue_order_id
             self._emit_if_changed(order, before)
             return
+        expiry_s = self.order_expiry_s
+        if absent and expiry_s is not None:
+            # the request may still reach the venue until its expiry: one more query after it
+            wait_s = started + expiry_s + _EXPIRY_MARGIN_S - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+                if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
+                    return
+                before = (order.status, order.filled_qty)
+                try:
+                    fresh = await self.get_order(key, cid)
+                except (VenueError, RateLimitExceeded) as exc:
+                    log.info("venue=%s order %s query failed: %s", self.name, cid, type(exc).__name__)
+                    return  # proves nothing: stays PENDING_NEW
+                if fresh is not None:
+                    if order.status is OrderStatus.PENDING_NEW:
+                        order.status = fresh.status
+                        order.venue_order_id = fresh.venue_order_id or order.venue_order_id
+                    self._emit_if_changed(order, before)
+                    return
         if absent and order.status is OrderStatus.PENDING_NEW and self._orders.get(cid) is order:
             log.warning("venue=%s order %s not found at the venue: not placed", self.name, cid)
             before = (order.status, order.filled_qty)

@@ -3,6 +3,10 @@
 REST (``shared/venues/PROTOCOLS.md`` §2.3, [GT-DOC] authentication, [GT-SDK] ``api_client.py``):
 
 * Headers ``KEY``, ``Timestamp`` (Unix **seconds**, within 60 s of server time), ``SIGN``.
+* Optional header ``x-gate-exptime`` (Unix **milliseconds**, not signed): Gate refuses the request
+  (``REQUEST_EXPIRED``) if it arrives later [GT-SDK]. :class:`GateSigner` puts it on every POST
+  (order placement) at now + :data:`ORDER_EXPTIME_MS`, so an order whose answer was lost cannot go
+  live after the connector stopped looking for it (``ConnectorBase.resolve_delays_s`` outlasts it).
 * ``SIGN`` = hex HMAC-SHA512(secret, ``METHOD\\nPATH\\nQUERY\\nhex(SHA512(BODY))\\nTimestamp``):
   METHOD upper case; PATH with ``/api/v4`` and no host; QUERY as in the URL but **not**
   URL-encoded ("" if none); BODY "" if none.
@@ -33,7 +37,9 @@ from cexarb.venues.secrets import ApiCredentials, Secret
 
 __all__ = [
     "EMPTY_BODY_SHA512",
+    "EXPTIME_HEADER",
     "MAX_CLOCK_SKEW_S",
+    "ORDER_EXPTIME_MS",
     "GateAuthError",
     "GateSigner",
     "body_hash",
@@ -85,6 +91,13 @@ class _HmacSha512:
 EMPTY_BODY_SHA512 = hashlib.sha512(b"").hexdigest()
 #: Timestamp must be within this many seconds of server time [GT-DOC]
 MAX_CLOCK_SKEW_S = 60
+
+#: the expiry header's name (Gate's SDK spelling; HTTP header names are case-insensitive)
+EXPTIME_HEADER: Final = "x-gate-exptime"
+#: Default deadline (milliseconds after signing) a POST carries in ``x-gate-exptime``: an order
+#: placement reaching Gate later than this is refused. Shorter than the connector's resolve window
+#: (``cexarb.venues.connector._RESOLVE_DELAYS_S``, 7.5 s) so "not found" there means "never placed".
+ORDER_EXPTIME_MS: Final = 5_000
 
 QueryValue = str | int | bool
 
@@ -151,13 +164,24 @@ class GateSigner:
     Args:
         credentials: API key, secret (and ``uid``, used by futures private channels).
         clock_s: wall clock in seconds (float); tests pass a fixed one.
+        exptime_ms: every POST (an order placement) carries ``x-gate-exptime`` = now (ms) + this;
+            None sends no expiry (the request then stays valid for the 60 s Timestamp window).
     """
 
-    __slots__ = ("_clock_s", "_credentials", "_hmac", "_key_line", "_ts_int", "_ts_str")
+    __slots__ = ("_clock_s", "_credentials", "_hmac", "_key_line", "_ts_int", "_ts_str", "exptime_ms")
 
-    def __init__(self, credentials: ApiCredentials, *, clock_s: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: ApiCredentials,
+        *,
+        clock_s: Callable[[], float] | None = None,
+        exptime_ms: int | None = ORDER_EXPTIME_MS,
+    ) -> None:
+        if exptime_ms is not None and (type(exptime_ms) is not int or exptime_ms <= 0):
+            raise ValueError(f"GateSigner: exptime_ms must be a positive int (ms) or None, got {exptime_ms!r}")
         self._credentials = credentials
         self._clock_s = clock_s or time.time
+        self.exptime_ms = exptime_ms
         self._hmac = _HmacSha512(credentials.secret.reveal().encode())
         key = credentials.key.reveal()
         self._key_line: bytes | None = None  # None: the key cannot go in an HTTP header
@@ -187,10 +211,17 @@ class GateSigner:
     def _sign(self, payload: str) -> str:
         return self._hmac.hexdigest(payload.encode())
 
+    def _exptime(self, method: str) -> int | None:
+        """The ``x-gate-exptime`` value (Unix ms) of a ``method`` request signed now; None: none."""
+        if self.exptime_ms is None or method.upper() != "POST":
+            return None
+        return int(self._clock_s() * 1000) + self.exptime_ms
+
     def rest_headers(
         self, method: str, path: str, query: str = "", body: str | bytes = "", *, timestamp: str | None = None
     ) -> dict[str, str]:
-        """``KEY``, ``Timestamp``, ``SIGN`` (+ JSON content type) for one request. Never log them.
+        """``KEY``, ``Timestamp``, ``SIGN`` (+ JSON content type, and ``x-gate-exptime`` on a POST)
+        for one request. Never log them.
 
         Args:
             path: with ``/api/v4``, no host.
@@ -199,19 +230,23 @@ class GateSigner:
             timestamp: integer seconds as a string; default now.
         """
         ts = self._timestamp() if timestamp is None else timestamp
-        return {
+        headers = {
             "KEY": self._credentials.key.reveal(),
             "Timestamp": ts,
             "SIGN": self._sign(signature_payload(method, path, query, body, ts)),
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+        exptime = self._exptime(method)
+        if exptime is not None:
+            headers[EXPTIME_HEADER] = str(exptime)
+        return headers
 
     def rest_header_lines(self, method: str, path: str, query: str = "", body: bytes = b"") -> bytes:
         """The ``KEY``, ``Timestamp``, ``SIGN`` and ``Content-Type`` header lines of one request as
-        HTTP/1.1 bytes (each ending ``\\r\\n``), signed now -- what :meth:`rest_headers` gives,
-        without ``Accept`` (the order-entry client sends its own). ``method`` upper case; ``query``
-        unencoded. Never log them.
+        HTTP/1.1 bytes (each ending ``\\r\\n``), signed now, then ``x-gate-exptime`` on a POST --
+        what :meth:`rest_headers` gives, without ``Accept`` (the order-entry client sends its own).
+        ``method`` upper case; ``query`` unencoded. Never log them.
 
         Raises:
             ValueError: the API key contains a line break or a non-Latin-1 character.
@@ -226,12 +261,17 @@ class GateSigner:
         ts = self._ts_str
         body_hex = _sha512(body).hexdigest() if body else EMPTY_BODY_SHA512
         sign = self._hmac.hexdigest(f"{method.upper()}\n{path}\n{query}\n{body_hex}\n{ts}".encode())
-        return key_line + f"Timestamp: {ts}\r\nSIGN: {sign}\r\nContent-Type: application/json\r\n".encode()
+        lines = key_line + f"Timestamp: {ts}\r\nSIGN: {sign}\r\nContent-Type: application/json\r\n".encode()
+        exptime = self._exptime(method)
+        if exptime is not None:
+            lines += b"x-gate-exptime: %d\r\n" % exptime
+        return lines
 
     def rest_line_signer(self, method: str, path: str, query: str = "", extra: bytes = b"") -> Callable[[bytes], bytes]:
         """A function ``body -> header lines`` for requests ``METHOD path?query``: for each body the
         lines :meth:`rest_header_lines` gives (``KEY``, ``Timestamp``, ``SIGN``, ``Content-Type``),
-        signed when called, followed by ``extra`` (ready HTTP/1.1 lines). The HMAC state after the
+        signed when called, then, for a POST, the ``x-gate-exptime`` line (now + :attr:`exptime_ms`,
+        read per call), then ``extra`` (ready HTTP/1.1 lines). The HMAC state after the
         fixed start of the signed text (``METHOD\npath\nquery\n``) is computed here once, so a
         signature costs the body's SHA-512 and the HMAC of ~140 bytes. Never log the lines.
 
@@ -250,15 +290,28 @@ class GateSigner:
         gate_rest_lines = mac.gate_rest_lines
         clock = self._clock_s
         ts_cache: list[object] = [-1, b""]  # integer second, its Timestamp bytes
+        if method.upper() != "POST":
 
-        def lines(body: bytes) -> bytes:
-            now = int(clock())
+            def lines(body: bytes) -> bytes:
+                now = int(clock())
+                if now != ts_cache[0]:
+                    ts_cache[0] = now
+                    ts_cache[1] = b"%d" % now
+                return gate_rest_lines(body, ts_cache[1], key_line, extra)  # type: ignore[arg-type]
+
+            return lines
+
+        def post_lines(body: bytes) -> bytes:
+            t = clock()
+            now = int(t)
             if now != ts_cache[0]:
                 ts_cache[0] = now
                 ts_cache[1] = b"%d" % now
-            return gate_rest_lines(body, ts_cache[1], key_line, extra)  # type: ignore[arg-type]
+            exptime_ms = self.exptime_ms
+            tail = extra if exptime_ms is None else b"x-gate-exptime: %d\r\n%s" % (int(t * 1000) + exptime_ms, extra)
+            return gate_rest_lines(body, ts_cache[1], key_line, tail)  # type: ignore[arg-type]
 
-        return lines
+        return post_lines
 
     def ws_auth(self, channel: str, event: str, time_s: int) -> dict[str, str]:
         """The ``auth`` object of a private-channel subscribe/unsubscribe request."""
@@ -320,12 +373,15 @@ def verify_rest(
     Args:
         raw_query: the query as received (URL-encoded); it is unquoted before hashing, since the
             client signs the unencoded form.
-        headers: request headers (``KEY``, ``Timestamp``, ``SIGN``; looked up case-insensitively).
+        headers: request headers (``KEY``, ``Timestamp``, ``SIGN``, optional ``x-gate-exptime``
+            in Unix ms; looked up case-insensitively).
         server_time_s: server clock, seconds.
 
     Raises:
-        GateAuthError: ``MISSING_REQUIRED_HEADER`` (400), ``INVALID_KEY``, ``REQUEST_EXPIRED``
-            (Timestamp more than 60 s away from server time), ``INVALID_SIGNATURE``.
+        GateAuthError: ``MISSING_REQUIRED_HEADER`` (400), ``INVALID_PARAM_VALUE`` (400: a
+            non-numeric Timestamp / x-gate-exptime), ``INVALID_KEY``, ``REQUEST_EXPIRED``
+            (Timestamp more than 60 s away from server time, or x-gate-exptime already past),
+            ``INVALID_SIGNATURE``.
     """
     lower = {k.lower(): v for k, v in headers.items()}
     key = lower.get("key")
@@ -340,6 +396,16 @@ def verify_rest(
         raise GateAuthError("INVALID_KEY", "Invalid key provided")
     if abs(ts - Decimal(repr(server_time_s))) > MAX_CLOCK_SKEW_S:
         raise GateAuthError("REQUEST_EXPIRED", "gap between request Timestamp and server time exceeds 60")
+    exptime_raw = lower.get(EXPTIME_HEADER)
+    if exptime_raw is not None:
+        exptime_ms = _parse_timestamp(exptime_raw, EXPTIME_HEADER)
+        server_ms = Decimal(repr(server_time_s)) * 1000
+        if server_ms > exptime_ms:
+            raise GateAuthError(
+                "REQUEST_EXPIRED",
+                f"request expired: {EXPTIME_HEADER} {exptime_raw.strip()[:32]} ms is before server time "
+                f"{int(server_ms)} ms",
+            )
     expected = sign_rest(secret, method, path, unquote(raw_query), body, ts_raw)
     if not hmac.compare_digest(sign.lower().encode(), expected.encode()):
         raise GateAuthError("INVALID_SIGNATURE", "Signature mismatch")

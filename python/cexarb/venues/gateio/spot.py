@@ -48,13 +48,14 @@ from cexarb.model import (
 from cexarb.venues.base import OrderRequest
 from cexarb.venues.book_manager import GATE_RULE, BookSnapshot
 from cexarb.venues.connector import (
+    MARKET_DATA_TIMEOUT_S,
     TIMEOUT_S,
     ConnectorBase,
     new_client_order_id,
     now_ns,
 )
 from cexarb.venues.gateio import codec
-from cexarb.venues.gateio.signing import GateSigner
+from cexarb.venues.gateio.signing import ORDER_EXPTIME_MS, GateSigner
 from cexarb.venues.order_entry import OrderEntryClient, OrderEntryResponse
 from cexarb.venues.ratelimit import GATE_SPOT_LIMITS, EndpointClass, RateLimitExceeded
 from cexarb.venues.rest import (
@@ -89,7 +90,13 @@ _SPOT_ORDERS = f"{_API}/spot/orders"
 
 
 class GateConnectorBase(ConnectorBase):
-    """What Gate spot and USDT futures share; subclasses fill in paths and codecs."""
+    """What Gate spot and USDT futures share; subclasses fill in paths and codecs.
+
+    ``order_exptime_ms`` (default :data:`~cexarb.venues.gateio.signing.ORDER_EXPTIME_MS`, 5,000
+    ms): every order placement carries ``x-gate-exptime`` = now + this, so Gate refuses it if it
+    arrives later; ``order_expiry_s`` follows it (the resolve of an unknown outcome outlasts it).
+    None sends no expiry (the order is then valid for Gate's whole 60 s Timestamp window).
+    """
 
     depth_channel: ClassVar[str]
     rest_headers: ClassVar[dict[str, str]] = {}
@@ -104,12 +111,13 @@ class GateConnectorBase(ConnectorBase):
         depth_interval: str = "100ms",
         backoff: Backoff | None = None,
         stall_timeout_s: float = 30.0,
-        market_data_timeout_s: float | None = None,
+        market_data_timeout_s: float | None = MARKET_DATA_TIMEOUT_S,
         order_timeout_s: float = TIMEOUT_S,
         enforce_rate_limits: bool = True,
         seed: int | None = None,
         max_terminal_orders: int | None = 10_000,
         terminal_order_min_age_s: float = 60.0,
+        order_exptime_ms: int | None = ORDER_EXPTIME_MS,
     ) -> None:
         super().__init__(
             credentials,
@@ -126,9 +134,12 @@ class GateConnectorBase(ConnectorBase):
             max_terminal_orders=max_terminal_orders,
             terminal_order_min_age_s=terminal_order_min_age_s,
         )
-        self._signer = GateSigner(credentials) if credentials is not None else None
+        self._signer = GateSigner(credentials, exptime_ms=order_exptime_ms) if credentials is not None else None
+        self.order_expiry_s = None if order_exptime_ms is None else order_exptime_ms / 1000
         self._private_conn_gen = 0
         self._ids = itertools.count(1)
+        #: private pushes (orders, user trades) for a symbol this connector does not trade: skipped
+        self.unknown_symbol_pushes = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -333,16 +344,12 @@ class GateConnectorBase(ConnectorBase):
             return
         if isinstance(msg, codec.GateUserTradesUpdate):
             for t in msg.trades:
-                inst = self._by_symbol.get(
-                    getattr(t, "currency_pair", "") or getattr(t, "contract", "")
-                )
+                inst = self._push_instrument(t, msg.channel)
                 if inst is not None:
                     self._deliver_fill(t.to_fill(inst))
         elif isinstance(msg, codec.GateOrdersUpdate):
             for o in msg.orders:
-                inst = self._by_symbol.get(
-                    getattr(o, "currency_pair", "") or getattr(o, "contract", "")
-                )
+                inst = self._push_instrument(o, msg.channel)
                 if inst is None:
                     continue
                 try:
@@ -367,6 +374,37 @@ class GateConnectorBase(ConnectorBase):
             )
         else:
             self._on_other_private(msg)
+
+    def _push_instrument(self, record: Any, channel: str) -> Instrument | None:
+        """The instrument a private push ``record`` (an order or a user trade) is about, by its
+        ``currency_pair`` (spot) / ``contract`` (futures); None -- logged and counted, never silent
+        -- when the field is missing or empty (a malformed push: ``decode_errors``) or names a
+        symbol this connector does not trade (``unknown_symbol_pushes``)."""
+        field = "contract" if self.market == "futures" else "currency_pair"
+        symbol = getattr(record, field, "") or ""
+        inst = self._by_symbol.get(symbol)
+        if inst is not None:
+            return inst
+        if not symbol:
+            self.decode_errors += 1
+            log.error(
+                "venue=%s malformed %s push skipped: %s missing or empty (id %r)",
+                self.name,
+                channel,
+                field,
+                getattr(record, "id", None),
+            )
+        else:
+            self.unknown_symbol_pushes += 1
+            log.warning(
+                "venue=%s %s push for %s=%r, not an instrument of this connector: skipped (id %r)",
+                self.name,
+                channel,
+                field,
+                symbol[:64],
+                getattr(record, "id", None),
+            )
+        return None
 
     def _on_other_private(self, msg: Any) -> None:
         """Subclass hook for e.g. positions pushes."""
