@@ -543,3 +543,40 @@ async def test_latency_market_data_ahead_of_ack_delivers_at_once_and_resting_fil
     h.venue.on_trade(SPOT.key, 99.97, 4.0, False, 30 * MS)  # sells through 99.98 and its queue
     h.run(30 * MS)
     assert [t for t, e in h.events if isinstance(e, Fill)] == [30 * MS]
+
+
+async def test_venue_refusal_reaches_the_caller_one_round_trip_later_without_rejects_in_reply() -> None:
+    lat = SimLatency(order_entry_ns=2 * MS, ack_ns=3 * MS)
+    # the loopback simulator's way (default): the refusal is in the reply, its update after ack_ns
+    h = Harness(latency=lat)
+    h.clock.advance(10 * MS)
+    order = await h.venue.place_order(req(Side.BUY, 0.01, 100.0, coid="small"))  # 1 USDT < 5 min notional
+    assert order.status is OrderStatus.REJECTED and order.reject_reason == "min_notional"
+    h.run(100 * MS)
+    assert [(t, e.status.value) for t, e in h.events] == [(13 * MS, "rejected")]
+    # replay / paper: the caller learns of it when a real client would, after the round trip
+    h = Harness(latency=lat, venue_rejects_in_reply=False)
+    h.clock.advance(10 * MS)
+    order = await h.venue.place_order(req(Side.BUY, 0.01, 100.0, coid="small"))
+    assert order.status is OrderStatus.PENDING_NEW
+    for coid, qty in (("big", 1_000.0), ("empty", 0.5)):  # insufficient balance; no liquidity (market)
+        if coid == "empty":
+            h.books[SPOT.key].apply_snapshot(BIDS, [], 2)
+            pending = await h.venue.place_order(req(Side.BUY, qty, coid=coid))
+        else:
+            pending = await h.venue.place_order(req(Side.BUY, qty, 100.0, coid=coid))
+        assert pending.status is OrderStatus.PENDING_NEW, coid
+    h.run(14 * MS)
+    assert h.events == []  # not before 10 + 2 + 3 = 15 ms
+    h.run(100 * MS)
+    assert [(t, e.client_order_id, e.status.value, e.reason) for t, e in h.events] == [
+        (15 * MS, "small", "rejected", "min_notional"),
+        (15 * MS, "big", "rejected", "insufficient_balance"),
+        (15 * MS, "empty", "rejected", "no_liquidity"),
+    ]
+    assert (await h.venue.get_order(SPOT.key, "small")).status is OrderStatus.REJECTED  # the venue's view
+    assert h.venue.n_rejected == 3 and await h.venue.open_orders() == []
+    assert h.venue.balances_now()["USDT"].locked == 0.0
+    # the request's own faults stay in the reply
+    dup = await h.venue.place_order(req(Side.BUY, 0.5, 100.0, coid="small"))
+    assert dup.status is OrderStatus.REJECTED and dup.reject_reason == "duplicate_client_order_id"

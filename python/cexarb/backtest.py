@@ -238,6 +238,7 @@ class Backtest:
                 v, self.clock, insts, {k: self.books[k] for k in insts},
                 latency=cfg.latency, balances=balances, leverage=cfg.leverage,
                 buy_fee_in_base=v in cfg.buy_fee_in_base,
+                venue_rejects_in_reply=False,  # a refusal reaches the strategy one round trip later
             )
         self.orders = OrderManager(self.clock, self.private, lambda key: self.books[key], RiskPolicy(cfg.risk))
         perps = [k for k, i in self.instruments.items() if i.kind is not InstrumentKind.SPOT]

@@ -301,6 +301,7 @@ class Engine:
                     terminal_order_min_age_s=self.config.terminal_order_min_age_s,
                     # the venue's fee asset: Gate / MEXC spot buys pay in the base received
                     buy_fee_in_base=getattr(conn, "buy_fee_in_base", False) is True,
+                    venue_rejects_in_reply=False,  # a refusal reaches the strategy one round trip later
                 )
             books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
             orders = OrderManager(

@@ -15,9 +15,10 @@ Latency model (:class:`SimLatency`, all nanoseconds):
   decided, in the strategy's time, at ``T - market_data_ns`` (the venue is that far ahead), so
   it reaches the subscribers at ``T - market_data_ns + ack_ns`` (never before the clock's
   now); events carry ``T`` in ``ts_ns``. An order sent at ``t`` is so reported at
-  ``t + order_entry_ns + ack_ns``: the round trip, whatever ``market_data_ns`` is. Synchronous
-  rejects (validation at ``place_order``, at the strategy's ``t``) are delivered at
-  ``t + ack_ns``.
+  ``t + order_entry_ns + ack_ns``: the round trip, whatever ``market_data_ns`` is. Rejects at
+  ``place_order`` are delivered at ``t + ack_ns`` (the request's own faults, and the venue's
+  refusals with ``venue_rejects_in_reply``) or at ``t + order_entry_ns + ack_ns`` (the venue's
+  refusals without it: replay and paper trading).
 
 The replay driver calls :meth:`SimVenue.on_book` after applying each depth message to a book and
 :meth:`SimVenue.on_trade` for each recorded trade, having run the clock's due callbacks first
@@ -211,7 +212,9 @@ class SimVenue:
 
     Events per order (each list delivered together, ``ack_ns`` after the venue decided it):
 
-    * rejected at ``place_order``: ``REJECTED`` (reason); the returned Order is already REJECTED.
+    * rejected at ``place_order``: ``REJECTED`` (reason); the returned Order is already REJECTED,
+      or, for the venue's own refusals without ``venue_rejects_in_reply``, PENDING_NEW (the
+      REJECTED update follows one round trip later; :meth:`submit`).
     * at arrival: ``REJECTED`` (``book_invalid``, ``post_only_would_take``, ``no_liquidity`` for a
       market order that found nothing, ``insufficient_balance`` if nothing was affordable), or
       ``NEW``, one Fill per level taken, then ``FILLED`` / ``PARTIALLY_FILLED`` (the rest rests,
@@ -238,6 +241,7 @@ class SimVenue:
         max_terminal_orders: int | None = None,
         terminal_order_min_age_s: float = 60.0,
         buy_fee_in_base: bool = False,
+        venue_rejects_in_reply: bool = True,
     ) -> None:
         if queue_model != "risk_averse":
             raise ValueError(f"queue_model must be 'risk_averse', got {queue_model!r}")
@@ -255,6 +259,8 @@ class SimVenue:
         self.leverage = leverage
         #: spot buys pay their fee in the base received (see the class docstring)
         self.buy_fee_in_base = buy_fee_in_base
+        #: False: the venue's own refusals reach the caller one round trip later (:meth:`submit`)
+        self.venue_rejects_in_reply = venue_rejects_in_reply
         self._clock = clock
         self._instruments = dict(instruments)
         self._books = books
@@ -372,13 +378,19 @@ class SimVenue:
     def submit(self, request: OrderRequest) -> Order:
         """Validate and send an order; returns the caller's Order record (a copy).
 
-        Synchronous checks, in order, each a REJECTED Order with ``reject_reason`` (and an
-        OrderUpdate REJECTED delivered after ``ack_ns``); nothing else changes:
-        duplicate client order id, unknown instrument, for a market order an invalid book or an
-        empty opposite side, min notional (limit orders at their limit price, market orders at
-        the current mid, as Binance's NOTIONAL filter does), insufficient free balance for the
-        reservation. Otherwise the order is PENDING_NEW and arrives at the venue after
-        ``latency.match_delay_ns``. ``n_orders`` counts every call, ``n_rejected`` the rejects.
+        Checks, in order, each a rejection with ``reject_reason``; nothing else changes:
+        duplicate client order id, unknown instrument, quantity not positive, a limit price not
+        positive (the request's own faults: the returned Order is REJECTED and an OrderUpdate
+        REJECTED follows after ``ack_ns``); then the venue's refusals: for a market order an
+        invalid book or an empty opposite side, min notional (limit orders at their limit price,
+        market orders at the current mid, as Binance's NOTIONAL filter does), insufficient free
+        balance for the reservation. With ``venue_rejects_in_reply`` (the default: the loopback
+        simulator answers the request with them, as the venues' REST replies do) those too return
+        a REJECTED Order; without it (replay and paper trading, where no time passes in the call)
+        the Order comes back PENDING_NEW and the REJECTED OrderUpdate reaches the caller one round
+        trip later (``order_entry_ns + ack_ns``), when a real client would learn of it. Otherwise
+        the order is PENDING_NEW and arrives at the venue after ``latency.match_delay_ns``.
+        ``n_orders`` counts every call, ``n_rejected`` the rejects.
         """
         now = self._clock.now_ns()
         self.n_orders += 1
@@ -405,16 +417,16 @@ class SimVenue:
         else:
             price_ticks = None
             if not book.is_valid:
-                return self._reject_sync(order, RejectReason.BOOK_INVALID)
+                return self._reject_by_venue(order, RejectReason.BOOK_INVALID)
             ex = book.executable_price("buy" if request.side is Side.BUY else "sell", qty)
             if ex.worst_price is None or ex.avg_price is None:
-                return self._reject_sync(order, RejectReason.NO_LIQUIDITY)
+                return self._reject_by_venue(order, RejectReason.NO_LIQUIDITY)
             mid = book.mid()
             notional_price = mid if mid is not None else ex.avg_price
             # reserve at the worst level the current book would need (its last level if too thin)
             ref_price = ex.worst_price
         if inst.min_notional > 0 and inst.notional(qty, notional_price) < inst.min_notional * (1 - 1e-12):
-            return self._reject_sync(order, RejectReason.MIN_NOTIONAL)
+            return self._reject_by_venue(order, RejectReason.MIN_NOTIONAL)
         opening_lots = lots
         if inst.is_derivative:
             opening_lots = 0 if request.reduce_only else self._opening_lots(inst, request.side, lots)
@@ -423,7 +435,7 @@ class SimVenue:
         if need > 0:
             free = self._total.get(asset, 0.0) - self._locked().get(asset, 0.0)
             if need > free + _BALANCE_EPS * max(1.0, abs(free)):
-                return self._reject_sync(order, RejectReason.INSUFFICIENT_BALANCE)
+                return self._reject_by_venue(order, RejectReason.INSUFFICIENT_BALANCE)
         # accepted: from here on state changes
         self._order_seq += 1
         order.venue_order_id = f"{self.name}-{self._order_seq}"
@@ -593,7 +605,21 @@ class SimVenue:
             reason=reason,
         )
 
-    def _reject_sync(self, order: Order, reason: RejectReason, *, store: bool = True) -> Order:
+    def _reject_by_venue(self, order: Order, reason: RejectReason) -> Order:
+        """A refusal by the venue's own checks: in the reply (``venue_rejects_in_reply``), or one
+        round trip later: the caller gets the Order PENDING_NEW, the venue decides at the order's
+        arrival time and its REJECTED OrderUpdate follows ``ack_ns`` after that."""
+        if self.venue_rejects_in_reply:
+            return self._reject_sync(order, reason)
+        pending = copy.copy(order)
+        self._reject_sync(order, reason, decided_ns=self._clock.now_ns() + self.latency.order_entry_ns)
+        return pending
+
+    def _reject_sync(
+        self, order: Order, reason: RejectReason, *, store: bool = True, decided_ns: int | None = None
+    ) -> Order:
+        """Reject ``order`` now (the venue's record and counters); its OrderUpdate reaches the
+        subscribers ``ack_ns`` after ``decided_ns`` (strategy time; default now)."""
         now = self._clock.now_ns()
         order.status = OrderStatus.REJECTED
         order.reject_reason = reason.value
@@ -620,7 +646,7 @@ class SimVenue:
             order.client_order_id,
             reason.value,
         )
-        self._emit(now, [update], venue_clock=False)
+        self._emit(now if decided_ns is None else decided_ns, [update], venue_clock=False)
         return copy.copy(order)
 
     def _finish(self, so: _SimOrder, status: OrderStatus, ts_ns: int, reason: str | None = None) -> OrderUpdate:
