@@ -784,9 +784,24 @@ async def test_gate_ws_close_and_stall_faults(server, http):
         )
         await _ws_recv_json(ws)
         await _next_update(ws, "spot.book_ticker")
+        stall_end = time.monotonic() + 0.6
         server.faults.stall_stream("gateio-spot", 0.6)
         await asyncio.sleep(0.05)
-        # drain what was already written, then nothing arrives during the stall
+        # drain what was already written (bounded) ...
+        for _ in range(100):
+            try:
+                await asyncio.wait_for(ws.receive(), 0.05)
+            except TimeoutError:
+                break
+        else:
+            raise AssertionError("frames keep arriving during the stall")
+        # ... then nothing arrives until the stall ends (a short bounded wait, 0.1 s of margin)
+        quiet_s = stall_end - time.monotonic() - 0.1
+        assert quiet_s > 0.2
+        with pytest.raises(TimeoutError):
+            msg = await asyncio.wait_for(ws.receive(), quiet_s)
+            raise AssertionError(f"a frame arrived during the stall: {msg.data!r:.120}")
+        # and the queued frames come afterwards
         t0 = time.monotonic()
         got_late = False
         for _ in range(1000):  # bounded in count as well as in time
@@ -796,9 +811,8 @@ async def test_gate_ws_close_and_stall_faults(server, http):
                 await asyncio.wait_for(ws.receive(), 0.3)
             except TimeoutError:
                 continue
-            if time.monotonic() - t0 >= 0.5:
-                got_late = True
-                break
+            got_late = True
+            break
         assert got_late
         assert server.faults.close_sockets("gateio-spot") == 1
         for _ in range(1000):
@@ -810,3 +824,119 @@ async def test_gate_ws_close_and_stall_faults(server, http):
             ):
                 break
         assert ws.closed or msg.type != aiohttp.WSMsgType.TEXT
+
+
+async def _ws_reply(ws: aiohttp.ClientWebSocketResponse) -> Any:
+    """The next non-update frame (an ack, error or pong), decoded; bounded in count and time."""
+    deadline = time.monotonic() + 5.0
+    for _ in range(500):
+        assert time.monotonic() < deadline, "no reply within 5 s"
+        frame = await _ws_recv_json(ws)
+        if frame.get("event") != "update":
+            return codec.decode_ws_frame(json.dumps(frame))
+    raise AssertionError("no reply within 500 frames")
+
+
+async def test_gate_ws_requests_need_a_recent_time(server, http):
+    """PROTOCOLS.md §2.4: every request's ``time`` must be within 60 s of the server's -- public
+    subscriptions and pings too, not only signed ones (error code 2; signed ones fail auth, 4)."""
+    stale = int(time.time()) - 3600
+    async with http.ws_connect(server.ws_base_url + "/ws/v4/") as ws:
+        for channel, payload in (
+            ("spot.book_ticker", ["BTC_USDT"]),
+            ("spot.obu", ["ob.BTC_USDT.50"]),
+            ("spot.order_book_update", ["BTC_USDT", "100ms"]),
+        ):
+            for t in (stale, int(time.time()) + 3600):
+                await ws.send_str(codec.encode_ws_request(channel, "subscribe", payload, time_s=t, request_id=5).decode())
+                err = await _ws_reply(ws)
+                assert isinstance(err, codec.GateWsError), (channel, t, err)
+                assert (err.code, err.channel, err.id) == (2, channel, 5) and "time" in err.message
+        await ws.send_str(codec.encode_ws_ping("spot", time_s=stale).decode())
+        err = await _ws_reply(ws)
+        assert isinstance(err, codec.GateWsError) and err.code == 2 and str(stale) in err.message
+        await ws.send_str(
+            codec.encode_ws_request("spot.balances", "subscribe", [], time_s=stale, signer=SIGNER).decode()
+        )
+        err = await _ws_reply(ws)
+        assert isinstance(err, codec.GateWsError) and err.code == 4
+        # nothing was subscribed: within 60 s the same requests succeed
+        now = int(time.time()) - 30
+        await ws.send_str(codec.encode_ws_ping("spot", time_s=now).decode())
+        assert isinstance(await _ws_reply(ws), codec.GatePong)
+        await ws.send_str(codec.encode_ws_request("spot.book_ticker", "subscribe", ["BTC_USDT"], time_s=now).decode())
+        assert isinstance(await _ws_reply(ws), codec.GateWsAck)
+
+
+async def test_gate_ws_book_interval_and_level_pairs(server, http):
+    """PROTOCOLS.md §3.4: ``futures.order_book_update`` takes level 100/50/20 at 100ms and only
+    20 at 20ms; §2.4: ``spot.order_book_update`` takes [pair, 20ms|100ms] and no level."""
+    now = int(time.time())
+    cases = {
+        "/v4/ws/usdt": (
+            "futures.order_book_update",
+            [["BTC_USDT", "20ms", "100"], ["BTC_USDT", "20ms", "50"], ["BTC_USDT", "20ms"], ["BTC_USDT", "100ms", "10"],
+             ["BTC_USDT", "50ms", "20"], ["BTC_USDT", "100ms", "20", "x"]],
+            [["BTC_USDT", "20ms", "20"], ["BTC_USDT", "100ms", "100"], ["BTC_USDT", "100ms", "50"]],
+        ),
+        "/ws/v4/": (
+            "spot.order_book_update",
+            [["BTC_USDT", "20ms", "20"], ["BTC_USDT", "100ms", "100"], ["BTC_USDT", "50ms"]],
+            [["BTC_USDT", "20ms"], ["BTC_USDT", "100ms"]],
+        ),
+    }
+    for path, (channel, bad, good) in cases.items():
+        async with http.ws_connect(server.ws_base_url + path) as ws:
+            for payload in bad:
+                await ws.send_str(codec.encode_ws_request(channel, "subscribe", payload, time_s=now).decode())
+                err = await _ws_reply(ws)
+                assert isinstance(err, codec.GateWsError) and err.code == 2, (payload, err)
+                assert any(f"'{p}'" in err.message for p in payload[1:]), err.message  # names the value
+            for payload in good:
+                await ws.send_str(codec.encode_ws_request(channel, "subscribe", payload, time_s=now).decode())
+                assert isinstance(await _ws_reply(ws), codec.GateWsAck), payload
+
+
+async def test_gate_injected_429_carries_the_rate_limit_headers(server, http):
+    """A fault-injected 429 is the limiter's own reply: label and ``X-Gate-RateLimit-*`` headers
+    (the limit of the request's window, remain 0, a reset timestamp in ms)."""
+    order = {"currency_pair": "BTC_USDT", "side": "buy", "amount": "0.0001", "price": "1000"}
+    for method, path, body, limit, signer in (
+        ("GET", "/spot/order_book", None, "200", None),
+        ("GET", "/spot/accounts", None, "200", SIGNER),
+        ("POST", "/spot/orders", order, "10", SIGNER),
+    ):
+        server.faults.http_error("gateio-spot", 429, path_prefix="/api/v4" + path)
+        params = [("currency_pair", "BTC_USDT")] if method == "GET" and signer is None else None
+        t0_ms = time.time() * 1000
+        status, reply, headers = await gate(http, server, method, path, params, body, signer=signer)
+        assert (status, reply["label"]) == (429, "TOO_MANY_REQUESTS"), path
+        assert headers["X-Gate-RateLimit-Limit"] == limit and headers["X-Gate-RateLimit-Requests-Remain"] == "0"
+        assert t0_ms - 1000 <= int(headers["X-Gate-RateLimit-Reset-Timestamp"]) <= t0_ms + 11_000
+
+
+async def test_gate_rejected_order_leaves_ack_faults_armed(server, http):
+    """``lose_ack`` / ``delay_ack`` belong to the next *accepted* placement: a placement the
+    venue refuses (balance, post-only) answers its error and leaves them armed."""
+    spot = server.market.books[SPOT_KEY]
+    server.faults.lose_ack("gateio-spot")
+    low = spot.price_str(spot.best()[0][0] - 20_000)
+    too_big = {"currency_pair": "BTC_USDT", "side": "buy", "amount": "100", "price": low}
+    status, body, _ = await gate(http, server, "POST", "/spot/orders", body=too_big)
+    assert (status, body["label"]) == (400, "BALANCE_NOT_ENOUGH")
+    assert [f.kind for f in server.faults.armed] == ["lose_ack"]
+    with pytest.raises(aiohttp.ClientError):
+        await gate(http, server, "POST", "/spot/orders", body=too_big | {"amount": "0.0001", "text": "t-acc"})
+    status, body, _ = await gate(http, server, "GET", "/spot/orders/t-acc", [("currency_pair", "BTC_USDT")])
+    assert status == 200 and body["status"] == "open"
+    fut = server.market.books[FUT_KEY]
+    server.faults.delay_ack("gateio-futures", 0.5)
+    taking = {"contract": "BTC_USDT", "size": 1, "price": fut.price_str(fut.best()[1][0] + 10), "tif": "poc"}
+    t0 = time.monotonic()
+    status, body, _ = await gate(http, server, "POST", "/futures/usdt/orders", body=taking)
+    assert (status, body["label"]) == (400, "ORDER_POC_IMMEDIATE") and time.monotonic() - t0 < 0.4
+    assert [f.kind for f in server.faults.armed] == ["delay_ack"]
+    resting = taking | {"price": fut.price_str(fut.best()[0][0] - 100)}
+    t0 = time.monotonic()
+    status, body, _ = await gate(http, server, "POST", "/futures/usdt/orders", body=resting)
+    assert status == 201 and time.monotonic() - t0 >= 0.5 and server.faults.armed == []

@@ -5,6 +5,8 @@ depth with fromVersion/toVersion continuity, user-data stream, rate limits; real
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -110,9 +112,21 @@ async def test_mexc_signature_and_recv_window(server, http):
     other = MexcSigner(ApiCredentials("unknown", SECRET))
     status, body, _ = await mexc(http, server, "GET", "/account", signer=other)
     assert (status, codec.decode_error(body).code) == (401, 10072)
-    wide = MexcSigner(ApiCredentials(KEY, SECRET), recv_window_ms=60000)
+    wide = MexcSigner(ApiCredentials(KEY, SECRET), recv_window_ms=59_999)
     status, _, _ = await mexc(http, server, "GET", "/account", signer=wide)
     assert status == 200
+    # recvWindow must be less than 60000 (PROTOCOLS.md §1.7: 700005 for >= 60000): the server
+    # refuses 60000 itself, and the client refuses to be configured with it
+    for window in (60_000, 60_001):
+        query = f"recvWindow={window}&timestamp={int(time.time() * 1000)}"
+        signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        url = f"{server.base_url}/api/v3/account?{query}&signature={signature}"
+        async with http.get(url, headers={"X-MEXC-APIKEY": KEY}) as r:
+            status, body = r.status, await r.read()
+        assert (status, codec.decode_error(body).code) == (400, 700005), window
+    for window in (60_000, 0):
+        with pytest.raises(ValueError, match=f"recvWindow.*got {window}"):
+            MexcSigner(ApiCredentials(KEY, SECRET), recv_window_ms=window)
 
 
 async def test_mexc_order_lifecycle(server, http):
@@ -451,3 +465,33 @@ async def test_mexc_buy_fee_in_base_sell_fee_in_quote_over_rest(server, http):
     after_sell = await balances()
     assert after_sell["BTC"] == pytest.approx(after_buy["BTC"] - 0.002, abs=1e-12)
     assert after_sell["USDT"] == pytest.approx(after_buy["USDT"] + got * (1 - rate), abs=1e-6)
+
+
+async def test_mexc_injected_429_is_the_limiters_reply(server, http):
+    """A fault-injected 429 answers as the limiter does: ``{"code": 429}`` with ``Retry-After``
+    (whole seconds, PROTOCOLS.md §1.7)."""
+    for path, signer in (("/ping", None), ("/account", SIGNER)):
+        server.faults.http_error("mexc-spot", 429, path_prefix="/api/v3" + path)
+        status, body, headers = await mexc(http, server, "GET", path, signer=signer)
+        assert (status, codec.decode_error(body).code) == (429, 429), path
+        assert 1 <= int(headers["Retry-After"]) <= 600
+
+
+async def test_mexc_rejected_order_leaves_ack_faults_armed(server, http):
+    """``lose_ack`` / ``delay_ack`` belong to the next *accepted* placement: an order the venue
+    refuses (10101 insufficient balance) answers its error and leaves them armed."""
+    book = server.market.books[BOOK_KEY]
+    low = book.price_str(book.best()[0][0] - 100_000)
+    order = [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "LIMIT"), ("price", low)]
+    server.faults.lose_ack("mexc-spot")
+    server.faults.delay_ack("mexc-spot", 0.5)
+    status, body, _ = await mexc(http, server, "POST", "/order", [*order, ("quantity", "100")])
+    assert (status, codec.decode_error(body).code) == (400, 10101)
+    assert sorted(f.kind for f in server.faults.armed) == ["delay_ack", "lose_ack"]
+    t0 = time.monotonic()
+    with pytest.raises(aiohttp.ClientError):
+        await mexc(http, server, "POST", "/order", [*order, ("quantity", "0.001"), ("newClientOrderId", "acc1")])
+    assert time.monotonic() - t0 >= 0.5 and server.faults.armed == []
+    params = [("symbol", "BTCUSDT"), ("origClientOrderId", "acc1")]
+    status, body, _ = await mexc(http, server, "GET", "/order", params)
+    assert status == 200 and json.loads(body)["status"] == "NEW"

@@ -127,12 +127,13 @@ def test_mexc_verify_recv_window_rules() -> None:
     with pytest.raises(mexc.MexcAuthError) as err:
         mexc.verify(MEXC_SECRET, no_window, server_time_ms=6001)
     assert err.value.code == 700003
-    wide = _signed("symbol=BTCUSDT&recvWindow=60000&timestamp=1000")
-    mexc.verify(MEXC_SECRET, wide, server_time_ms=61000)
-    too_wide = _signed("symbol=BTCUSDT&recvWindow=60001&timestamp=1000")
-    with pytest.raises(mexc.MexcAuthError) as err:
-        mexc.verify(MEXC_SECRET, too_wide, server_time_ms=1000)
-    assert err.value.code == 700005
+    # MEXC's 700005: "recvWindow must less than 60000" (PROTOCOLS.md: 700005 recvWindow >= 60000)
+    wide = _signed("symbol=BTCUSDT&recvWindow=59999&timestamp=1000")
+    mexc.verify(MEXC_SECRET, wide, server_time_ms=60999)
+    for too_wide in ("60000", "60001"):
+        with pytest.raises(mexc.MexcAuthError) as err:
+            mexc.verify(MEXC_SECRET, _signed(f"symbol=BTCUSDT&recvWindow={too_wide}&timestamp=1000"), server_time_ms=1000)
+        assert err.value.code == 700005
     with pytest.raises(ValueError, match="recv_window_ms"):
         mexc.MexcSigner(ApiCredentials(MEXC_KEY, MEXC_SECRET), recv_window_ms=60001)
 

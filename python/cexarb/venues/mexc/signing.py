@@ -7,7 +7,7 @@ Rule (``shared/venues/PROTOCOLS.md`` §1.3, [MX-DOC] "Signed Endpoint Security")
   (``application/x-www-form-urlencoded``). Parameters may sit in either part; both are signed
   byte for byte as sent (URL-encoded form, upper-case hex escapes).
 * Signed endpoints carry ``timestamp`` (ms) and optional ``recvWindow`` (ms, default 5000,
-  at most 60000). The server accepts when ``timestamp < serverTime + 1000`` and
+  less than 60000: 60000 and more are refused with 700005, PROTOCOLS.md §1.7). The server accepts when ``timestamp < serverTime + 1000`` and
   ``serverTime - timestamp <= recvWindow``.
 * Header ``X-MEXC-APIKEY``. ccxt (and we) put every parameter in the query string, body empty,
   ``signature`` last.
@@ -40,6 +40,7 @@ __all__ = [
 
 API_KEY_HEADER = "X-MEXC-APIKEY"
 DEFAULT_RECV_WINDOW_MS = 5000
+#: exclusive bound: ``recvWindow`` must be less than this (MEXC answers 700005 otherwise)
 MAX_RECV_WINDOW_MS = 60000
 #: the server accepts a timestamp up to this far in its future [MX-DOC]
 FUTURE_TOLERANCE_MS = 1000
@@ -75,7 +76,12 @@ class MexcSigner:
 
     Args:
         credentials: API key and secret.
-        recv_window_ms: sent as ``recvWindow`` (1..60000; default 5000, as ccxt).
+        recv_window_ms: sent as ``recvWindow`` (1..59999, less than 60000; default 5000, as
+            ccxt).
+
+    Raises:
+        ValueError: ``recv_window_ms`` outside 1..59999 (MEXC refuses a ``recvWindow`` of 60000
+            or more).
         clock_ms: wall clock in ms (tests pass a fixed one); the connector may add a measured
             server-time offset.
     """
@@ -89,8 +95,12 @@ class MexcSigner:
         recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
-            raise ValueError(f"recv_window_ms must be in 1..{MAX_RECV_WINDOW_MS}, got {recv_window_ms!r}")
+        valid = isinstance(recv_window_ms, int) and not isinstance(recv_window_ms, bool)
+        if not (valid and 0 < recv_window_ms < MAX_RECV_WINDOW_MS):
+            raise ValueError(
+                f"recvWindow (recv_window_ms) must be an integer in 1..{MAX_RECV_WINDOW_MS - 1} "
+                f"(less than {MAX_RECV_WINDOW_MS}), got {recv_window_ms!r}"
+            )
         self._credentials = credentials
         self.recv_window_ms = recv_window_ms
         self._clock_ms = clock_ms or _wall_clock_ms
@@ -203,7 +213,7 @@ def verify(
     Raises:
         MexcAuthError: 10072 unknown key, 700002 signature missing or wrong, 700003 timestamp
             outside the window (``timestamp >= serverTime + 1000`` or
-            ``serverTime - timestamp > recvWindow``), 700005 recvWindow > 60000, 33333 a
+            ``serverTime - timestamp > recvWindow``), 700005 recvWindow >= 60000, 33333 a
             timestamp/recvWindow that is not an integer, 44444 timestamp missing.
     """
     if expected_key is not None:
@@ -238,8 +248,8 @@ def verify(
             recv_window_ms = int(raw_window)
         except ValueError:
             raise MexcAuthError(33333, f"Parameter 'recvWindow' is not an integer: {raw_window[:32]!r}") from None
-    if recv_window_ms > MAX_RECV_WINDOW_MS:
-        raise MexcAuthError(700005, f"recvWindow must less than {MAX_RECV_WINDOW_MS}")
+    if recv_window_ms >= MAX_RECV_WINDOW_MS:
+        raise MexcAuthError(700005, f"recvWindow must less than {MAX_RECV_WINDOW_MS}, got {recv_window_ms}")
     if not (timestamp_ms < server_time_ms + FUTURE_TOLERANCE_MS and server_time_ms - timestamp_ms <= recv_window_ms):
         raise MexcAuthError(700003, "Timestamp for this request is outside of the recvWindow.")
     return VerifiedRequest(params, timestamp_ms, recv_window_ms)

@@ -55,7 +55,12 @@ from aiohttp import WSMsgType, web
 from cexarb.model import Fill, OrderStatus, OrderType, Side, TimeInForce
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, RejectReason
 from cexarb.venues.gateio import codec
-from cexarb.venues.gateio.signing import GateAuthError, verify_rest, verify_ws_channel
+from cexarb.venues.gateio.signing import (
+    MAX_CLOCK_SKEW_S,
+    GateAuthError,
+    verify_rest,
+    verify_ws_channel,
+)
 from cexarb.venues.sim.faults import FaultKind
 from cexarb.venues.sim.market import (
     GATE_FUTURES,
@@ -87,6 +92,10 @@ FUT = "gateio-futures"
 _JSON = msgspec.json.Encoder()
 
 #: a request's (limit, remaining) of its rate-limit window, for the reply headers
+#: ``futures.order_book_update`` levels per interval (PROTOCOLS.md §3.4: "100"/"50"/"20", the
+#: 20 ms interval only "20"); the keys are the intervals either market's channel accepts (§2.4)
+_BOOK_LEVELS: dict[str, tuple[str, ...]] = {"100ms": ("100", "50", "20"), "20ms": ("20",)}
+_PRIVATE_TOPICS = ("orders", "usertrades", "balances", "positions")
 _RATE_KEY: web.RequestKey[tuple[int, int]] = web.RequestKey("gate_rate", tuple)
 
 _SPOT_TIF = {
@@ -113,6 +122,30 @@ def error_response(status: int, label: str, message: str, headers: dict[str, str
         content_type="application/json",
         headers=headers,
     )
+
+
+def _limit_for(venue: str, *, private: bool, kind: str) -> tuple[int, float]:
+    """``(limit, window_s)`` of a request's rate-limit window (PROTOCOLS.md §2.6, §3.6): public
+    200 / 10 s; spot placement 10 / 1 s, futures placement 100 / 1 s, cancels 200 / 1 s, other
+    private 200 / 10 s."""
+    if not private:
+        return 200, 10.0
+    if kind == "place":
+        return (10, 1.0) if venue == SPOT else (100, 1.0)
+    if kind == "cancel":
+        return 200, 1.0
+    return 200, 10.0
+
+
+def _too_many_requests(exc: _RateLimited) -> web.Response:
+    """Gate's 429 ``TOO_MANY_REQUESTS`` with the ``X-Gate-RateLimit-*`` headers (limiter and
+    injected fault alike)."""
+    headers = {
+        "X-Gate-RateLimit-Requests-Remain": "0",
+        "X-Gate-RateLimit-Limit": str(exc.limit),
+        "X-Gate-RateLimit-Reset-Timestamp": str(int(exc.reset * 1000)),
+    }
+    return error_response(429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded", headers)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -189,12 +222,15 @@ class GateHandlers:
         fault = self.server.faults.take(venue, FaultKind.HTTP_ERROR, request.path)
         if fault is not None:
             if fault.status == 429:
-                raise GateError(429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded")
+                # the same reply as the limiter's own 429 (X-Gate-RateLimit-* headers): the
+                # window of the request's endpoint class, reset at that window's end
+                limit, window_s = _limit_for(venue, private=private, kind=kind)
+                raise _RateLimited(limit, (int(time.time() // window_s) + 1) * window_s)
             raise GateError(fault.status, "SERVER_ERROR", "Internal server error")
         body = await request.read()
         if not private:
             peer = request.remote or "?"
-            self._rate(request, peer, "public", 200, 10.0)
+            self._rate(request, peer, "public", *_limit_for(venue, private=False, kind=kind))
             return None, body
         key = request.headers.get("KEY", "")
         if not key:
@@ -221,15 +257,16 @@ class GateHandlers:
         # futures placement 100r/s per user; cancels (single and batch) "a total of 200r/s" per
         # user, all routes together; other private endpoints 200r/10s per user per endpoint.
         uid = str(account.uid)
+        limit, window_s = _limit_for(venue, private=True, kind=kind)
         if kind == "place":
             if venue == SPOT:
-                self._rate(request, uid, "place-spot", 10, 1.0, name=_currency_pair_of(body))
+                self._rate(request, uid, "place-spot", limit, window_s, name=_currency_pair_of(body))
             else:
-                self._rate(request, uid, "place-futures", 100, 1.0, name="")
+                self._rate(request, uid, "place-futures", limit, window_s, name="")
         elif kind == "cancel":
-            self._rate(request, uid, "cancel-" + venue, 200, 1.0, name="")
+            self._rate(request, uid, "cancel-" + venue, limit, window_s, name="")
         else:
-            self._rate(request, uid, "private", 200, 10.0)
+            self._rate(request, uid, "private", limit, window_s)
         return account, body
 
     def _wrap(
@@ -248,12 +285,7 @@ class GateHandlers:
                 else:
                     response = await handler(request)
             except _RateLimited as exc:
-                headers = {
-                    "X-Gate-RateLimit-Requests-Remain": "0",
-                    "X-Gate-RateLimit-Limit": str(exc.limit),
-                    "X-Gate-RateLimit-Reset-Timestamp": str(int(exc.reset * 1000)),
-                }
-                return error_response(429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded", headers)
+                return _too_many_requests(exc)
             except GateError as exc:
                 response = error_response(exc.status, exc.label, exc.message)
             except codec.GateCodecError as exc:
@@ -845,7 +877,9 @@ class GateHandlers:
     # =========================================================================================
     # orders: place / cancel / query
 
-    async def _ack_faults(self, request: web.Request, venue: str) -> tuple[float, bool]:
+    def _ack_faults(self, request: web.Request, venue: str) -> tuple[float, bool]:
+        """Take the armed ``delay_ack`` / ``lose_ack`` of an accepted placement (call it after
+        every rejection check: a refused order leaves them armed for the next one)."""
         delay = self.server.faults.take(venue, FaultKind.DELAY_ACK)
         # with the path: a lose_ack armed for cancel paths (a path prefix) is not a placement's
         lose = self.server.faults.take(venue, FaultKind.LOSE_ACK, request.path)
@@ -1014,9 +1048,9 @@ class GateHandlers:
             lots=lots,
             quote_amount=quote_amount,
         )
-        delay, lose = await self._ack_faults(request, SPOT)
         self.server.place(account, record, request_obj)
         self._reject_from_venue(account, record, SPOT)
+        delay, lose = self._ack_faults(request, SPOT)  # after the rejection: it keeps them armed
         return await self._reply_order(request, SPOT, self.spot_order_json(account, record), delay, lose)
 
     async def futures_place(self, request: web.Request, account: SimAccount, raw: bytes) -> web.StreamResponse:
@@ -1112,9 +1146,9 @@ class GateHandlers:
             reduce_only=reduce_only,
             is_close=body.close,
         )
-        delay, lose = await self._ack_faults(request, FUT)
         self.server.place(account, record, request_obj)
         self._reject_from_venue(account, record, FUT)
+        delay, lose = self._ack_faults(request, FUT)  # after the rejection: it keeps them armed
         return await self._reply_order(request, FUT, self.futures_order_json(account, record, dec), delay, lose)
 
     def _find(self, account: SimAccount, venue: str, order_id: str) -> OrderRecord:
@@ -1524,6 +1558,20 @@ class _GateWsSession:
             return
         channel = req.channel
         prefix = self.market + "."
+        topic = channel[len(prefix) :] if channel.startswith(prefix) else ""
+        skew = req.time - time.time()
+        if abs(skew) > MAX_CLOCK_SKEW_S and topic not in _PRIVATE_TOPICS:
+            # every request's `time` must be within 60 s of the server's (PROTOCOLS.md §2.4);
+            # signed (private) requests fail in the auth check with code 4
+            self._error(
+                channel,
+                req.event,
+                2,
+                f"invalid argument: time {req.time} differs from server time by {abs(skew):.0f} s "
+                f"(more than {MAX_CLOCK_SKEW_S} s)",
+                req.id,
+            )
+            return
         if channel == prefix + "ping":
             now = time.time()
             self._send(
@@ -1542,11 +1590,10 @@ class _GateWsSession:
         if not channel.startswith(prefix):
             self._error(channel, req.event, 2, f"unknown channel {channel[:40]}", req.id)
             return
-        topic = channel[len(prefix) :]
         payload = req.payload if isinstance(req.payload, list) else []
         args = [str(x) for x in payload]
         try:
-            if topic in ("orders", "usertrades", "balances", "positions"):
+            if topic in _PRIVATE_TOPICS:
                 account = self._auth(req, channel)
                 self._private(req, topic, args, account)
             elif topic in ("order_book_update", "obu", "book_ticker", "trades") or (
@@ -1601,11 +1648,21 @@ class _GateWsSession:
                     f"unknown currency pair or contract {args[0][:32] if args else ''}",
                 )
             interval = args[1] if len(args) > 1 else "100ms"
-            if interval not in ("100ms", "20ms"):
-                raise _WsError(2, f"invalid interval {interval[:8]}")
-            level = args[2] if len(args) > 2 else "100"
-            if self.market == "futures" and level not in ("100", "50", "20"):
-                raise _WsError(2, f"invalid level {level[:8]}")
+            if interval not in _BOOK_LEVELS:
+                raise _WsError(2, f"invalid interval {interval[:8]!r} (20ms or 100ms)")
+            if self.market == "spot":
+                # spot: payload [pair, interval], every changed level, no level argument (§2.4)
+                if len(args) > 2:
+                    raise _WsError(2, f"invalid payload: spot.order_book_update takes [pair, interval], got level {args[2][:8]!r}")
+                level = "100"
+            else:
+                # futures: [contract, interval, level]; level 100/50/20 at 100ms, 20 only at 20ms (§3.4)
+                level = args[2] if len(args) > 2 else "100"
+                if len(args) > 3 or level not in _BOOK_LEVELS[interval]:
+                    allowed = "/".join(_BOOK_LEVELS[interval])
+                    raise _WsError(
+                        2, f"invalid level {level[:8]!r} for interval {interval!r} (level {allowed} at {interval})"
+                    )
             items = [(f"{symbol}|{interval}|{level}", symbol)]
         else:
             if not args or any(a != symbol for a in args):

@@ -111,6 +111,15 @@ class MexcError(Exception):
         self.headers = headers
 
 
+#: ``Retry-After`` (s) of a fault-injected 429 (the limiter's own says when its window resets)
+_INJECTED_RETRY_AFTER_S = 10
+
+
+def _too_many_requests(retry_after_s: int) -> MexcError:
+    """MEXC's HTTP 429: ``{"code": 429, "msg": "Too Many Requests"}`` with ``Retry-After``."""
+    return MexcError(429, "Too Many Requests", 429, {"Retry-After": str(retry_after_s)})
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=_JSON.encode(body), content_type="application/json")
 
@@ -196,7 +205,8 @@ class MexcHandlers:
         fault = self.server.faults.take(VENUE, FaultKind.HTTP_ERROR, request.path)
         if fault is not None:
             if fault.status == 429:
-                raise MexcError(429, "Too Many Requests", 429, {"Retry-After": "10"})
+                # the same reply as the limiter's own 429 below (PROTOCOLS.md §1.7: Retry-After)
+                raise _too_many_requests(_INJECTED_RETRY_AFTER_S)
             raise MexcError(fault.status, "Internal error", fault.status)
         body = (await request.read()).decode("utf-8", "replace")
         route = request.match_info.route.resource
@@ -225,8 +235,7 @@ class MexcHandlers:
             scope = f"ip:{request.remote}"
         ok, _remain, reset = self.server.rate_limiter.hit(("mexc", scope, name), 500, 10.0, weight)
         if not ok:
-            retry = max(1, int(reset - time.time() + 0.999))
-            raise MexcError(429, "Too Many Requests", 429, {"Retry-After": str(retry)})
+            raise _too_many_requests(max(1, int(reset - time.time() + 0.999)))
         return account, params
 
     def _wrap(
@@ -594,8 +603,6 @@ class MexcHandlers:
             lots=lots,
             quote_amount=quote_amount,
         )
-        delay = self.server.faults.take(VENUE, FaultKind.DELAY_ACK)
-        lose = self.server.faults.take(VENUE, FaultKind.LOSE_ACK)
         order = self.server.place(account, record, request_obj)
         if order.status is OrderStatus.REJECTED and order.reject_reason != RejectReason.POST_ONLY_WOULD_TAKE:
             account.orders[VENUE].pop(oid, None)
@@ -614,6 +621,9 @@ class MexcHandlers:
             if reason in (RejectReason.NO_LIQUIDITY, RejectReason.BOOK_INVALID):
                 raise MexcError(30010, "no valid trade price")
             raise MexcError(30016, f"order rejected: {reason}")
+        # ack faults are taken only by an accepted placement: a rejected one leaves them armed
+        delay = self.server.faults.take(VENUE, FaultKind.DELAY_ACK)
+        lose = self.server.faults.take(VENUE, FaultKind.LOSE_ACK)
         if delay is not None:
             await asyncio.sleep(delay.seconds)
         if lose is not None:
