@@ -31,15 +31,13 @@ def recording(perp_msgs: list[Msg], spot_msgs: list[Msg] | None = None) -> Recor
 
 
 def run(rec: Recording, **params: object) -> BacktestResult:
+    defaults: dict[str, object] = {
+        "position_size_usdt": 12_000.0, "max_hedge_ratio_drift": 0.01, "max_holding_time_s": 1.5,
+        "rebalance_retry_s": 0.5,
+    }
     strategy = registry.create(
-        StrategyType.SPOT_FUTURES_HEDGING,
-        spot_instrument=SPOT.key,
-        futures_instrument=PERP.key,
-        position_size_usdt=12_000.0,
-        max_hedge_ratio_drift=0.01,
-        max_holding_time_s=1.5,
-        rebalance_retry_s=0.5,
-        **params,
+        StrategyType.SPOT_FUTURES_HEDGING, spot_instrument=SPOT.key, futures_instrument=PERP.key,
+        **{**defaults, **params},
     )
     return asyncio.run(run_backtest(rec, strategy, BacktestConfig(end_of_data_lead_s=0.0)))
 
@@ -229,3 +227,17 @@ def test_no_exit_without_a_reason_holds_to_the_end_of_data() -> None:
     # the same moves with both thresholds out of reach: held until the data ends
     res = _run_exit(_spot_moving_to(60060.00, 60060.01), basis_stop_bps=1_000.0)
     assert res.strategy.additional_data["exit_reason"].startswith("end of data")
+
+
+def test_entry_refused_when_the_whole_lot_hedge_is_beyond_the_drift() -> None:
+    # 200 USDT (state-machines.md's example size) buys 0.00333 BTC; the perp's lot is 0.001 BTC,
+    # so the nearest hedge, 0.003, is 10 % off target: beyond the 5 % drift, and a rebalance
+    # (whole lots) could never correct it. Refused before any order, saying why.
+    res = run(recording(_steady_perp()), position_size_usdt=200.0, max_hedge_ratio_drift=0.05)
+    assert res.orders == []
+    assert res.strategy.final_state == "ERROR"
+    assert "max_hedge_ratio_drift 0.05" in (res.strategy.error or ""), res.strategy.error
+    # with a drift that allows the lot rounding it enters and is hedged by that whole lot
+    res = run(recording(_steady_perp()), position_size_usdt=200.0, max_hedge_ratio_drift=0.15)
+    assert [o.tag for o in res.orders][:2] == ["spot_entry", "futures_hedge"]
+    assert res.orders[1].filled_qty == pytest.approx(0.003)

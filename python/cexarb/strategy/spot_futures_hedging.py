@@ -329,6 +329,18 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
                 f"({perp.min_notional:g}) of {perp.key}"
             )
             return
+        # the whole-lot hedge must be within the drift that triggers a rebalance: a rebalance
+        # corrects in whole perp lots, so a position further off could never be brought back
+        ratio = _core.hedge_ratio(qty, self.spot_price, perp.base_qty(perp_qty, self.futures_price),
+                                  self.futures_price) or 0.0
+        if abs(ratio - p.hedge_ratio) > p.max_hedge_ratio_drift:
+            self.fail(
+                f"position_size_usdt {p.position_size_usdt}: the nearest whole-lot hedge, {perp_qty:g} "
+                f"{perp.symbol} (lot {perp.lot_size:g}), gives a hedge ratio of {ratio:.4f} against the target "
+                f"{p.hedge_ratio:g}, beyond max_hedge_ratio_drift {p.max_hedge_ratio_drift:g}: raise the size "
+                f"or the drift"
+            )
+            return
         spot_exec = spot_book.executable_price("buy", qty)
         perp_exec = perp_book.executable_price("sell", perp_qty)
         if not (spot_exec.complete and perp_exec.complete):
