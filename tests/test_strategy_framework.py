@@ -60,6 +60,19 @@ def test_create_rejects_bad_params_naming_the_field(params: dict, field: str) ->
     assert field in str(info.value)
 
 
+def test_spec_parameter_names_are_accepted() -> None:
+    # spot-futures-hedging.md's max_holding_time_hours and state-machines.md's max_position_imbalance
+    s = registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH, max_holding_time_hours=2, max_position_imbalance=0.03)
+    assert s.params.max_holding_time_s == 7200.0 and s.params.max_hedge_ratio_drift == 0.03
+    # both names of one setting agreeing is fine; disagreeing, or out of range, names the field
+    s = registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH, max_holding_time_hours=0.5, max_holding_time_s=1800)
+    assert s.params.max_holding_time_s == 1800.0
+    for bad in ({"max_holding_time_hours": 2, "max_holding_time_s": 5.0}, {"max_holding_time_hours": -1}):
+        with pytest.raises(StrategyParamError) as info:
+            registry.create(StrategyType.SPOT_FUTURES_HEDGING, **SFH, **bad)
+        assert info.value.field == "max_holding_time_hours", str(info.value)
+
+
 def test_unknown_strategy_type() -> None:
     with pytest.raises(ValueError, match="unknown strategy type 'nope'"):
         registry.create("nope")

@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     # every parameter the strategy ran with (defaults included), not only those given
-    summary = build_summary(result, msgspec.to_builtins(strategy.params), str(data_dir))
+    effective = {k: v for k, v in msgspec.to_builtins(strategy.params).items() if v is not None}  # no unset aliases
+    summary = build_summary(result, effective, str(data_dir))
     write_summary(summary, out / "summary.json")
     write_report(result, summary, out / "report.html")
     print(format_summary(summary))

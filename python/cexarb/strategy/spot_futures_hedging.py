@@ -34,6 +34,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from cexarb import _core
 from cexarb.model import FundingEvent, Order, OrderStatus, Side
 from cexarb.strategy.machine import (
@@ -84,6 +86,10 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
         max_hedge_retries: attempts to place the futures hedge before unwinding spot.
         rebalance_retry_s: after a rebalance that did not fill, check the hedge again this much
             later even if prices have not moved.
+        max_holding_time_hours / max_position_imbalance: the specs' names
+            (spot-futures-hedging.md, state-machines.md), accepted for ``max_holding_time_s``
+            (× 3600) and ``max_hedge_ratio_drift``; giving both names of one setting with
+            different values is an error.
     """
 
     spot_instrument: str
@@ -101,8 +107,21 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
     order_timeout_s: float = 10.0
     max_hedge_retries: int = 2
     rebalance_retry_s: float = 1.0
+    max_holding_time_hours: float | None = None
+    max_position_imbalance: float | None = None
 
     def __post_init__(self) -> None:
+        for alias, name, scale in (("max_holding_time_hours", "max_holding_time_s", 3600.0),
+                                   ("max_position_imbalance", "max_hedge_ratio_drift", 1.0)):
+            given = getattr(self, alias)
+            if given is None:
+                continue
+            if not (math.isfinite(given) and given > 0):
+                raise ValueError(f"{alias} must be finite and > 0, got {given!r}")
+            value, current = given * scale, getattr(self, name)
+            if current != _DEFAULTS[name] and current != value:
+                raise ValueError(f"{alias} {given!r} and {name} {current!r} name one setting: give one of them")
+            msgspec.structs.force_setattr(self, name, value)
         positive = ("position_size_usdt", "max_holding_time_s", "order_timeout_s", "max_hedge_ratio_drift",
                     "rebalance_retry_s")
         for name in positive:
@@ -125,6 +144,7 @@ class SpotFuturesHedgingParams(StrategyParams, frozen=True, kw_only=True, forbid
 
 
 H = HedgingState
+_DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(SpotFuturesHedgingParams)}
 
 
 @register
