@@ -17,6 +17,8 @@ and malformed frames):
 6. HTTP 5xx / 429 on REST -> idempotent calls retried and succeed, an order never blindly
    re-sent (an unknown one is resolved by client order id), 429 penalises the rate limiter and
    then succeeds (Gate: no Retry-After, 1 s); a Retry-After past the deadline fails fast (MEXC);
+   a 5xx on a placement the venue executed (``http_error_after_execute``) -> found by client
+   order id on the first query, its state and fills delivered once, never re-sent;
 7. MEXC listen-key keep-alive -> ``PUT userDataStream`` seen by the simulator, user data flows.
 
 Every wait is bounded (``asyncio.wait_for`` or a deadline loop).
@@ -539,6 +541,77 @@ async def test_5xx_on_placement_never_resent_and_resolved_as_not_placed(server, 
     nxt = await asyncio.wait_for(om.submit(resting_buy(server, venue, spec, "om5xx-2")), 3)
     await wait_for(lambda: nxt.status is OrderStatus.NEW, 3, "the next order acked")
     assert len(server_orders(server, spec, "om5xx-2")) == 1
+    await cancel_all(venue, spec)
+
+
+# ---- 6b. 5xx on a placement the venue executed (http_error_after_execute) ------------------------
+
+STALL_S = 1.5  # the streams held back while the order's outcome is unknown (< Gate's exptime)
+
+
+async def test_5xx_after_execute_resolved_by_client_id_not_resent(server, spec, venue):
+    """A gateway 5xx after the matching engine took the order: outcome unknown, never re-sent;
+    the connector's follow-up query finds it by client order id at once (no wait for Gate's
+    x-gate-exptime, which only a *not found* answer waits out), and its real state and fills
+    reach the OrderManager exactly once."""
+    venue.resolve_delays_s = (0.0, 0.2, 0.4)
+    queries: list[str] = []
+    get_order_of_venue = venue.get_order
+
+    async def counting_get_order(instrument_key: str, client_order_id: str) -> Any:
+        queries.append(client_order_id)
+        return await get_order_of_venue(instrument_key, client_order_id)
+
+    venue.get_order = counting_get_order
+    om = OrderManager(LiveClock(), {venue.name: venue}, venue.book)
+    await venue.wait_synced(spec.key, 5)
+    expiry_s = venue.order_expiry_s or 0.0
+
+    # the venue's streams are held back (STALL_S) so that only the connector's own query by
+    # client order id can tell it what happened to the order
+    # a resting order: executed (live at the venue), answered 5xx in the venue's format
+    fault = server.http_error_after_execute(spec.name, 503)
+    server.faults.stall_stream(spec.name, STALL_S)
+    t0 = time.monotonic()
+    rest = await asyncio.wait_for(om.submit(resting_buy(server, venue, spec, "ax5xx1")), 3)
+    assert fault.fired == 1 and venue.unknown_outcomes == 1
+    assert rest.status is not OrderStatus.REJECTED
+    await wait_for(lambda: rest.status is OrderStatus.NEW and om.n_open_orders == 1, STALL_S, "the order found NEW")
+    elapsed = time.monotonic() - t0  # by the query, at once: before the stall or Gate's exptime ended
+    assert elapsed < STALL_S and (not expiry_s or elapsed < expiry_s)
+    assert queries == ["ax5xx1"]
+    assert rest.venue_order_id and len(server_orders(server, spec, "ax5xx1")) == 1
+    assert [o.client_order_id for o in await asyncio.wait_for(venue.open_orders(spec.key), 3)] == ["ax5xx1"]
+
+    # a taking order: executed and filled, answered 502; the fill is delivered once
+    await asyncio.sleep(max(0.0, STALL_S - (time.monotonic() - t0)) + 0.2)  # the held frames out
+    fault = server.http_error_after_execute(spec.name, 502)
+    server.faults.stall_stream(spec.name, STALL_S)
+    t0 = time.monotonic()
+    take = await asyncio.wait_for(om.submit(taking_buy(server, venue, spec, "ax5xx2")), 3)
+    assert fault.fired == 1 and venue.unknown_outcomes == 2
+    assert take.status is not OrderStatus.REJECTED
+    await wait_for(lambda: take.status is OrderStatus.FILLED, STALL_S, "the order found FILLED")
+    elapsed = time.monotonic() - t0
+    assert elapsed < STALL_S and (not expiry_s or elapsed < expiry_s)
+    assert queries == ["ax5xx1", "ax5xx2"]
+    await wait_for(
+        lambda: sum(f.qty for f in om.fills if f.client_order_id == "ax5xx2") == pytest.approx(spec.qty),
+        3,
+        "the fill",
+    )
+    await asyncio.sleep(0.3)  # a duplicate (held stream frames + query) would arrive by now
+    fills = [f for f in om.fills if f.client_order_id == "ax5xx2"]
+    assert len(fills) == len({f.fill_id for f in fills})
+    assert sum(f.qty for f in fills) == pytest.approx(spec.qty)
+    fee_base = sum(f.fee_base for f in fills)
+    assert om.position(spec.key).qty == pytest.approx(spec.qty - fee_base, abs=1e-12)
+    assert take.venue_order_id and len(server_orders(server, spec, "ax5xx2")) == 1
+    # never re-sent; the unknown outcomes were looked up by client order id (or the stream told
+    # first), and nothing concluded "not placed"
+    assert queries == ["ax5xx1", "ax5xx2"]
+    assert rest.reject_reason in (None, "") and take.reject_reason in (None, "")
+    assert server.take_error_after_execute(spec.name) is None  # each fault fired once, disarmed
     await cancel_all(venue, spec)
 
 

@@ -1,7 +1,10 @@
 """``cexarb sim-server``: the loopback exchange simulator (MEXC spot + Gate.io spot/USDT futures).
 
 ``main(argv)`` parses the arguments, starts :class:`~cexarb.venues.sim.server.SimServer` and
-serves until interrupted; it logs one line when ready. The lead wires it into ``cexarb``'s CLI.
+serves until interrupted. Once listening it writes two lines to stderr whatever ``--log-level``
+says (in the log format): the recording each symbol replays (folder and file), then
+``cexarb sim-server ready on http://HOST:PORT (...)`` -- scripts wait for ``ready on``.
+The lead wires it into ``cexarb``'s CLI.
 """
 
 from __future__ import annotations
@@ -18,6 +21,26 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("cexarb.sim_server")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+#: the recording folder used when ``--data`` is not given (looked up by
+#: :func:`cexarb.cli.default_data_dir`: ``$CEXARB_DATA/book/<this>`` or
+#: ``../shared/data/book/<this>`` from the working directory or the package)
+DEFAULT_RECORDING = "binance_btc_20240808"
+
+
+def _announce(msg: str, *args: object) -> None:
+    """Log ``msg`` at INFO, or -- when the log level hides INFO -- write the same formatted
+    line straight to stderr: startup lines stay visible under ``--log-level WARNING``."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(msg, *args)
+        return
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, msg, args, None)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.handle(record)
+    handler.flush()
+
 
 def _epilog() -> str:
     from cexarb.venues.sim.market import MAPPING_HELP
@@ -27,7 +50,15 @@ def _epilog() -> str:
         FUTURES_LEVERAGE,
     )
 
-    lines = [MAPPING_HELP]
+    # MAPPING_HELP's first line names the default recording; --data replaces it, so say both
+    _first, _, mapping = MAPPING_HELP.partition("\n")
+    lines = [
+        f"symbols served, replayed in real time (looping) from the recording folder: by default {DEFAULT_RECORDING}",
+        "($CEXARB_DATA/book/... or ../shared/data/book/...); --data DIR replaces it for every symbol",
+        "(DIR must hold <source>_<SYMBOL>_*_book.csv[.gz] of each source below; the startup line",
+        "names the folder and file each symbol replays):",
+        mapping,
+    ]
     lines.append("starting balances of every account (override per account in --accounts):")
     for venue, balances in DEFAULT_BALANCES.items():
         text = ", ".join(f"{amount:,.8g} {asset}" for asset, amount in balances.items())
@@ -80,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         type=Path,
-        help="recording folder (default: ../shared/data/book/binance_btc_20240808)",
+        help=f"recording folder replayed for every symbol, replacing the default {DEFAULT_RECORDING} "
+        "($CEXARB_DATA/book/... or ../shared/data/book/...)",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed, 1.0 = real time")
     parser.add_argument(
@@ -121,7 +153,14 @@ async def _serve(args: argparse.Namespace) -> int:
             pass
     await server.start()
     try:
-        log.info(
+        for key, (source, path) in server.recording_sources().items():
+            _announce(
+                "recording for %s: %s from %s",
+                key,
+                source,
+                path if path is not None else server.data_dir,
+            )
+        _announce(
             "cexarb sim-server ready on %s (MEXC /api/v3 + /ws, Gate /api/v4 + /ws/v4/ + /v4/ws/usdt; %d account(s))",
             server.base_url,
             len(server.accounts),
@@ -137,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     try:

@@ -24,6 +24,10 @@ kind                effect
 ``http_error``      (``status``, ``path_prefix``) the next REST request(s) of the venue (whose
                     path starts with ``path_prefix`` when given) answer ``status`` (429 with the
                     venue's rate-limit body, 5xx with a server-error body) without executing
+``http_error_after_execute``  (``status``, a 5xx) the next order placement(s) the venue accepts
+                    execute (rest or fill), then answer ``status`` with the venue's server-error
+                    body instead of the order: a gateway error after the matching engine took
+                    it (the client must find the order by its client id, and not send it again)
 ==================  ==========================================================================
 
 Everything here is synchronous and I/O-free except :meth:`Faults.close_sockets`, which closes
@@ -57,6 +61,7 @@ class FaultKind(enum.StrEnum):
     PARTIAL_FILL = "partial_fill"
     REJECT_ORDER = "reject_order"
     HTTP_ERROR = "http_error"
+    HTTP_ERROR_AFTER_EXECUTE = "http_error_after_execute"
 
 
 class Fault(msgspec.Struct, kw_only=True):
@@ -107,6 +112,8 @@ class Faults:
             raise ValueError(f"fault fraction must be in [0, 1), got {fault.fraction}")
         if not 400 <= fault.status <= 599:
             raise ValueError(f"fault status must be 4xx/5xx, got {fault.status}")
+        if fault.kind is FaultKind.HTTP_ERROR_AFTER_EXECUTE and not 500 <= fault.status <= 599:
+            raise ValueError(f"fault status must be a 5xx for {fault.kind.value}, got {fault.status}")
         log.info(
             "fault armed venue=%s kind=%s count=%d",
             fault.venue,
@@ -180,6 +187,9 @@ class Faults:
                 path_prefix=path_prefix,
             )
         )
+
+    def http_error_after_execute(self, venue: str, status: int = 503, count: int = 1) -> Fault:
+        return self.arm(Fault(venue=venue, kind=FaultKind.HTTP_ERROR_AFTER_EXECUTE, status=status, count=count))
 
     def clear(self) -> None:
         """Disarm everything and end any stall."""

@@ -17,7 +17,10 @@ reply already reflects what the order did on arrival). Signatures and timestamps
 with the venues' own rules (:func:`cexarb.venues.mexc.signing.verify`,
 :func:`cexarb.venues.gateio.signing.verify_rest`); errors use each venue's format; rate limits
 answer 429 the venue's way (:class:`RateLimiter`); faults come from
-:class:`~cexarb.venues.sim.faults.Faults`.
+:class:`~cexarb.venues.sim.faults.Faults` (``http_error_after_execute`` among them: an order
+placement executed, then answered 5xx). Unknown routes under ``/api/v3/`` and ``/api/v4/`` answer 404 in the
+venue's error shape (:func:`not_found_response`). Every account has its own uid (duplicates are
+refused; accounts without one get the first free uid).
 
 Python use (tests)::
 
@@ -44,7 +47,7 @@ from cexarb.clock import LiveClock, TimerHandle
 from cexarb.model import Fill, Instrument, Order, OrderType, Side, TimeInForce
 from cexarb.venues.base import OrderRequest, PrivateEvent
 from cexarb.venues.secrets import Secret
-from cexarb.venues.sim.faults import VENUES, FaultKind, Faults
+from cexarb.venues.sim.faults import VENUES, Fault, FaultKind, Faults
 from cexarb.venues.sim.market import (
     GATE_FUTURES,
     GATE_SPOT,
@@ -109,6 +112,46 @@ def fmt_num(value: float, decimals: int = 8) -> str:
         return "0"
     text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+def not_found_response(path: str) -> web.Response | None:
+    """The venue's own 404 for an unknown REST ``path``, by prefix (None: not a venue REST path).
+
+    * ``/api/v3/...`` (MEXC): ``{"code": 404, "msg": "Not Found"}``. MEXC's error-code list does
+      not document an unknown-path answer; this follows its HTTP-status-as-code entries
+      (``429 Too Many Requests``, ``500 Internal error``; PROTOCOLS.md §1.7).
+    * ``/api/v4/...`` (Gate): ``{"label": "NOT_FOUND", "message": "Not Found"}``. Gate lists the
+      label ``NOT_FOUND`` as "request path does not exist" (its maintainers' label list,
+      gateio/gateapi-python#18); the message text of a live reply is not in our recordings.
+    """
+    if path.startswith("/api/v3/"):
+        body: dict[str, Any] = {"code": 404, "msg": "Not Found"}
+    elif path.startswith("/api/v4/"):
+        body = {"label": "NOT_FOUND", "message": "Not Found"}
+    else:
+        return None
+    return web.Response(status=404, body=msgspec.json.encode(body), content_type="application/json")
+
+
+@web.middleware
+async def _venue_not_found(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """Unknown routes under a venue's REST prefix answer 404 in that venue's error shape
+    (:func:`not_found_response`); aiohttp's plain-text 404 elsewhere."""
+    if isinstance(request.match_info.http_exception, web.HTTPNotFound):
+        response = not_found_response(request.path)
+        if response is not None:
+            return response
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+def _duplicate_uid(uid: int, first_key: str, second_key: str) -> ValueError:
+    return ValueError(
+        f"duplicate uid {uid}: accounts with api_key {first_key!r} and api_key {second_key!r} "
+        "(uids must be unique; leave uid out to have a free one assigned)"
+    )
 
 
 class EagerClock(LiveClock):
@@ -521,6 +564,8 @@ class SimServer:
             raise ValueError("SimServer needs at least one account")
         self.host = host
         self.port = port
+        #: the recording folder the books replay from (resolved)
+        self.data_dir = Path(data_dir).resolve()
         self.market = LiveMarket(data_dir, speed=speed)
         self.clock = EagerClock()
         self.faults = Faults()
@@ -532,6 +577,15 @@ class SimServer:
         self.sockets: dict[str, set[WsConn]] = {v: set() for v in VENUES}
         self._order_ids = itertools.count(700_000_000_001)
         self._seen_keys: set[str] = set()
+        # the uids the accounts ask for, reserved before any is assigned: an account without one
+        # never takes a uid a later account names (two accounts sharing a uid would share its
+        # rate-limit windows and Gate ``user`` id)
+        self._reserved_uids: dict[int, str] = {}
+        for spec in accounts:
+            if spec.uid > 0:
+                holder = self._reserved_uids.setdefault(spec.uid, spec.api_key)
+                if holder != spec.api_key:
+                    raise _duplicate_uid(spec.uid, holder, spec.api_key)
         for n, spec in enumerate(accounts):
             self.add_account(spec, default_uid=10_001 + n)
         self.market_trades: dict[str, list[TradeTick]] = {k: [] for k in self.market.books}
@@ -548,13 +602,25 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._funding_task: asyncio.Task[None] | None = None
 
+    def recording_sources(self) -> dict[str, tuple[str, Path | None]]:
+        """Per served book (``mexc-spot:BTCUSDT``): the recorded instrument it replays
+        (``binance-spot:BTCUSDT``) and that instrument's book file in :attr:`data_dir` (the one
+        :func:`~cexarb.venues.sim.market.load_source` loads; None if it is gone since)."""
+        out: dict[str, tuple[str, Path | None]] = {}
+        for key, book in self.market.books.items():
+            source = book.spec.source
+            venue, _, symbol = source.partition(":")
+            files = sorted(self.data_dir.glob(f"{venue}_{symbol}_*_book.csv*"))
+            out[key] = (source, files[0] if files else None)
+        return out
+
     # ---- accounts and orders --------------------------------------------------------------------
 
     def add_account(self, spec: AccountSpec, *, default_uid: int | None = None) -> SimAccount:
         if spec.api_key in self._seen_keys:
             raise ValueError("duplicate API key in accounts (keys must be unique)")
+        uid = self._uid_for(spec, default_uid)
         self._seen_keys.add(spec.api_key)
-        uid = spec.uid or (default_uid if default_uid is not None else 10_001 + len(self.accounts))
         venues: dict[str, SimVenue] = {}
         for name, inst in INSTRUMENTS.items():
             balances = dict(DEFAULT_BALANCES[name])
@@ -573,6 +639,27 @@ class SimServer:
         self.accounts.append(account)
         self.accounts_by_key[spec.api_key] = account
         return account
+
+    def _uid_for(self, spec: AccountSpec, default_uid: int | None) -> int:
+        """``spec``'s uid, or (none given) the first free one from ``default_uid`` up.
+
+        Raises:
+            ValueError: a negative uid, or one another account already has (the message names
+                the uid and both API keys, never a secret).
+        """
+        if spec.uid < 0:
+            raise ValueError(f"uid must be >= 1 (or 0/absent: assigned), got {spec.uid} for api_key {spec.api_key!r}")
+        taken = {a.uid: a.api_key.reveal() for a in self.accounts}
+        if spec.uid > 0:
+            holder = taken.get(spec.uid)
+            if holder is not None:
+                raise _duplicate_uid(spec.uid, holder, spec.api_key)
+            return spec.uid
+        reserved = {uid for uid, key in self._reserved_uids.items() if key != spec.api_key}
+        uid = default_uid if default_uid is not None else 10_001 + len(self.accounts)
+        while uid in taken or uid in reserved:
+            uid += 1
+        return uid
 
     def account_for_key(self, key: str | None) -> SimAccount | None:
         return self.accounts_by_key.get(key or "")
@@ -594,6 +681,24 @@ class SimServer:
             self._limit_liquidity(venue, request, fault.fraction)
         venue.submit(request)
         return account.order_state(record)
+
+    def http_error_after_execute(self, venue: str, status: int = 503, count: int = 1) -> Fault:
+        """Arm an ``http_error_after_execute`` fault (:mod:`cexarb.venues.sim.faults`): the next
+        ``count`` accepted order placements of ``venue`` execute, then answer ``status`` (5xx)
+        in the venue's error format (MEXC ``{"code", "msg"}``, Gate ``{"label": "SERVER_ERROR",
+        "message"}``). A placement the venue refuses leaves it armed.
+
+        Raises:
+            ValueError: unknown ``venue``, ``status`` not a 5xx, or ``count`` < 1.
+        """
+        return self.faults.http_error_after_execute(venue, status, count)
+
+    def take_error_after_execute(self, venue: str) -> int | None:
+        """Placement handlers, once the venue accepted (executed) an order: the HTTP status to
+        answer instead of the order when an ``http_error_after_execute`` fault is armed for
+        ``venue`` (consumed once), else None."""
+        fault = self.faults.take(venue, FaultKind.HTTP_ERROR_AFTER_EXECUTE)
+        return None if fault is None else fault.status
 
     def _limit_liquidity(self, venue: SimVenue, request: OrderRequest, fraction: float) -> None:
         """Partial-fill fault: mark all but ``fraction`` of the liquidity ``request`` would take
@@ -736,7 +841,7 @@ class SimServer:
     def _build_app(self) -> web.Application:
         from cexarb.venues.sim import server_gateio, server_mexc
 
-        app = web.Application(client_max_size=1 << 20)
+        app = web.Application(client_max_size=1 << 20, middlewares=[_venue_not_found])
         self.mexc = server_mexc.setup_routes(app, self)
         self.gate = server_gateio.setup_routes(app, self)
         app.router.add_get("/_sim/status", self._admin_status)

@@ -885,6 +885,13 @@ class GateHandlers:
         lose = self.server.faults.take(venue, FaultKind.LOSE_ACK, request.path)
         return (delay.seconds if delay else 0.0), lose is not None
 
+    def _error_after_execute(self, venue: str) -> None:
+        """An armed ``http_error_after_execute`` fault (:meth:`SimServer.http_error_after_execute`)
+        on an accepted (executed) placement: answer its 5xx instead of the order."""
+        status = self.server.take_error_after_execute(venue)
+        if status is not None:
+            raise GateError(status, "SERVER_ERROR", "Internal server error")
+
     def _reject_fault(self, venue: str) -> None:
         fault = self.server.faults.take(venue, FaultKind.REJECT_ORDER)
         if fault is not None:
@@ -1050,6 +1057,7 @@ class GateHandlers:
         )
         self.server.place(account, record, request_obj)
         self._reject_from_venue(account, record, SPOT)
+        self._error_after_execute(SPOT)
         delay, lose = self._ack_faults(request, SPOT)  # after the rejection: it keeps them armed
         return await self._reply_order(request, SPOT, self.spot_order_json(account, record), delay, lose)
 
@@ -1148,6 +1156,7 @@ class GateHandlers:
         )
         self.server.place(account, record, request_obj)
         self._reject_from_venue(account, record, FUT)
+        self._error_after_execute(FUT)
         delay, lose = self._ack_faults(request, FUT)  # after the rejection: it keeps them armed
         return await self._reply_order(request, FUT, self.futures_order_json(account, record, dec), delay, lose)
 

@@ -622,6 +622,9 @@ class MexcHandlers:
                 raise MexcError(30010, "no valid trade price")
             raise MexcError(30016, f"order rejected: {reason}")
         # ack faults are taken only by an accepted placement: a rejected one leaves them armed
+        failed = self.server.take_error_after_execute(VENUE)
+        if failed is not None:  # executed, but a gateway error replaces the reply
+            raise MexcError(failed, "Internal error", failed)
         delay = self.server.faults.take(VENUE, FaultKind.DELAY_ACK)
         lose = self.server.faults.take(VENUE, FaultKind.LOSE_ACK)
         if delay is not None:
