@@ -27,7 +27,9 @@ _GRID_TOL = 1e-6
 def reference(
     instrument: Any, qty: Any, price: Any, price_ticks: Any, type: OrderType | None
 ) -> tuple[Any, ...]:
-    """The Python implementation of OrderRequest.create before the Rust call (verbatim logic)."""
+    """The Python implementation of OrderRequest.create before the Rust call, with two fixes the
+    Rust call made since: ``price_ticks`` must be a whole number (an int; a float was truncated),
+    and a price must be at least one tick (1e-9 became 0 ticks and the wire price "0.00")."""
     if not (qty > 0 and qty != math.inf):
         raise ValueError(f"order qty must be finite and > 0, got {qty!r}")
     lots_f = qty / instrument.lot_size
@@ -39,6 +41,10 @@ def reference(
             raise ValueError(f"give price or price_ticks, not both (price {price!r}, price_ticks {price_ticks!r})")
         if price_ticks <= 0:
             raise ValueError(f"order price_ticks must be > 0, got {price_ticks!r}")
+        if not isinstance(price_ticks, int):
+            raise ValueError(f"order price_ticks must be a whole number of ticks (an int), got {price_ticks!r}")
+        if price_ticks >= 2**63:
+            raise ValueError(f"order price_ticks {price_ticks!r} is beyond the supported range (< 2**63)")
         ticks = int(price_ticks)
         otype = OrderType.LIMIT if type is None else type
     elif price is None:
@@ -53,6 +59,8 @@ def reference(
         ticks = round(ticks_f)
         if abs(ticks_f - ticks) > max(_GRID_TOL, ticks_f * 1e-12):
             raise ValueError(f"order price {price!r} is not a multiple of tick_size {instrument.tick_size!r}")
+        if ticks < 1:
+            raise ValueError(f"order price {price!r} is below one tick_size {instrument.tick_size!r}")
         otype = OrderType.LIMIT if type is None else type
     wire_qty, wire_price, fqty, fprice = _core.order_wire(lots, instrument.lot_size, ticks, instrument.tick_size)
     return (lots, ticks, wire_qty, wire_price, fqty, fprice, otype)

@@ -202,13 +202,30 @@ def parse_gate_depth(data: bytes | str) -> GateDepth | None:
 # ---- pricing ----
 def entry_spread_bps(
     buy_book: OrderBook, sell_book: OrderBook, qty: float, buy_taker_fee: float, sell_taker_fee: float
-) -> float | None: ...
+) -> float | None:
+    """Entry spread, bps, of buying ``qty`` (base units) on ``buy_book`` at its executable average
+    ask and selling on ``sell_book`` at its average bid, net of taker fees (fractions):
+    ``(sell_avg * (1 - sell_fee) - buy_avg * (1 + buy_fee)) / buy_avg * 1e4``. None when a book is
+    invalid or too shallow. PricingError: ``qty`` not finite and > 0, a fee not finite."""
 def exit_spread_bps(
     long_book: OrderBook, short_book: OrderBook, qty: float, long_taker_fee: float, short_taker_fee: float
-) -> float | None: ...
-def basis_bps(perp_price: float, spot_price: float) -> float: ...
-def annualized_funding_rate(rate_per_interval: float, interval_hours: float) -> float: ...
-def expected_funding_pnl(perp_qty: float, mark_price: float, funding_rate: float, n_intervals: float) -> float: ...
+) -> float | None:
+    """Exit spread, bps, of selling ``qty`` on ``long_book`` at its average bid and buying it back
+    on ``short_book`` at its average ask, net of taker fees:
+    ``(long_sell_avg * (1 - long_fee) - short_buy_avg * (1 + short_fee)) / short_buy_avg * 1e4``.
+    None when a book is invalid or too shallow. PricingError as :func:`entry_spread_bps`."""
+def basis_bps(perp_price: float, spot_price: float) -> float:
+    """Basis of the perp over spot, bps: ``(perp_price - spot_price) / spot_price * 1e4`` (prices
+    quote per base unit). PricingError: a price not finite and > 0."""
+def annualized_funding_rate(rate_per_interval: float, interval_hours: float) -> float:
+    """Simple (not compounded) annualised funding: ``rate_per_interval * 24 * 365 /
+    interval_hours``, as a fraction per year. Binance USD-M perpetuals settle funding every 8
+    hours by default (Binance "Introduction to Binance Futures Funding Rates"; the interval is
+    per symbol, ``fundingIntervalHours`` of ``GET /fapi/v1/fundingInfo``). PricingError: rate not
+    finite, interval not finite and > 0."""
+def expected_funding_pnl(perp_qty: float, mark_price: float, funding_rate: float, n_intervals: float) -> float:
+    """Funding PnL, quote currency: ``-perp_qty * mark_price * funding_rate * n_intervals`` (perp
+    qty signed base units; positive funding: longs pay shorts). PricingError: not finite."""
 def ticks_to_decimal_str(ticks: int, tick_size: float) -> str: ...
 def best_cross(
     a: OrderBook, b: OrderBook, qty: float, a_taker_fee: float, b_taker_fee: float
@@ -222,19 +239,23 @@ def order_fields(
     """``OrderRequest.create``'s checks and formatting in one call: ``(qty_lots, price_ticks,
     wire_qty, wire_price, qty, price)``. ``instrument``: anything with ``lot_size`` / ``tick_size``;
     ``qty`` base units (contracts) on the lot grid, ``price`` quote on the tick grid (within 1e-6
-    step + 1e-12 relative) or ``price_ticks`` whole ticks, not both; neither: market (None
-    price fields), a ValueError when ``limit_required``. ValueError messages name the field and
-    the value given; PricingError for a bad tick/lot size."""
+    step + 1e-12 relative) and at least one tick, or ``price_ticks`` whole ticks (an ``int`` or
+    ``__index__`` object, >= 1; a float is a ValueError, never truncated), not both; neither:
+    market (None price fields), a ValueError when ``limit_required``. ValueError messages name
+    the field and the value given; PricingError for a bad tick/lot size (``lot_size`` /
+    ``tick_size`` not finite and > 0, named)."""
 @final
 class ArbEntry:
     """SIMPLE_ARBITRAGE entry scan of two books in one call: sizing at book a's mid (the coarser
     lot), both directions walked net of taker fees, and at/above ``threshold_bps`` the buy leg's
-    IOC limit ``ceil(best_ask_ticks * (1 + slippage_tolerance) - 1e-9)`` as exact strings.
+    IOC limit ``ceil(best_ask_ticks * (1 + slippage_tolerance) - 1e-9)`` as exact strings;
+    ``slippage_tolerance`` a fraction within [0, 1) (PricingError otherwise, naming it).
 
     ``scan()`` -> None (a book invalid/empty, neither direction fills) or ``(buy_on_a, spread_bps,
     qty, buy_slippage_bps, sell_slippage_bps, buy_best_ticks, order)`` with ``order`` None below
     the threshold, else ``(qty_lots, limit_ticks, wire_qty, wire_price, qty, price)``.
-    Raises PricingError: size below the min notional, or off the buy instrument's lot grid.
+    Raises PricingError: size below the min notional, or off the buy instrument's lot grid;
+    RuntimeError when a book is being mutated (``replay_deltas`` on another thread).
     """
 
     def __init__(
@@ -288,20 +309,42 @@ class PreTradeRisk:
         inverse: bool,
     ) -> tuple[str, float, float] | None:
         """None, or the first breach ``(code, value, limit)``: book_invalid, no_mid,
-        order_notional, position_notional, price_band (bps through the mid), open_orders."""
+        order_notional, position_notional, price_band (bps through the mid), open_orders.
+        Raises PricingError naming the field for a malformed order (fails closed): ``qty``,
+        ``contract_size`` or ``price`` not finite and > 0, ``side_sign`` not +1 / -1,
+        ``position_qty`` not finite."""
 def decimals_for_step(step: float) -> int: ...
 
 # ---- hedge ----
-def hedge_ratio(spot_qty: float, spot_price: float, perp_qty: float, perp_price: float) -> float | None: ...
-def delta_base(spot_qty: float, perp_qty: float) -> float: ...
-def delta_quote(spot_qty: float, perp_qty: float, price: float) -> float: ...
-def hedge_drift(current_ratio: float, target_ratio: float) -> float: ...
-def rebalance_qty(delta_base: float, lot_size: float, min_notional: float, price: float) -> float: ...
+def hedge_ratio(spot_qty: float, spot_price: float, perp_qty: float, perp_price: float) -> float | None:
+    """Signed hedge ratio ``-(perp_qty * perp_price) / (spot_qty * spot_price)``: hedge notional
+    over hedged notional, quantities signed in base units (a short is negative), prices quote
+    per base unit. A short perp against long spot at equal notionals gives ``+1.0``; a perp leg
+    on the same side as the spot (the wrong side: delta doubled) gives a negative ratio, so its
+    drift from a target of 1 is about 2. None when the spot notional is 0. Raises PricingError
+    for a non-finite input or ratio."""
+def delta_base(spot_qty: float, perp_qty: float) -> float:
+    """Net delta ``spot_qty + perp_qty``, signed base units. PricingError: an input not finite."""
+def delta_quote(spot_qty: float, perp_qty: float, price: float) -> float:
+    """Net delta in quote currency ``(spot_qty + perp_qty) * price``. PricingError: not finite."""
+def hedge_drift(current_ratio: float, target_ratio: float) -> float:
+    """``|current_ratio - target_ratio|`` (ratios as :func:`hedge_ratio`). PricingError: not finite."""
+def rebalance_qty(delta_base: float, lot_size: float, min_notional: float, price: float) -> float:
+    """Signed order qty (base units) removing ``delta_base``, rounded toward zero to whole lots
+    (never overshoots); 0.0 when ``|qty| * price`` (quote) is below ``min_notional``. PricingError:
+    ``delta_base`` not finite, ``lot_size`` / ``price`` not finite and > 0, ``min_notional`` < 0."""
 
 @final
 class EwmaVolatility:
-    def __init__(self, halflife: float) -> None: ...
-    def update(self, price: float) -> float | None: ...
+    """EWMA volatility of log returns (J.P. Morgan/Reuters, RiskMetrics Technical Document, 4th
+    ed. 1996, section 5.2.1): ``var = lam * var + (1 - lam) * r**2``, ``r = ln(p / p_prev)``,
+    ``lam = 0.5 ** (1 / halflife)``; the value ``sqrt(var)`` is a fraction per update."""
+
+    def __init__(self, halflife: float) -> None:
+        """``halflife`` in updates; PricingError when not finite and > 0."""
+    def update(self, price: float) -> float | None:
+        """Adds a price (quote, finite and > 0, else PricingError with the state unchanged);
+        returns the volatility, None before 2 prices."""
     @property
     def value(self) -> float | None: ...
     @property
@@ -309,8 +352,16 @@ class EwmaVolatility:
 
 @final
 class RollingOls:
-    def __init__(self, window: int) -> None: ...
-    def update(self, x: float, y: float) -> float | None: ...
+    """Ordinary least squares ``y = alpha + beta * x`` over the last ``window`` points:
+    ``beta = cov(x, y) / var(x)``, ``alpha = mean(y) - beta * mean(x)``, from running sums of
+    deviations from a shift re-chosen at each recompute (stable at price levels such as
+    60000 +- 0.01, where raw sums cancel)."""
+
+    def __init__(self, window: int) -> None:
+        """``window`` points, 2 ..= 2**24; PricingError (a ValueError) naming it otherwise."""
+    def update(self, x: float, y: float) -> float | None:
+        """Adds a point; returns beta, None with < 2 points or ``var(x) == 0`` (up to float
+        noise). PricingError (state unchanged): ``x`` / ``y`` or a running sum not finite."""
     @property
     def beta(self) -> float | None: ...
     @property

@@ -16,9 +16,12 @@ pub enum HedgeError {
     NotPositive { field: &'static str, value: f64 },
     #[error("{field} {value} must be finite and >= 0")]
     Negative { field: &'static str, value: f64 },
-    #[error("window {window} must be >= 2")]
-    BadWindow { window: usize },
+    #[error("window {window} must be >= 2 and <= {max}")]
+    BadWindow { window: usize, max: usize },
 }
+
+/// Largest [`RollingOls`] window: two `f64` ring buffers of this many points (256 MiB).
+pub const MAX_OLS_WINDOW: usize = 1 << 24;
 
 fn finite(field: &'static str, value: f64) -> Result<f64, HedgeError> {
     if value.is_finite() {
@@ -44,10 +47,15 @@ fn non_negative(field: &'static str, value: f64) -> Result<f64, HedgeError> {
     }
 }
 
-/// Hedge ratio `|perp_qty * perp_price| / |spot_qty * spot_price|` (notional of the hedge over
-/// the notional hedged); `None` when the spot notional is 0.
+/// Signed hedge ratio `-(perp_qty * perp_price) / (spot_qty * spot_price)`: the notional of the
+/// hedge over the notional hedged, positive when the perp leg is on the opposite side of the
+/// spot leg (long spot / short perp gives `+1.0` at equal notionals), negative when both legs
+/// are on the same side (a perp on the wrong side doubles the delta instead of removing it, and
+/// reads as a drift of about 2 from a target of 1). `None` when the spot notional is 0.
 ///
-/// Errors: any input not finite.
+/// Quantities signed in base units (a short is negative), prices in quote per base unit.
+///
+/// Errors: any input not finite; the ratio not finite (overflow).
 pub fn hedge_ratio(
     spot_qty: f64,
     spot_price: f64,
@@ -58,11 +66,14 @@ pub fn hedge_ratio(
     finite("spot_price", spot_price)?;
     finite("perp_qty", perp_qty)?;
     finite("perp_price", perp_price)?;
-    let spot_notional = (spot_qty * spot_price).abs();
+    let spot_notional = spot_qty * spot_price;
     if spot_notional == 0.0 {
         return Ok(None);
     }
-    Ok(Some((perp_qty * perp_price).abs() / spot_notional))
+    let ratio = -(perp_qty * perp_price) / spot_notional;
+    finite("hedge_ratio", ratio)?;
+    // -0.0 (no perp leg) reads as 0.0
+    Ok(Some(ratio + 0.0))
 }
 
 /// Net delta in base units: `spot_qty + perp_qty` (signed; a short perp is negative).
@@ -203,8 +214,14 @@ impl EwmaVolatility {
     }
 }
 
-/// Least squares `y = alpha + beta·x` over the last `window` points, from running sums over a
-/// ring buffer; the sums are recomputed from the buffer every `window` updates to bound drift.
+/// Least squares `y = alpha + beta·x` over the last `window` points.
+///
+/// Numerically stable running sums: the sums are of deviations from a shift `(kx, ky)`,
+/// `Σ(x-kx)`, `Σ(y-ky)`, `Σ(x-kx)²`, `Σ(x-kx)(y-ky)`, with the shift re-chosen as the data point
+/// nearest the window mean whenever the sums are recomputed from the ring buffer (every `window`
+/// updates, and early when the window has moved far from the shift). Near the shift `x - kx` is
+/// exact (Sterbenz), so prices like 60000 ± 0.01 keep full precision (the raw `Σx²/n - mean²`
+/// cancels to noise there). Shift-invariant: beta and alpha are those of the raw points.
 #[derive(Debug, Clone)]
 pub struct RollingOls {
     window: usize,
@@ -214,17 +231,55 @@ pub struct RollingOls {
     head: usize,
     len: usize,
     since_recompute: usize,
+    kx: f64,
+    ky: f64,
+    sums: Sums,
+}
+
+/// Sums of deviations from the shift.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
     sx: f64,
     sy: f64,
     sxx: f64,
     sxy: f64,
 }
 
+impl Sums {
+    fn add(&mut self, dx: f64, dy: f64) {
+        self.sx += dx;
+        self.sy += dy;
+        self.sxx += dx * dx;
+        self.sxy += dx * dy;
+    }
+
+    fn remove(&mut self, dx: f64, dy: f64) {
+        self.sx -= dx;
+        self.sy -= dy;
+        self.sxx -= dx * dx;
+        self.sxy -= dx * dy;
+    }
+
+    /// The first non-finite sum, named.
+    fn non_finite(&self) -> Option<(&'static str, f64)> {
+        [("sum x", self.sx), ("sum y", self.sy), ("sum x^2", self.sxx), ("sum x*y", self.sxy)]
+            .into_iter()
+            .find(|(_, v)| !v.is_finite())
+    }
+}
+
+/// A window mean `mx²` beyond this many times `var(x)` (shifted units) triggers an early
+/// recompute: the cancellation in `sxx/n - mx²` would cost more than ~1e-10 relative.
+const SHIFT_DRIFT_LIMIT: f64 = 1e6;
+
+/// `var(x)` at or below this fraction of the shifted `Σ(x-kx)²/n` is float noise: no beta.
+const DEGENERATE_REL: f64 = 1e-12;
+
 impl RollingOls {
-    /// Errors: `window < 2`.
+    /// Errors: `window < 2` or `window > MAX_OLS_WINDOW` (2^24).
     pub fn new(window: usize) -> Result<Self, HedgeError> {
-        if window < 2 {
-            return Err(HedgeError::BadWindow { window });
+        if !(2..=MAX_OLS_WINDOW).contains(&window) {
+            return Err(HedgeError::BadWindow { window, max: MAX_OLS_WINDOW });
         }
         Ok(Self {
             window,
@@ -233,73 +288,100 @@ impl RollingOls {
             head: 0,
             len: 0,
             since_recompute: 0,
-            sx: 0.0,
-            sy: 0.0,
-            sxx: 0.0,
-            sxy: 0.0,
+            kx: 0.0,
+            ky: 0.0,
+            sums: Sums::default(),
         })
     }
 
-    /// Adds a point; returns beta (`None` with fewer than 2 points or `var(x) == 0`).
+    /// Adds a point; returns beta (`None` with fewer than 2 points or `var(x) == 0` up to float
+    /// noise).
     ///
-    /// Errors (state unchanged): `x` or `y` not finite.
+    /// Errors (state unchanged): `x` or `y` not finite; a running sum not finite (overflow, e.g.
+    /// `(x - kx)²` beyond `f64::MAX`).
     pub fn update(&mut self, x: f64, y: f64) -> Result<Option<f64>, HedgeError> {
         finite("x", x)?;
         finite("y", y)?;
-        if self.len == self.window {
+        let (kx, ky) = if self.len == 0 { (x, y) } else { (self.kx, self.ky) };
+        let (dx, dy) = (x - kx, y - ky);
+        finite("x - shift", dx)?;
+        finite("y - shift", dy)?;
+        let mut sums = if self.len == 0 { Sums::default() } else { self.sums };
+        let full = self.len == self.window;
+        if full {
             if let (Some(&ox), Some(&oy)) = (self.xs.get(self.head), self.ys.get(self.head)) {
-                self.sx -= ox;
-                self.sy -= oy;
-                self.sxx -= ox * ox;
-                self.sxy -= ox * oy;
+                sums.remove(ox - kx, oy - ky);
             }
-        } else {
-            self.len += 1;
         }
+        sums.add(dx, dy);
+        if let Some((field, value)) = sums.non_finite() {
+            return Err(HedgeError::NotFinite { field, value });
+        }
+        // commit
         if let (Some(sx), Some(sy)) = (self.xs.get_mut(self.head), self.ys.get_mut(self.head)) {
             *sx = x;
             *sy = y;
         }
-        self.sx += x;
-        self.sy += y;
-        self.sxx += x * x;
-        self.sxy += x * y;
+        if !full {
+            self.len += 1;
+        }
+        self.kx = kx;
+        self.ky = ky;
+        self.sums = sums;
         self.head = (self.head + 1) % self.window;
         self.since_recompute += 1;
-        if self.since_recompute >= self.window {
+        if self.since_recompute >= self.window || self.shift_drifted() {
             self.recompute();
         }
         Ok(self.beta())
     }
 
-    fn recompute(&mut self) {
-        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
-        // the filled slots are the first `len` (before wrap) or all of them (after)
-        for (&x, &y) in self.xs.iter().zip(self.ys.iter()).take(self.len) {
-            sx += x;
-            sy += y;
-            sxx += x * x;
-            sxy += x * y;
+    /// The window mean has moved so far from the shift that `sxx/n - mx²` loses precision.
+    fn shift_drifted(&self) -> bool {
+        if self.len < 2 || self.sums.sxx <= 0.0 {
+            return false;
         }
-        self.sx = sx;
-        self.sy = sy;
-        self.sxx = sxx;
-        self.sxy = sxy;
-        self.since_recompute = 0;
+        let n = self.len as f64;
+        let mx = self.sums.sx / n;
+        let var = self.sums.sxx / n - mx * mx;
+        mx * mx > SHIFT_DRIFT_LIMIT * var
     }
 
-    /// `(mean_x, mean_y, var_x, cov_xy)` (population moments), `None` with < 2 points or
-    /// `var(x) == 0` (up to float noise).
+    /// Sums recomputed from the buffer around a new shift: the point nearest the window mean in
+    /// x (and, separately, in y). Kept as they were if the new sums would not be finite.
+    fn recompute(&mut self) {
+        self.since_recompute = 0;
+        // the filled slots are the first `len` (before wrap) or all of them (after)
+        let xs = self.xs.get(..self.len).unwrap_or(&[]);
+        let ys = self.ys.get(..self.len).unwrap_or(&[]);
+        let (Some(kx), Some(ky)) = (nearest_to_mean(xs), nearest_to_mean(ys)) else {
+            return;
+        };
+        let mut sums = Sums::default();
+        for (&x, &y) in xs.iter().zip(ys) {
+            sums.add(x - kx, y - ky);
+        }
+        if sums.non_finite().is_none() {
+            self.kx = kx;
+            self.ky = ky;
+            self.sums = sums;
+        }
+    }
+
+    /// `(mean_x, mean_y, var_x, cov_xy)` (population moments, means in shifted units), `None`
+    /// with < 2 points or `var(x)` at most `1e-12` of the shifted `Σ(x-kx)²/n` (float noise).
     fn moments(&self) -> Option<(f64, f64, f64, f64)> {
         if self.len < 2 {
             return None;
         }
         let n = self.len as f64;
-        let mean_x = self.sx / n;
-        let mean_y = self.sy / n;
-        let var_x = self.sxx / n - mean_x * mean_x;
-        let cov = self.sxy / n - mean_x * mean_y;
-        if var_x.is_nan() || var_x <= 1e-12 * (self.sxx / n) {
+        let s = &self.sums;
+        let mean_x = s.sx / n;
+        let mean_y = s.sy / n;
+        let var_x = s.sxx / n - mean_x * mean_x;
+        let cov = s.sxy / n - mean_x * mean_y;
+        // also rejects NaN
+        if var_x.is_nan() || var_x <= DEGENERATE_REL * (s.sxx / n) {
             return None;
         }
         Some((mean_x, mean_y, var_x, cov))
@@ -310,9 +392,9 @@ impl RollingOls {
         self.moments().map(|(_, _, var_x, cov)| cov / var_x)
     }
 
-    /// Intercept of the current window: `mean_y - beta * mean_x`.
+    /// Intercept of the current window: `mean_y - beta * mean_x` (raw units).
     pub fn alpha(&self) -> Option<f64> {
-        self.moments().map(|(mx, my, var_x, cov)| my - cov / var_x * mx)
+        self.moments().map(|(mx, my, var_x, cov)| (self.ky + my) - cov / var_x * (self.kx + mx))
     }
 
     /// Number of points in the window (at most `window`).
@@ -323,6 +405,16 @@ impl RollingOls {
     pub fn window(&self) -> usize {
         self.window
     }
+}
+
+/// The value of `values` nearest their mean (a running mean: no overflow on huge values); `None`
+/// when empty.
+fn nearest_to_mean(values: &[f64]) -> Option<f64> {
+    let mut mean = 0.0;
+    for (i, &v) in values.iter().enumerate() {
+        mean += (v - mean) / (i + 1) as f64;
+    }
+    values.iter().copied().min_by(|a, b| (a - mean).abs().total_cmp(&(b - mean).abs()))
 }
 
 #[cfg(test)]
@@ -431,5 +523,100 @@ mod tests {
         let var = tail.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum::<f64>();
         let got = last.unwrap();
         assert!((got - cov / var).abs() < 1e-4, "{got} vs {}", cov / var);
+    }
+
+    #[test]
+    fn hedge_ratio_is_signed() {
+        // long spot, short perp: +1; a perp on the wrong (long) side: -1, not a perfect hedge
+        assert_eq!(hedge_ratio(2.0, 100.0, -2.0, 100.0).unwrap(), Some(1.0));
+        assert_eq!(hedge_ratio(2.0, 100.0, 2.0, 100.0).unwrap(), Some(-1.0));
+        assert_eq!(hedge_drift(hedge_ratio(2.0, 100.0, 2.0, 100.0).unwrap().unwrap(), 1.0).unwrap(), 2.0);
+        // short spot, long perp: hedged too
+        assert_eq!(hedge_ratio(-2.0, 100.0, 2.0, 100.0).unwrap(), Some(1.0));
+        // no perp leg: 0, not -0
+        assert!(hedge_ratio(1.0, 100.0, 0.0, 100.0).unwrap().unwrap().is_sign_positive());
+        assert!(hedge_ratio(1.0, 1.0, 1e200, 1e200).is_err());
+    }
+
+    #[test]
+    fn ols_window_is_capped() {
+        assert!(RollingOls::new(MAX_OLS_WINDOW).is_ok());
+        for w in [MAX_OLS_WINDOW + 1, 1 << 40, 1 << 62, usize::MAX] {
+            let err = RollingOls::new(w).unwrap_err();
+            assert_eq!(err, HedgeError::BadWindow { window: w, max: MAX_OLS_WINDOW });
+            assert!(err.to_string().contains(&format!("window {w}")), "{err}");
+        }
+    }
+
+    /// Two-pass centred reference slope.
+    fn ref_beta(pts: &[(f64, f64)]) -> f64 {
+        let n = pts.len() as f64;
+        let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+        let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+        let cov = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>();
+        let var = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum::<f64>();
+        cov / var
+    }
+
+    #[test]
+    fn ols_is_precise_at_btc_prices() {
+        // x = 60000 + 0.01 * random walk of +-1 ticks; y = 0.9 x + 5 + noise
+        let mut state = 11u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for window in [20usize, 500] {
+            let mut o = RollingOls::new(window).unwrap();
+            let mut pts: Vec<(f64, f64)> = Vec::new();
+            let mut k = 0i64;
+            let mut worst = 0.0f64;
+            for i in 0..20_000 {
+                k += if next() < 0.5 { -1 } else { 1 };
+                let x = 60_000.0 + 0.01 * k as f64;
+                let y = 0.9 * x + 5.0 + (next() - 0.5) * 0.02;
+                pts.push((x, y));
+                let got = o.update(x, y).unwrap();
+                if i >= window {
+                    let tail = &pts[pts.len() - window..];
+                    let want = ref_beta(tail);
+                    let got = got.unwrap_or_else(|| panic!("None at {i} (window {window})"));
+                    worst = worst.max(((got - want) / want).abs());
+                    let alpha = o.alpha().unwrap();
+                    let my = tail.iter().map(|p| p.1).sum::<f64>() / window as f64;
+                    let mx = tail.iter().map(|p| p.0).sum::<f64>() / window as f64;
+                    assert!((alpha - (my - want * mx)).abs() < 1e-4, "{alpha}");
+                }
+            }
+            assert!(worst < 1e-9, "window {window}: worst relative error {worst}");
+        }
+    }
+
+    #[test]
+    fn ols_shift_follows_a_jump_and_constant_windows_have_no_beta() {
+        let mut o = RollingOls::new(4).unwrap();
+        for (x, y) in [(1e6, 1.0), (1e6, 2.0), (1e6, 3.0), (1e6, 4.0), (5.0, 1.0), (5.0, 2.0), (5.0, 3.0), (5.0, 4.0)] {
+            o.update(x, y).unwrap();
+        }
+        assert_eq!(o.beta(), None);
+        o.update(6.0, 7.0).unwrap();
+        // window (5,2),(5,3),(5,4),(6,7): mean x 5.25, mean y 4; cov 0.75, var 0.1875 -> 4
+        assert!((o.beta().unwrap() - 4.0).abs() < 1e-12, "{:?}", o.beta());
+        assert!((o.alpha().unwrap() - (4.0 - 4.0 * 5.25)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ols_errors_on_non_finite_sums_and_keeps_its_state() {
+        let mut o = RollingOls::new(3).unwrap();
+        o.update(1e200, 1.0).unwrap();
+        let err = o.update(-1e200, 2.0).unwrap_err();
+        assert!(matches!(err, HedgeError::NotFinite { .. }), "{err}");
+        assert_eq!(o.count(), 1);
+        o.update(1e200 + 1e150, 3.0).unwrap();
+        assert_eq!(o.count(), 2);
+        let mut o = RollingOls::new(3).unwrap();
+        o.update(1.0, 1e308).unwrap();
+        assert!(o.update(2.0, -1e308).is_err());
+        assert_eq!(o.count(), 1);
     }
 }

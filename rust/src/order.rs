@@ -27,12 +27,18 @@ pub enum OrderFieldError {
     PriceAndTicks,
     /// `price_ticks <= 0`.
     TicksNotPositive,
+    /// `price_ticks` not an integer (a float such as `5.7`: never truncated).
+    TicksNotInteger,
+    /// `price_ticks` an integer beyond the `i64` counts.
+    TicksOutOfRange,
     /// A limit order without a price.
     PriceRequired,
     /// `price` NaN, infinite or `<= 0`.
     PriceNotPositive,
     /// `price / tick_size` is not within tolerance of a whole number (or too large).
     PriceOffTick,
+    /// `price` on the grid but below one tick (it would be sent as a price of 0).
+    PriceBelowOneTick,
     /// Formatting the wire strings failed (bad tick/lot size, overflow).
     Wire(PricingError),
 }
@@ -78,11 +84,13 @@ fn grid_count(value: f64, step: f64) -> Option<(f64, f64)> {
 /// Validates and converts an order (see the module docs): [`qty_lots`], then [`price_ticks`],
 /// then [`wire`].
 ///
-/// `price_ticks` given as [`PriceInput::Ticks`] must be `> 0`; a float price may round to 0
-/// ticks when it is within the tolerance of 0 (as the Python check it replaces).
-/// `limit_required`: the caller asked for a limit order, so a price is needed.
+/// `price_ticks` given as [`PriceInput::Ticks`] must be `>= 1`, and a float price must be at
+/// least one tick (`1e-9` on a 0.01 grid is within the tolerance of 0 ticks: rejected, never
+/// sent as `"0.00"`). `limit_required`: the caller asked for a limit order, so a price is needed.
 ///
-/// Errors: the first failed check, in the order qty, price, wire formatting.
+/// Errors: the first failed check, in the order qty, price, wire formatting; a `lot_size` /
+/// `tick_size` not finite and `> 0` is [`OrderFieldError::Wire`] with
+/// [`PricingError::NotPositive`] naming it, checked before the grid it defines.
 pub fn order_fields(
     qty: f64,
     lot_size: f64,
@@ -98,6 +106,7 @@ pub fn order_fields(
 /// `qty` (base units or contracts) as whole lots of `lot_size`: finite, `> 0`, at least one lot,
 /// on the grid within tolerance.
 pub fn qty_lots(qty: f64, lot_size: f64) -> Result<i64, OrderFieldError> {
+    pricing::positive("lot_size", lot_size).map_err(OrderFieldError::Wire)?;
     if !(qty > 0.0 && qty != f64::INFINITY) {
         return Err(OrderFieldError::QtyNotPositive);
     }
@@ -118,8 +127,10 @@ pub fn price_ticks(price: PriceInput, tick_size: f64, limit_required: bool) -> R
             if !(p > 0.0 && p != f64::INFINITY) {
                 return Err(OrderFieldError::PriceNotPositive);
             }
+            pricing::positive("tick_size", tick_size).map_err(OrderFieldError::Wire)?;
             match grid_count(p, tick_size) {
-                Some((_, whole)) => Ok(Some(whole as i64)),
+                Some((_, whole)) if whole >= 1.0 => Ok(Some(whole as i64)),
+                Some(_) => Err(OrderFieldError::PriceBelowOneTick),
                 None => Err(OrderFieldError::PriceOffTick),
             }
         }
@@ -197,8 +208,29 @@ mod tests {
         // 1e-7 lot off the grid is within the 1e-6 tolerance
         let f = order_fields(0.0010000001, 0.001, PriceInput::None, 0.01, false).unwrap();
         assert_eq!(f.qty_lots, 1);
-        // a tiny price within the tolerance of 0 ticks is accepted as 0 ticks, as in Python
-        let p = order_fields(1.0, 1.0, PriceInput::Price(1e-9), 0.01, false).unwrap();
-        assert_eq!(p.price_ticks, Some(0));
+        // a tiny price within the tolerance of 0 ticks is not a price of 0: rejected
+        assert_eq!(
+            order_fields(1.0, 1.0, PriceInput::Price(1e-9), 0.01, false),
+            Err(OrderFieldError::PriceBelowOneTick)
+        );
+        assert_eq!(order_fields(1.0, 1.0, PriceInput::Price(0.01), 0.01, false).unwrap().price_ticks, Some(1));
+    }
+
+    #[test]
+    fn bad_steps_are_named_before_the_grid() {
+        for lot in [0.0, -0.001, f64::NAN, f64::INFINITY] {
+            match order_fields(1.0, lot, PriceInput::None, 0.01, false) {
+                Err(OrderFieldError::Wire(e @ PricingError::NotPositive { field: "lot_size", .. })) => {
+                    assert!(e.to_string().starts_with("lot_size "), "{e}")
+                }
+                other => panic!("{lot}: {other:?}"),
+            }
+        }
+        for tick in [0.0, -0.01, f64::NAN] {
+            assert!(matches!(
+                order_fields(1.0, 1.0, PriceInput::Price(1.0), tick, false),
+                Err(OrderFieldError::Wire(PricingError::NotPositive { field: "tick_size", .. }))
+            ));
+        }
     }
 }

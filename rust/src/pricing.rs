@@ -41,7 +41,13 @@ pub enum PricingError {
          min notional {min_notional}"
     )]
     BelowMinNotional { target: f64, qty: f64, value: f64, min_notional: f64 },
+    /// A value outside the half-open range `[min, max)` (or NaN).
+    #[error("{field} {value} must be finite and within [{min}, {max})")]
+    OutOfRange { field: &'static str, value: f64, min: f64, max: f64 },
 }
+
+/// Largest tick / lot count a float computation may be cast to `i64` from (exact in `f64`).
+pub const MAX_EXACT_COUNT: f64 = 9.0e15;
 
 pub(crate) fn finite(field: &'static str, value: f64) -> Result<f64, PricingError> {
     if value.is_finite() {
@@ -354,7 +360,8 @@ pub struct ArbEntryParams {
 }
 
 impl ArbEntryParams {
-    /// Errors: a size, step or fee not finite, or a size / step `<= 0`, naming the field.
+    /// Errors: a size, step or fee not finite, or a size / step `<= 0`; `slippage_tolerance` not
+    /// within `[0, 1)` (a fraction of the price); naming the field.
     pub fn validate(&self) -> Result<(), PricingError> {
         positive("notional", self.notional)?;
         positive("step", self.step)?;
@@ -362,7 +369,14 @@ impl ArbEntryParams {
         finite("a_taker_fee", self.a_taker_fee)?;
         finite("b_taker_fee", self.b_taker_fee)?;
         finite("threshold_bps", self.threshold_bps)?;
-        non_negative("slippage_tolerance", self.slippage_tolerance)?;
+        if !(0.0..1.0).contains(&self.slippage_tolerance) {
+            return Err(PricingError::OutOfRange {
+                field: "slippage_tolerance",
+                value: self.slippage_tolerance,
+                min: 0.0,
+                max: 1.0,
+            });
+        }
         Ok(())
     }
 }
@@ -407,9 +421,21 @@ pub fn arb_entry(a: &OrderBook, b: &OrderBook, params: &ArbEntryParams) -> Resul
     let Some(cross) = best_cross(a, b, qty, params.a_taker_fee, params.b_taker_fee)? else {
         return Ok(None);
     };
-    let buy_limit_ticks = (cross.spread_bps >= params.threshold_bps).then(|| {
-        (cross.buy_best_ticks as f64 * (1.0 + params.slippage_tolerance) - 1e-9).ceil() as i64
-    });
+    let buy_limit_ticks = if cross.spread_bps >= params.threshold_bps {
+        let limit = (cross.buy_best_ticks as f64 * (1.0 + params.slippage_tolerance) - 1e-9).ceil();
+        // checked before the cast: `as i64` would saturate a huge or NaN limit silently
+        if !(limit.is_finite() && (1.0..MAX_EXACT_COUNT).contains(&limit)) {
+            return Err(PricingError::OutOfRange {
+                field: "buy_limit_ticks",
+                value: limit,
+                min: 1.0,
+                max: MAX_EXACT_COUNT,
+            });
+        }
+        Some(limit as i64)
+    } else {
+        None
+    };
     Ok(Some(ArbSignal { cross, qty, buy_limit_ticks }))
 }
 
@@ -688,6 +714,35 @@ mod tests {
         assert_eq!(arb_entry(&gapped, &rich, &params).unwrap(), None);
         let deep = ArbEntryParams { notional: 1_000.0, ..params };
         assert_eq!(arb_entry(&cheap, &rich, &deep).unwrap(), None);
+    }
+
+    #[test]
+    fn arb_entry_slippage_is_bounded_and_the_limit_never_saturates() {
+        let cheap = two_level_book(99.99, 100.0, 0.01);
+        let rich = two_level_book(100.10, 100.11, 0.01);
+        let params = ArbEntryParams {
+            notional: 150.0,
+            step: 0.5,
+            min_notional: 5.0,
+            a_taker_fee: 0.001,
+            b_taker_fee: 0.001,
+            threshold_bps: -100.0,
+            slippage_tolerance: 0.002,
+        };
+        assert_eq!(params.validate(), Ok(()));
+        for slip in [1.0, 1e14, 1e300, f64::INFINITY, f64::NAN, -0.1] {
+            let bad = ArbEntryParams { slippage_tolerance: slip, ..params };
+            let err = bad.validate().unwrap_err();
+            assert!(matches!(err, PricingError::OutOfRange { field: "slippage_tolerance", .. }), "{err}");
+            // unvalidated: the limit is range-checked before the cast, not saturated to i64::MAX
+            if slip.is_nan() || slip > 1e10 {
+                assert!(
+                    matches!(arb_entry(&cheap, &rich, &bad), Err(PricingError::OutOfRange { field: "buy_limit_ticks", .. })),
+                    "{slip}"
+                );
+            }
+        }
+        assert!(ArbEntryParams { slippage_tolerance: 0.999, ..params }.validate().is_ok());
     }
 
     #[test]

@@ -136,7 +136,11 @@ fn extract_f64_array(
         field,
         shape: format!("{} (array is mutably borrowed)", shape_text(array.shape())),
     })?;
-    if let Ok(flat) = readonly.as_slice() {
+    // `as_slice` also accepts an F-contiguous array (its memory read column by column: prices
+    // then quantities), so the flat path is taken only for C order; any other layout (Fortran
+    // order, strided, negative strides) is copied row by row through the strided view
+    let c_flat = if array.is_c_contiguous() { readonly.as_slice().ok() } else { None };
+    if let Some(flat) = c_flat {
         // C-contiguous (n, 2)
         out.extend(flat.chunks_exact(2).filter_map(|c| match c {
             [price, qty] => Some((*price, *qty)),
@@ -197,6 +201,34 @@ fn extract_pair(
     let price = item.get_item(0).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
     let qty = item.get_item(1).map_err(|_| bad())?.extract::<f64>().map_err(|_| bad())?;
     Ok((price, qty))
+}
+
+// ---------------------------------------------------------------------------------------------
+// update ids
+
+/// An update id (`int` or `__index__`) as u64: a negative or too large int is a BookInputError
+/// (a ValueError) naming the field, not an OverflowError; a non-int a TypeError naming it.
+fn u64_arg(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match obj.extract::<u64>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => Err(BookInputError::new_err(
+            format!("{field} {} must be an integer within 0..=2**64-1", obj.repr()?),
+        )),
+        Err(e) => Err(pyo3::exceptions::PyTypeError::new_err(format!("argument '{field}': {}", e.value(obj.py())))),
+    }
+}
+
+/// `(first_update_id, last_update_id, prev_update_id)` as [`u64_arg`].
+fn ids(
+    first: &Bound<'_, PyAny>,
+    last: &Bound<'_, PyAny>,
+    prev: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(u64, u64, Option<u64>)> {
+    let prev = match prev {
+        Some(p) if !p.is_none() => Some(u64_arg("prev_update_id", p)?),
+        _ => None,
+    };
+    Ok((u64_arg("first_update_id", first)?, u64_arg("last_update_id", last)?, prev))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,11 +304,12 @@ impl PyL2Delta {
     fn new(
         bids: &Bound<'_, PyAny>,
         asks: &Bound<'_, PyAny>,
-        first_update_id: u64,
-        last_update_id: u64,
-        prev_update_id: Option<u64>,
+        first_update_id: &Bound<'_, PyAny>,
+        last_update_id: &Bound<'_, PyAny>,
+        prev_update_id: Option<&Bound<'_, PyAny>>,
         is_snapshot: bool,
     ) -> PyResult<Self> {
+        let (first_update_id, last_update_id, prev_update_id) = ids(first_update_id, last_update_id, prev_update_id)?;
         let mut bid_rows = Vec::new();
         let mut ask_rows = Vec::new();
         extract_levels("bids", bids, &mut bid_rows)?;
@@ -364,8 +397,9 @@ impl PyOrderBook {
         &mut self,
         bids: &Bound<'_, PyAny>,
         asks: &Bound<'_, PyAny>,
-        update_id: u64,
+        update_id: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let update_id = u64_arg("update_id", update_id)?;
         self.extract_inputs(bids, asks)?;
         self.inner.apply_snapshot(&self.in_bids, &self.in_asks, update_id)?;
         Ok(())
@@ -379,10 +413,11 @@ impl PyOrderBook {
         &mut self,
         bids: &Bound<'_, PyAny>,
         asks: &Bound<'_, PyAny>,
-        first_update_id: u64,
-        last_update_id: u64,
-        prev_update_id: Option<u64>,
+        first_update_id: &Bound<'_, PyAny>,
+        last_update_id: &Bound<'_, PyAny>,
+        prev_update_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u8> {
+        let (first_update_id, last_update_id, prev_update_id) = ids(first_update_id, last_update_id, prev_update_id)?;
         self.extract_inputs(bids, asks)?;
         let outcome = self.inner.apply_update(
             &self.in_bids,
@@ -404,10 +439,11 @@ impl PyOrderBook {
     fn apply_push(
         &mut self,
         push: &Bound<'_, PyAny>,
-        first_update_id: u64,
-        last_update_id: u64,
-        prev_update_id: Option<u64>,
+        first_update_id: &Bound<'_, PyAny>,
+        last_update_id: &Bound<'_, PyAny>,
+        prev_update_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u8> {
+        let (first_update_id, last_update_id, prev_update_id) = ids(first_update_id, last_update_id, prev_update_id)?;
         if let Ok(depth) = push.cast::<PyGateDepth>() {
             let depth = &depth.get().inner;
             let outcome =
@@ -758,6 +794,16 @@ fn gate_spot_limit_body<'py>(
 // ---------------------------------------------------------------------------------------------
 // pricing
 
+/// Shared borrow of a book held by another object, as a Python error (RuntimeError naming the
+/// book) when it is being mutated (`replay_deltas` holds it mutably with the GIL released).
+fn try_read_book<'py>(name: &str, book: &Bound<'py, PyOrderBook>) -> PyResult<PyRef<'py, PyOrderBook>> {
+    book.try_borrow().map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "book {name} is being mutated (e.g. by replay_deltas on another thread), cannot read it now: {e}"
+        ))
+    })
+}
+
 fn borrow_book<'a>(book: &'a PyRef<'_, PyOrderBook>) -> &'a OrderBook {
     &book.inner
 }
@@ -877,8 +923,10 @@ impl PyArbEntry {
     /// See the class docs.
     #[allow(clippy::type_complexity)]
     fn scan(&self, py: Python<'_>) -> PyResult<Option<(bool, f64, f64, f64, f64, i64, Option<ArbOrder>)>> {
-        let a = self.a.bind(py).borrow();
-        let b = self.b.bind(py).borrow();
+        // a book mutated with the GIL released (replay_deltas on another thread) is mutably
+        // borrowed: a Python error, never a panic
+        let a = try_read_book("a", self.a.bind(py))?;
+        let b = try_read_book("b", self.b.bind(py))?;
         let Some(signal) = pricing::arb_entry(&a.inner, &b.inner, &self.params)? else {
             return Ok(None);
         };
@@ -981,6 +1029,9 @@ impl PyPreTradeRisk {
     /// `("order_notional", notional, limit)`, `("position_notional", notional after, limit)`,
     /// `("price_band", bps through the mid, limit)`, `("open_orders", open, limit)`.
     /// `side_sign` +1 buy / -1 sell; `price` None for a market order (valued at the mid).
+    /// Raises PricingError naming the field for a malformed order (fails closed): `qty`,
+    /// `contract_size` or `price` not finite and > 0, `side_sign` not +1/-1, `position_qty` not
+    /// finite.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (book, side_sign, qty, price, position_qty, open_orders, contract_size, inverse))]
     fn check(
@@ -993,18 +1044,21 @@ impl PyPreTradeRisk {
         open_orders: u64,
         contract_size: f64,
         inverse: bool,
-    ) -> Option<(&'static str, f64, f64)> {
+    ) -> PyResult<Option<(&'static str, f64, f64)>> {
         use crate::risk::RiskBreach as B;
         let order = crate::risk::OrderCheck { side_sign, qty, price, position_qty, open_orders, contract_size, inverse };
-        match self.limits.check(&book.inner, &order) {
+        Ok(match self.limits.check(&book.inner, &order) {
             Ok(()) => None,
+            Err(B::BadOrder { field, value, requirement }) => {
+                return Err(PricingError::new_err(format!("{field} {value} {requirement}")));
+            }
             Err(B::BookInvalid) => Some(("book_invalid", 0.0, 0.0)),
             Err(B::NoMid) => Some(("no_mid", 0.0, 0.0)),
             Err(B::OrderNotional { notional, limit }) => Some(("order_notional", notional, limit)),
             Err(B::PositionNotional { notional, limit }) => Some(("position_notional", notional, limit)),
             Err(B::PriceBand { through_bps, limit, .. }) => Some(("price_band", through_bps, limit)),
             Err(B::OpenOrders { open, limit }) => Some(("open_orders", open as f64, limit as f64)),
-        }
+        })
     }
 }
 
@@ -1131,6 +1185,14 @@ fn order_fields(
             OrderFieldError::TicksNotPositive => {
                 PyValueError::new_err(format!("order price_ticks must be > 0, got {}", repr(price_ticks)?))
             }
+            OrderFieldError::TicksNotInteger => PyValueError::new_err(format!(
+                "order price_ticks must be a whole number of ticks (an int), got {}",
+                repr(price_ticks)?
+            )),
+            OrderFieldError::TicksOutOfRange => PyValueError::new_err(format!(
+                "order price_ticks {} is beyond the supported range (< 2**63)",
+                repr(price_ticks)?
+            )),
             OrderFieldError::PriceRequired => {
                 PyValueError::new_err("order price is required for a limit order, got None")
             }
@@ -1142,17 +1204,26 @@ fn order_fields(
                 repr(price)?,
                 repr(Some(&tick_obj))?
             )),
+            OrderFieldError::PriceBelowOneTick => PyValueError::new_err(format!(
+                "order price {} is below one tick_size {}",
+                repr(price)?,
+                repr(Some(&tick_obj))?
+            )),
             OrderFieldError::Wire(e) => e.into(),
         })
     };
     let lots = order::qty_lots(qty.extract::<f64>()?, lot_size).or_else(|e| Err(fail(e)?))?;
     let input = match (price_ticks, price) {
         (Some(_), Some(_)) => return Err(fail(OrderFieldError::PriceAndTicks)?),
+        // an int (or `__index__`: numpy ints, bool) only, never truncated; `<= 0` first, as the
+        // Python check this replaces words it
         (Some(t), None) => match t.extract::<i64>() {
             Ok(ticks) => PriceInput::Ticks(ticks),
-            // not a plain int (a float, a big int...): Python's own `price_ticks <= 0`, `int()`
             Err(_) if t.le(0)? => return Err(fail(OrderFieldError::TicksNotPositive)?),
-            Err(_) => PriceInput::Ticks(py.get_type::<pyo3::types::PyInt>().call1((t,))?.extract::<i64>()?),
+            Err(_) if t.hasattr(pyo3::intern!(py, "__index__"))? => {
+                return Err(fail(OrderFieldError::TicksOutOfRange)?)
+            }
+            Err(_) => return Err(fail(OrderFieldError::TicksNotInteger)?),
         },
         (None, Some(p)) => PriceInput::Price(p.extract::<f64>()?),
         (None, None) => PriceInput::None,
@@ -1171,7 +1242,9 @@ fn decimals_for_step(step: f64) -> PyResult<u32> {
 // ---------------------------------------------------------------------------------------------
 // hedge
 
-/// |perp_qty * perp_price| / |spot_qty * spot_price|; None when the spot notional is 0.
+/// Signed -(perp_qty * perp_price) / (spot_qty * spot_price): +1.0 for a short perp hedging
+/// long spot at equal notionals, negative when both legs are on the same side; None when the
+/// spot notional is 0.
 #[pyfunction]
 fn hedge_ratio(
     spot_qty: f64,
@@ -1240,8 +1313,17 @@ pub struct PyRollingOls {
 
 #[pymethods]
 impl PyRollingOls {
+    /// `window` points, 2 ..= 2**24. Raises PricingError (a ValueError) naming the window
+    /// otherwise, also for a negative or huge int.
     #[new]
-    fn new(window: usize) -> PyResult<Self> {
+    fn new(window: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let window = index_arg("window", window, || {
+            PricingError::new_err(format!(
+                "window {} must be >= 2 and <= {}",
+                window.repr().map(|r| r.to_string()).unwrap_or_default(),
+                hedge::MAX_OLS_WINDOW
+            ))
+        })?;
         Ok(Self { inner: RollingOls::new(window)? })
     }
     /// Adds a point; returns beta (None with < 2 points or var(x) == 0).
@@ -1260,6 +1342,20 @@ impl PyRollingOls {
     #[getter]
     fn count(&self) -> usize {
         self.inner.count()
+    }
+}
+
+/// A non-negative int argument (`int` or `__index__`) as usize; `out_of_range()` for a negative
+/// or too large one (ValueError naming the field instead of OverflowError), TypeError otherwise.
+fn index_arg(
+    field: &'static str,
+    obj: &Bound<'_, PyAny>,
+    out_of_range: impl FnOnce() -> PyErr,
+) -> PyResult<usize> {
+    match obj.extract::<usize>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => Err(out_of_range()),
+        Err(e) => Err(pyo3::exceptions::PyTypeError::new_err(format!("{field}: {e}"))),
     }
 }
 

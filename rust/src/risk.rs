@@ -60,6 +60,35 @@ pub enum RiskBreach {
     PriceBand { price: f64, through_bps: f64, limit: f64 },
     /// `open >= limit`.
     OpenOrders { open: u64, limit: u64 },
+    /// The order itself is malformed (`qty` not finite and > 0, `side_sign` not ±1, `price` not
+    /// finite and > 0, `contract_size` not finite and > 0, `position_qty` not finite): rejected
+    /// before any limit, so a NaN never passes a `>` comparison. `requirement` words the rule.
+    BadOrder { field: &'static str, value: f64, requirement: &'static str },
+}
+
+impl OrderCheck {
+    /// The order's own fields (see [`RiskBreach::BadOrder`]).
+    pub fn validate(&self) -> Result<(), RiskBreach> {
+        let bad = |field, value, requirement| Err(RiskBreach::BadOrder { field, value, requirement });
+        if !(self.side_sign == 1.0 || self.side_sign == -1.0) {
+            return bad("side_sign", self.side_sign, "must be +1 (buy) or -1 (sell)");
+        }
+        if !(self.qty.is_finite() && self.qty > 0.0) {
+            return bad("qty", self.qty, "must be finite and > 0");
+        }
+        if let Some(price) = self.price {
+            if !(price.is_finite() && price > 0.0) {
+                return bad("price", price, "must be finite and > 0");
+            }
+        }
+        if !(self.contract_size.is_finite() && self.contract_size > 0.0) {
+            return bad("contract_size", self.contract_size, "must be finite and > 0");
+        }
+        if !self.position_qty.is_finite() {
+            return bad("position_qty", self.position_qty, "must be finite");
+        }
+        Ok(())
+    }
 }
 
 impl OrderCheck {
@@ -74,8 +103,10 @@ impl OrderCheck {
 
 impl PreTradeLimits {
     /// `Ok(())` when `order` is within every limit on `book` now, else the first breach in this
-    /// order: book invalid, no mid, order notional, position notional, price band, open orders.
+    /// order: a malformed order ([`RiskBreach::BadOrder`]), book invalid, no mid, order notional,
+    /// position notional, price band, open orders.
     pub fn check(&self, book: &OrderBook, order: &OrderCheck) -> Result<(), RiskBreach> {
+        order.validate()?;
         if !book.is_valid() {
             return Err(RiskBreach::BookInvalid);
         }
@@ -178,5 +209,32 @@ mod tests {
         let mut one_sided = OrderBook::new(0.01, 0.001).unwrap();
         one_sided.apply_snapshot(&[(99.0, 1.0)], &[], 1).unwrap();
         assert_eq!(OFF.check(&one_sided, &order(1.0, 1.0, None)), Err(RiskBreach::NoMid));
+    }
+
+    #[test]
+    fn malformed_orders_fail_closed() {
+        let b = book(99.0, 101.0);
+        let lim = PreTradeLimits { max_order_notional: 1_000.0, max_position_notional: 1_000.0, ..OFF };
+        let field = |o: OrderCheck| match lim.check(&b, &o) {
+            Err(RiskBreach::BadOrder { field, .. }) => field,
+            other => panic!("{o:?} -> {other:?}"),
+        };
+        let ok = order(1.0, 1.0, Some(100.0));
+        assert_eq!(lim.check(&b, &ok), Ok(()));
+        for qty in [f64::NAN, -5.0, 0.0, f64::INFINITY] {
+            assert_eq!(field(OrderCheck { qty, ..ok }), "qty");
+        }
+        for price in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            assert_eq!(field(OrderCheck { price: Some(price), ..ok }), "price");
+        }
+        for contract_size in [f64::NAN, -1.0, 0.0] {
+            assert_eq!(field(OrderCheck { contract_size, ..ok }), "contract_size");
+        }
+        for side_sign in [f64::NAN, 0.0, 2.0, 0.5] {
+            assert_eq!(field(OrderCheck { side_sign, ..ok }), "side_sign");
+        }
+        assert_eq!(field(OrderCheck { position_qty: f64::NAN, ..ok }), "position_qty");
+        // even with every limit off
+        assert!(matches!(OFF.check(&b, &order(1.0, f64::NAN, None)), Err(RiskBreach::BadOrder { .. })));
     }
 }

@@ -351,7 +351,8 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             return
         # the whole-lot hedge must be within the drift that triggers a rebalance: a rebalance
         # corrects in whole perp lots, so a position further off could never be brought back
-        ratio = _core.hedge_ratio(qty, self.spot_price, perp.base_qty(perp_qty, self.futures_price),
+        # signed: the hedge is short perp against long spot (+1 at equal notionals)
+        ratio = _core.hedge_ratio(qty, self.spot_price, -perp.base_qty(perp_qty, self.futures_price),
                                   self.futures_price) or 0.0
         if abs(ratio - p.hedge_ratio) > p.max_hedge_ratio_drift:
             self.fail(
@@ -524,6 +525,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         delta = abs(spot_b + perp_b)
         if delta > self.max_abs_delta_base:
             self.max_abs_delta_base = delta
+        # signed base quantities (short perp negative): a perp leg on the wrong side reads negative
         ratio = _core.hedge_ratio(spot_b, self.spot_price, perp_b, self.futures_price) or 0.0
         drift = abs(ratio - self.params.hedge_ratio)
         if drift > self.max_hedge_drift:
