@@ -27,7 +27,7 @@ from cexarb.venues.rest import GateAuth
 from cexarb.venues.secrets import ApiCredentials, Secret
 from cexarb.venues.sim import server_gateio
 from cexarb.venues.sim.server import AccountSpec, SimServer
-from loopback import gate_futures, gate_spot, started
+from loopback import gate_futures, gate_spot, sim_server, started
 
 KEY, SECRET, UID = "gate-key-1", "gate-secret-1", 10001
 NOW_S = 1_700_000_000.25
@@ -120,12 +120,8 @@ def test_verify_rest_refuses_a_request_past_its_exptime() -> None:
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 async def test_simulator_refuses_an_order_past_its_exptime(server: SimServer) -> None:

@@ -19,7 +19,7 @@ from cexarb.venues.gateio.spot import GateSpot
 from cexarb.venues.mexc.spot import MexcSpot
 from cexarb.venues.sim.server import AccountSpec, SimServer
 from cexarb.venues.ws import Backoff
-from loopback import serve, started, wait_for
+from loopback import serve, sim_server, started, wait_for
 
 SPOT_KEY = "gateio-spot:BTC_USDT"
 
@@ -35,12 +35,8 @@ def test_market_data_timeout_is_on_by_default() -> None:
 
 @pytest.fixture
 async def server(binance_dir) -> AsyncIterator[SimServer]:
-    srv = SimServer(binance_dir, [AccountSpec(api_key="k", api_secret="s", uid=1)])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key="k", api_secret="s", uid=1)) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture

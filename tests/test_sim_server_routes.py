@@ -6,12 +6,11 @@ assigned); the ``http_error_after_execute`` fault through the admin API. Real se
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 from cexarb.venues.sim.faults import FaultKind
 from cexarb.venues.sim.server import AccountSpec, SimServer
+from loopback import sim_server
 
 HTTP_ERROR_AFTER_EXECUTE = FaultKind.HTTP_ERROR_AFTER_EXECUTE.value
 
@@ -20,12 +19,8 @@ T = aiohttp.ClientTimeout(total=10)
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key="k1", api_secret="s1")])
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key="k1", api_secret="s1")) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture
