@@ -676,11 +676,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn arb_entry_sizes_prices_and_thresholds() {
-        let cheap = two_level_book(99.99, 100.0, 0.01);
-        let rich = two_level_book(100.10, 100.11, 0.01);
-        let params = ArbEntryParams {
+    /// 150 USDT in steps of 0.5, 10 bps taker fees each side, any spread above -100 bps.
+    fn entry_params() -> ArbEntryParams {
+        ArbEntryParams {
             notional: 150.0,
             step: 0.5,
             min_notional: 5.0,
@@ -688,7 +686,14 @@ mod tests {
             b_taker_fee: 0.001,
             threshold_bps: -100.0,
             slippage_tolerance: 0.002,
-        };
+        }
+    }
+
+    #[test]
+    fn arb_entry_sizes_prices_and_thresholds() {
+        let cheap = two_level_book(99.99, 100.0, 0.01);
+        let rich = two_level_book(100.10, 100.11, 0.01);
+        let params = entry_params();
         // 150 / mid 99.995 = 1.50 -> 1.5 (three steps of 0.5); buy on `cheap` (a)
         let x = arb_entry(&cheap, &rich, &params).unwrap().unwrap();
         assert_eq!(x.qty, 1.5);
@@ -720,15 +725,7 @@ mod tests {
     fn arb_entry_slippage_is_bounded_and_the_limit_never_saturates() {
         let cheap = two_level_book(99.99, 100.0, 0.01);
         let rich = two_level_book(100.10, 100.11, 0.01);
-        let params = ArbEntryParams {
-            notional: 150.0,
-            step: 0.5,
-            min_notional: 5.0,
-            a_taker_fee: 0.001,
-            b_taker_fee: 0.001,
-            threshold_bps: -100.0,
-            slippage_tolerance: 0.002,
-        };
+        let params = entry_params();
         assert_eq!(params.validate(), Ok(()));
         for slip in [1.0, 1e14, 1e300, f64::INFINITY, f64::NAN, -0.1] {
             let bad = ArbEntryParams { slippage_tolerance: slip, ..params };
