@@ -561,9 +561,17 @@ class ConnectorBase(abc.ABC):
         from a query made after the request expired at the venue (expiry + 1 s after now)."""
         cid, key = order.client_order_id, order.instrument.key
         loop = asyncio.get_running_loop()
-        started = loop.time()  # the request was signed (its expiry started) before this
+        # the request was signed (its expiry started) before this; None: no venue-side expiry
+        expired_at = None if self.order_expiry_s is None else loop.time() + self.order_expiry_s + _EXPIRY_MARGIN_S
+        delays = iter(self.resolve_delays_s)
         absent = False
-        for delay in self.resolve_delays_s:
+        while True:
+            delay = next(delays, None)
+            if delay is None:
+                if not absent or expired_at is None or loop.time() >= expired_at:
+                    break
+                # not found yet, but the request may still reach the venue: once more after it expired
+                delay, expired_at = expired_at - loop.time(), None
             if delay > 0:
                 await asyncio.sleep(delay)
             if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
@@ -583,26 +591,6 @@ class ConnectorBase(abc.ABC):
                 order.venue_order_id = fresh.venue_order_id or order.venue_order_id
             self._emit_if_changed(order, before)
             return
-        expiry_s = self.order_expiry_s
-        if absent and expiry_s is not None:
-            # the request may still reach the venue until its expiry: one more query after it
-            wait_s = started + expiry_s + _EXPIRY_MARGIN_S - loop.time()
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
-                if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
-                    return
-                before = (order.status, order.filled_qty)
-                try:
-                    fresh = await self.get_order(key, cid)
-                except (VenueError, RateLimitExceeded) as exc:
-                    log.info("venue=%s order %s query failed: %s", self.name, cid, type(exc).__name__)
-                    return  # proves nothing: stays PENDING_NEW
-                if fresh is not None:
-                    if order.status is OrderStatus.PENDING_NEW:
-                        order.status = fresh.status
-                        order.venue_order_id = fresh.venue_order_id or order.venue_order_id
-                    self._emit_if_changed(order, before)
-                    return
         if absent and order.status is OrderStatus.PENDING_NEW and self._orders.get(cid) is order:
             log.warning("venue=%s order %s not found at the venue: not placed", self.name, cid)
             before = (order.status, order.filled_qty)
