@@ -29,11 +29,14 @@ MS = 1_000_000
 QTY = 0.01  # 600 USDT at 60,000
 
 
-def _recording() -> Recording:
-    # spot ask 60,000.00, perp bid 60,300.0: 50 bps gross, 35 bps net of both taker fees
+def _recording(spot_bid_qty: float = 5.0, spot_every_ms: int = 100) -> Recording:
+    # spot ask 60,000.00, perp bid 60,300.0: 50 bps gross, 35 bps net of both taker fees; the
+    # spot bid (59,990.00, ``spot_bid_qty``) is restated every ``spot_every_ms`` for 2 s
+    n = 2_000 // spot_every_ms
     spot: list[Msg] = [
-        (T0, [(59990.00, 5.0)], [(60000.00, 5.0)], 100, 100, None, True),
-        *[(T0 + k * 100 * MS, [(59990.00, 5.0 + k / 1000)], [], 100 + k, 100 + k, None, False) for k in range(1, 21)],
+        (T0, [(59990.00, spot_bid_qty)], [(60000.00, 5.0)], 100, 100, None, True),
+        *[(T0 + k * spot_every_ms * MS, [(59990.00, spot_bid_qty + k / 1e8)], [], 100 + k, 100 + k, None, False)
+          for k in range(1, n + 1)],
     ]
     perp: list[Msg] = [
         (T0, [(60300.0, 5.0)], [(60310.0, 5.0)], 1000, 1000, None, True),
@@ -43,12 +46,12 @@ def _recording() -> Recording:
     return recording_of({SPOT: spot, PERP: perp})
 
 
-def _run(config: BacktestConfig) -> BacktestResult:
+def _run(config: BacktestConfig, rec: Recording | None = None) -> BacktestResult:
     strategy = registry.create(
         StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT.key, instrument_b=PERP.key,
         position_size_usdt=600.0, min_profit_threshold=0.001, max_cycles=1,
     )
-    return asyncio.run(run_backtest(_recording(), strategy, config))
+    return asyncio.run(run_backtest(rec or _recording(), strategy, config))
 
 
 def _base_fee_config(**kw: object) -> BacktestConfig:
@@ -96,6 +99,18 @@ def test_unwind_after_a_failed_sell_never_sells_more_than_was_received() -> None
     spot_series = res.series[f"position:{SPOT.key}"]
     assert min(spot_series) >= -1e-12 and spot_series[-1] == pytest.approx(0.0, abs=1e-12)
     assert res.series[f"position:{PERP.key}"][-1] == 0.0
+
+
+def test_a_partly_filled_unwind_is_followed_by_another_for_the_rest() -> None:
+    # the spot bid holds 0.005 BTC, restated every millisecond: the first unwind (0.00999) sells
+    # 0.005 and its market remainder is cancelled; the next sells the rest on the next book
+    rec = _recording(spot_bid_qty=0.005, spot_every_ms=1)
+    res = _run(_base_fee_config(balances={"binance-usdm": {"USDT": 0.0}}), rec)
+    assert res.strategy.final_state == "COMPLETED", res.transitions
+    unwinds = [o for o in res.orders if o.tag == "arb_unwind"]
+    assert [o.filled_qty for o in unwinds] == pytest.approx([0.005, 0.00499]), [(o.qty, o.filled_qty) for o in unwinds]
+    assert unwinds[0].status is OrderStatus.CANCELED and unwinds[1].status is OrderStatus.FILLED
+    assert res.series[f"position:{SPOT.key}"][-1] == pytest.approx(0.0, abs=1e-12)  # flat, nothing left naked
 
 
 def test_unknown_venue_in_buy_fee_in_base_is_refused() -> None:

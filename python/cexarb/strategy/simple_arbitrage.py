@@ -18,7 +18,8 @@ cycle, or COMPLETED when ``max_cycles`` is reached or data ends (any state → E
   and MEXC spot take a buy's fee out of the base received), so both legs hold the same base and
   the hedge is delta-neutral to within half a sell lot.
   An unfilled sell remainder is recovered with a market order (at most twice), after which the
-  received remainder is unwound on the buy venue: no leg is left naked, and the unwind never
+  received remainder is unwound on the buy venue (again for what a partly filled unwind left,
+  up to ``max_recovery_attempts + 1`` unwinds): no leg is left naked, and the unwind never
   sells more base than the buy put there.
 * Execution timeout: legs not done within ``max_execution_time_ms`` of detection → the cycle's
   working orders are cancelled and, once the venue has confirmed each one's end, whatever the buy
@@ -418,16 +419,26 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             self.recovery_attempts += 1
             await self._sell(remaining, market=True)
             return
+        await self._unwind()
+
+    async def _unwind(self) -> None:
+        """Sell back on the buy venue, at market, what the buy received and no sell or earlier
+        unwind took (whole buy lots, never more than held); a partly filled unwind is followed by
+        another, up to ``max_recovery_attempts + 1`` in all. The legs end when nothing (under a
+        lot) is left, the attempts are spent, or an unwind is refused."""
         buy_inst = self.ctx.instrument(self.buy_key)
+        remaining = self._received_qty() - self._sold_qty() - sum(o.filled_qty for o in self.unwind_orders)
         lots = math.floor(remaining / buy_inst.lot_size + 1e-9)
-        if lots > 0:
+        if lots > 0 and len(self.unwind_orders) <= self.params.max_recovery_attempts:
             order = await self.ctx.submit(
                 OrderRequest.create(buy_inst, Side.SELL, lots * buy_inst.lot_size, type=OrderType.MARKET, tag="arb_unwind")
             )
             self.unwind_orders.append(order)
             if order.status is not OrderStatus.REJECTED:
-                return  # completes on its update
+                return  # its update calls this again
             self._acted_on.add(order.client_order_id)
+        if lots > 0:
+            self.markers.append((self.ctx.now_ns(), "error", f"unwind left {remaining:g} on {self.buy_key}"))
         await self._legs_done()
 
     async def on_executing_sell_side(self, event: Any) -> None:
@@ -448,7 +459,7 @@ class SimpleArbitrage(StrategyMachine[SimpleArbitrageParams]):
             await self._close_after_timeout()
             return
         if order in self.unwind_orders:
-            await self._legs_done()
+            await self._unwind()  # the rest, if it filled only in part
         elif order.status is OrderStatus.FILLED:
             await self._legs_done()
         else:
