@@ -58,6 +58,8 @@ class OrderManager:
         orders: order records by client order id (open ones, and terminal ones as retained).
         fills: fills in arrival order (all of them, or the latest ``max_terminal_orders``).
         positions: positions by instrument key.
+        fees_other: fees paid in a third asset (``Fill.fee_asset``: GT, MX, BNB), total per asset;
+            they are not in the quote PnL (no price for the asset here).
 
     Raises:
         ValueError: ``max_terminal_orders`` < 1 or a negative ``terminal_order_min_age_s``.
@@ -94,6 +96,9 @@ class OrderManager:
         self.n_orders = 0
         self.n_fills = 0
         self.n_rejected = 0
+        #: fees paid in a third asset (GT, MX, BNB), total per asset: not in the quote PnL
+        self.fees_other: dict[str, float] = {}
+        self._warned_fee_assets: set[str] = set()
         self._listeners: list[Callable[[PrivateEvent], None]] = []
         for venue in self.venues.values():
             venue.subscribe(self.on_private_event)
@@ -220,6 +225,12 @@ class OrderManager:
             self.fills.append(event)
             self._fills_by_order.setdefault(event.client_order_id, []).append(event)
             self.n_fills += 1
+            if event.fee_other:
+                self.fees_other[event.fee_asset] = self.fees_other.get(event.fee_asset, 0.0) + event.fee_other
+                if event.fee_asset not in self._warned_fee_assets:
+                    self._warned_fee_assets.add(event.fee_asset)
+                    log.warning("fees paid in %s are not counted in quote PnL (fees_other keeps them)",
+                                event.fee_asset)
         elif isinstance(event, OrderUpdate):
             order = self.orders.get(event.client_order_id) or self._record_inflight(event.client_order_id)
             if order is None:

@@ -31,6 +31,7 @@ __all__ = [
     "Side",
     "TimeInForce",
     "Trade",
+    "split_fee",
 ]
 
 
@@ -237,6 +238,9 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ``commissionAsset`` equal to the base; PROTOCOLS.md §1, §2), so the account holds
     ``qty - fee_base`` more base, not ``qty``. ``fee`` already includes its value in quote
     (``fee_base * price``); positions apply both (:meth:`Position.apply_fill`).
+    ``fee_asset`` / ``fee_other``: a fee paid in a third asset (Gate GT, MEXC MX, Binance BNB),
+    its amount in that asset. It is not in ``fee`` (no price for that asset here), so quote PnL
+    leaves it out; it is kept here rather than lost (:func:`split_fee`).
     """
 
     client_order_id: str
@@ -250,10 +254,28 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ts_ns: int
     fill_id: str = ""
     fee_base: float = 0.0
+    fee_asset: str = ""
+    fee_other: float = 0.0
 
     @property
     def notional(self) -> float:
         return self.price * self.qty
+
+
+def split_fee(amount: float, asset: str, price: float, instrument: Instrument) -> tuple[float, float, str, float]:
+    """A venue's fee report (``amount`` of ``asset`` on a fill at ``price``) as the
+    :class:`Fill` fields ``(fee, fee_base, fee_asset, fee_other)``.
+
+    In the quote asset (or no asset given): ``fee`` = ``amount``. In the base asset (a spot buy
+    on Gate.io / MEXC, PROTOCOLS.md §1, §2): ``fee`` = ``amount * price`` (quote) and, when it is
+    a charge, ``fee_base`` = ``amount`` (base units). In a third asset (GT, MX, BNB): ``fee`` 0.0
+    and the amount kept as ``fee_asset`` / ``fee_other``. A negative amount is a rebate.
+    """
+    if asset == instrument.base:
+        return amount * price, (amount if amount > 0 else 0.0), "", 0.0
+    if asset and asset != instrument.quote:
+        return 0.0, 0.0, asset, amount
+    return amount, 0.0, "", 0.0
 
 
 class Position(msgspec.Struct, kw_only=True):

@@ -56,6 +56,7 @@ from cexarb.model import (
     Side,
     TimeInForce,
     Trade,
+    split_fee,
 )
 from cexarb.venues.base import OrderRequest, OrderUpdate
 from cexarb.venues.gateio.signing import GateSigner
@@ -502,14 +503,6 @@ class GateFuturesOrder(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def _fee_in_quote(fee: float, fee_currency: str, price: float, instrument: Instrument) -> float:
-    if fee_currency == instrument.base:
-        return fee * price
-    if fee_currency and fee_currency != instrument.quote:
-        return 0.0  # GT/point fees are not convertible here
-    return fee
-
-
 class GateSpotTrade(msgspec.Struct, frozen=True, kw_only=True):
     """A spot trade: ``/spot/my_trades`` and ``spot.usertrades`` (ours, with ``order_id``, ``fee``,
     ``role``), or ``/spot/trades`` and ``spot.trades`` (public). ``amount`` base, ``side`` the
@@ -544,8 +537,10 @@ class GateSpotTrade(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def to_fill(self, instrument: Instrument) -> Fill:
-        """Our fill; ``fee`` converted to quote (base-currency fee x price; GT fee -> 0.0), and a
-        base-currency fee (a spot buy's, PROTOCOLS.md §2.2) also as ``fee_base``."""
+        """Our fill; the fee split by :func:`~cexarb.model.split_fee`: in quote, a base-currency
+        fee (a spot buy's, PROTOCOLS.md §2.2) also as ``fee_base``, a GT fee kept as
+        ``fee_asset`` / ``fee_other``."""
+        fee, fee_base, fee_asset, fee_other = split_fee(self.fee, self.fee_currency, self.price, instrument)
         return Fill(
             client_order_id=client_order_id_from_text(self.text),
             venue_order_id=_id(self.order_id),
@@ -553,11 +548,13 @@ class GateSpotTrade(msgspec.Struct, frozen=True, kw_only=True):
             side=Side.BUY if self.side == "buy" else Side.SELL,
             price=self.price,
             qty=self.amount,
-            fee=_fee_in_quote(self.fee, self.fee_currency, self.price, instrument),
+            fee=fee,
             is_maker=self.role == "maker",
             ts_ns=self.ts_ns,
             fill_id=_id(self.id),
-            fee_base=self.fee if self.fee_currency == instrument.base and self.fee > 0 else 0.0,
+            fee_base=fee_base,
+            fee_asset=fee_asset,
+            fee_other=fee_other,
         )
 
 

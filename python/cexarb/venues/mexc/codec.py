@@ -40,6 +40,7 @@ from cexarb.model import (
     Side,
     TimeInForce,
     Trade,
+    split_fee,
 )
 from cexarb.venues.base import OrderRequest, OrderUpdate
 from cexarb.venues.mexc import proto
@@ -578,8 +579,8 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
 
     ``fee`` is converted to quote currency: as is when ``feeCurrency`` is the quote asset,
     times the fill price when it is the base asset (and then also as ``fee_base``, base units:
-    the account received ``quantity - fee_base``); a fee paid in a third asset (MX) is not
-    convertible here and is reported as 0.0.
+    the account received ``quantity - fee_base``); a fee paid in a third asset (MX) is kept as
+    ``fee_asset`` / ``fee_other`` and is 0.0 in ``fee`` (:func:`~cexarb.model.split_fee`).
     """
     body = push.body
     if not isinstance(body, proto.PrivateDeal):
@@ -587,13 +588,8 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
     if body.trade_type not in (1, 2):
         raise MexcCodecError(f"MEXC private deal: tradeType must be 1 (buy) or 2 (sell), got {body.trade_type}")
     price = _num(body.price, "deal price")
-    fee = _num(body.fee_amount, "deal feeAmount")
-    fee_base = 0.0
-    if body.fee_currency == instrument.base:
-        fee_base = fee if fee > 0 else 0.0
-        fee *= price
-    elif body.fee_currency and body.fee_currency != instrument.quote:
-        fee = 0.0
+    fee, fee_base, fee_asset, fee_other = split_fee(_num(body.fee_amount, "deal feeAmount"), body.fee_currency,
+                                                    price, instrument)
     return Fill(
         client_order_id=body.client_order_id,
         venue_order_id=body.order_id,
@@ -606,6 +602,8 @@ def fill_from_push(push: PushData, instrument: Instrument) -> Fill:
         ts_ns=(body.time or _push_ts_ms(push)) * 1_000_000,
         fill_id=body.trade_id,
         fee_base=fee_base,
+        fee_asset=fee_asset,
+        fee_other=fee_other,
     )
 
 
@@ -777,13 +775,7 @@ class MexcMyTrade(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
     def to_fill(self, instrument: Instrument) -> Fill:
         """As a :class:`Fill`, commission converted to quote as in :func:`fill_from_push`."""
-        fee = self.commission
-        fee_base = 0.0
-        if self.commission_asset == instrument.base:
-            fee_base = fee if fee > 0 else 0.0
-            fee *= self.price
-        elif self.commission_asset and self.commission_asset != instrument.quote:
-            fee = 0.0
+        fee, fee_base, fee_asset, fee_other = split_fee(self.commission, self.commission_asset, self.price, instrument)
         return Fill(
             client_order_id=self.client_order_id or "",
             venue_order_id=_id(self.order_id),
@@ -796,6 +788,8 @@ class MexcMyTrade(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             ts_ns=self.time * 1_000_000,
             fill_id=_id(self.id),
             fee_base=fee_base,
+            fee_asset=fee_asset,
+            fee_other=fee_other,
         )
 
 
