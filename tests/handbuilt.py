@@ -7,6 +7,7 @@ import numpy as np
 from cexarb import _core
 from cexarb.model import Instrument
 from cexarb.replay import BookStream, InstrumentData, Recording, TradeStream
+from cexarb.venues.sim.venue import SimLatency, SimVenue
 
 #: one depth message: (local_ns, bids, asks, U, u, pu, is_snapshot), prices in quote, qty in base
 Msg = tuple[int, list[tuple[float, float]], list[tuple[float, float]], int, int, int | None, bool]
@@ -53,3 +54,19 @@ def recording_of(streams: dict[Instrument, list[Msg]], name: str = "hand-built")
             for inst, msgs in streams.items()
         },
     )
+
+
+def fast_cancels(venue: SimVenue, latency: SimLatency | None = None) -> None:
+    """Cancels reach ``venue`` at ``latency`` (default :class:`SimLatency`: 1 ms) whatever its order
+    latency is set to when they are sent (so a cancel beats a slow order there)."""
+    request_cancel = venue.request_cancel
+    normal = latency if latency is not None else SimLatency()
+
+    def fast(instrument_key: str, client_order_id: str) -> bool:
+        slow, venue.latency = venue.latency, normal
+        try:
+            return request_cancel(instrument_key, client_order_id)
+        finally:
+            venue.latency = slow
+
+    venue.request_cancel = fast  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from cexarb.model import OrderStatus
 from cexarb.replay import Recording, known_instrument
 from cexarb.strategy import StrategyType, registry
 from cexarb.venues.sim.venue import SimLatency
-from handbuilt import Msg, recording_of
+from handbuilt import Msg, fast_cancels, recording_of
 
 SPOT = known_instrument("binance-spot", "BTCUSDT")
 PERP = known_instrument("binance-usdm", "BTCUSDT")
@@ -122,17 +122,7 @@ def test_max_holding_time_during_a_rebalance_that_times_out_still_closes() -> No
         # and answers normally again once the strategy has given up on it
         perp_venue.latency = SimLatency(order_entry_ns=60_000 * MS) if to_state == "REBALANCING" else normal
 
-    request_cancel = perp_venue.request_cancel
-
-    def cancel_at_normal_latency(instrument_key: str, client_order_id: str) -> bool:
-        """Cancels get through in the normal time (they reach the venue before the silent order)."""
-        silent, perp_venue.latency = perp_venue.latency, normal
-        try:
-            return request_cancel(instrument_key, client_order_id)
-        finally:
-            perp_venue.latency = silent
-
-    perp_venue.request_cancel = cancel_at_normal_latency  # type: ignore[method-assign]
+    fast_cancels(perp_venue, normal)  # cancels get through in the normal time, before the silent order
     strategy.on_transition = on_transition
     res = asyncio.run(bt.run())
     states = [s for _, s in seen]

@@ -18,7 +18,7 @@ from cexarb.model import Order, OrderStatus
 from cexarb.strategy import StrategyType, registry
 from cexarb.venues.base import OrderUpdate, PrivateEvent
 from cexarb.venues.sim.venue import SimLatency, SimVenue
-from handbuilt import Msg
+from handbuilt import Msg, fast_cancels
 from test_spot_futures_rebalancing import MS, PERP, SPOT, T0, _steady_perp, recording
 
 PERP_LOT = PERP.lot_size
@@ -56,20 +56,6 @@ def slow_while(bt: Backtest, state: str, latency: SimLatency, *slow: SimVenue) -
             venue.latency = latency if to_state == state else own
 
     bt.strategy.on_transition = on_transition
-
-
-def fast_cancels(venue: SimVenue) -> None:
-    """Cancels reach ``venue`` in 1 ms whatever its order latency (so they beat a slow order there)."""
-    request_cancel = venue.request_cancel
-
-    def fast(instrument_key: str, client_order_id: str) -> bool:
-        slow, venue.latency = venue.latency, NORMAL
-        try:
-            return request_cancel(instrument_key, client_order_id)
-        finally:
-            venue.latency = slow
-
-    venue.request_cancel = fast  # type: ignore[method-assign]
 
 
 def states(res: BacktestResult) -> list[str]:
