@@ -194,6 +194,24 @@ def test_config_errors_name_the_field():
         assert info.value.field == field, (field, str(info.value))
 
 
+def test_config_refuses_bad_paper_balances_infinite_timeouts_and_unknown_latency_keys():
+    good = config_text_static("paper")
+    cases = {
+        good + "\n[paper]\nbalances = { gateio-spot = { USDT = nan } }\n": "balances.gateio-spot.USDT must be finite",
+        good + "\n[paper]\nbalances = { gateio-spot = { BTC = -1.0 } }\n": "balances.gateio-spot.BTC must be finite and >= 0",
+        good + "\n[paper]\ndefault_quote_balance = -5.0\n": "default_quote_balance must be finite and >= 0",
+        good + "\n[paper]\nlatency = { order_entry_nz = 1 }\n": "order_entry_nz",
+        "sync_timeout_s = inf\n" + good: "sync_timeout_s must be finite",
+        "close_timeout_s = inf\n" + good: "close_timeout_s must be finite",
+        good.replace('rest_url = "http://127.0.0.1:1"', 'rest_url = "http://127.0.0.1:1"\nstall_timeout_s = inf', 1):
+            "stall_timeout_s must be finite",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(text)
+        assert message in str(info.value), (message, str(info.value))
+
+
 def test_example_config_parses():
     cfg = load_config(REPO / "examples" / "paper_gate_sfh.toml")
     assert set(cfg.venues) == {"gateio-spot", "gateio-futures"}

@@ -436,6 +436,10 @@ def test_credentials_file_errors_never_quote_the_document(tmp_path: Path) -> Non
         (lambda: ApiCredentials.from_file(bad_toml, section="mexc"), "invalid TOML"),
         (lambda: ApiCredentials.from_file(tmp_path / "absent.toml"), "cannot read"),
         (lambda: ApiCredentials.load("env:ONLY_ONE"), "expected env:KEY_VAR,SECRET_VAR"),
+        # a key pasted where a spec belongs (a bare value naming no file) is not repeated back
+        (lambda: ApiCredentials.load(KEY_VALUE), "it names no file"),
+        (lambda: ApiCredentials.load(SECRET_VALUE), "not shown: it may be a key"),
+        (lambda: ApiCredentials.load(f"env:{KEY_VALUE}"), "expected env:KEY_VAR,SECRET_VAR"),
     ]
     for call, message in cases:
         with pytest.raises(CredentialsError) as err:

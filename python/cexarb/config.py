@@ -51,6 +51,7 @@ the file: ``CEXARB_<VENUE>_API_KEY`` and ``CEXARB_<VENUE>_API_SECRET`` (and opti
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -108,8 +109,8 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     stall_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if not (self.stall_timeout_s > 0):
-            raise ValueError(f"stall_timeout_s must be > 0, got {self.stall_timeout_s!r}")
+        if not (0 < self.stall_timeout_s < math.inf):
+            raise ValueError(f"stall_timeout_s must be finite and > 0, got {self.stall_timeout_s!r}")
 
 
 class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -131,6 +132,12 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def __post_init__(self) -> None:
         if not (self.leverage > 0 and self.leverage < float("inf")):
             raise ValueError(f"leverage must be finite and > 0, got {self.leverage!r}")
+        if not (0 <= self.default_quote_balance < math.inf):
+            raise ValueError(f"default_quote_balance must be finite and >= 0, got {self.default_quote_balance!r}")
+        for venue, assets in self.balances.items():
+            for asset, amount in assets.items():
+                if not (0 <= amount < math.inf):
+                    raise ValueError(f"balances.{venue}.{asset} must be finite and >= 0, got {amount!r}")
 
 
 class LatencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -199,8 +206,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             if not (getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("sync_timeout_s", "close_timeout_s"):
-            if not (getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            if not (0 < getattr(self, name) < math.inf):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
         if self.max_terminal_orders < 1:
             raise ValueError(f"max_terminal_orders must be >= 1, got {self.max_terminal_orders!r}")
         if not (0 <= self.terminal_order_min_age_s < float("inf")):

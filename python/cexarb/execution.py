@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from cexarb._core import OrderBook
-from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position
+from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position, Side
 from cexarb.retention import TerminalOrderRetention
 from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
@@ -161,7 +161,8 @@ class OrderManager:
         key = inst.key
         venue = self.venues.get(inst.venue)
         try:
-            self.risk.check(request, self._book(key), self.positions.get(key), len(self._open))
+            self.risk.check(request, self._book(key), self.positions.get(key), len(self._open) + len(self._inflight),
+                            self._pending_qty(key, request.side))
         except RiskRejection as exc:
             order = self._record(request)
             order.status = _REJECTED
@@ -197,6 +198,18 @@ class OrderManager:
         elif sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
             self._retention.terminal(coid, self.clock.now_ns())
         return order
+
+    def _pending_qty(self, key: str, side: Side) -> float:
+        """Signed quantity (+ buys) of the orders on ``key`` and ``side`` still open (their
+        remainder) or on their way to the venue: what the position may still become."""
+        total = 0.0
+        for order in self._open.values():
+            if order.side is side and order.instrument.key == key:
+                total += order.remaining_qty
+        for pending in self._inflight.values():
+            if pending.side is side and pending.instrument.key == key:
+                total += pending.remaining_qty if isinstance(pending, Order) else pending.qty
+        return side.sign * total
 
     def _record(self, request: OrderRequest, created_ns: int | None = None) -> Order:
         """The Order record of ``request`` (PENDING_NEW, created at ``created_ns``, default now),

@@ -69,7 +69,10 @@ class RiskPolicy:
             limits.max_order_notional, limits.max_position_notional, limits.price_band_bps, limits.max_open_orders
         )
 
-    def check(self, request: OrderRequest, book: OrderBook, position: Position | None, open_orders: int) -> None:
+    def check(
+        self, request: OrderRequest, book: OrderBook, position: Position | None, open_orders: int,
+        pending_qty: float = 0.0,
+    ) -> None:
         """Raise :class:`RiskRejection` if ``request`` breaches a limit.
 
         Checked in this order: the book is valid and has a mid; order notional (at the limit
@@ -83,11 +86,15 @@ class RiskPolicy:
             request: the order.
             book: the instrument's current L2 book (for mid and validity).
             position: the strategy's current position in the instrument, or None.
-            open_orders: the strategy's open orders now.
+            open_orders: the strategy's open orders now, those on their way to the venue included.
+            pending_qty: signed quantity (instrument units, + buys) of the strategy's orders on
+                this instrument and side still open or on their way: counted into the position,
+                so orders sent one after another cannot together pass ``max_position_notional``.
         """
         inst = request.instrument
+        qty = position.qty if position is not None else 0.0
         breach = self._core.check(
-            book, request.side.sign, request.qty, request.price, position.qty if position is not None else 0.0,
+            book, request.side.sign, request.qty, request.price, qty + pending_qty,
             open_orders, inst.contract_size, inst.kind is _INVERSE,
         )
         if breach is not None:

@@ -212,18 +212,29 @@ class ApiCredentials:
         * ``env:KEY_VAR,SECRET_VAR[,UID_VAR]`` -- environment variables;
         * ``file:PATH[#SECTION]`` (or a bare path) -- a TOML/JSON file, optionally one table.
 
+        A spec that is neither (a bare value naming no file) is never repeated in the error: it
+        may be a key pasted where a spec belongs.
+
         Raises:
             CredentialsError: malformed spec or any error of :meth:`from_env` / :meth:`from_file`.
         """
         if spec.startswith("env:"):
             names = [n.strip() for n in spec[4:].split(",")]
             if len(names) not in (2, 3) or not all(names):
-                raise CredentialsError(f"credentials spec {spec!r}: expected env:KEY_VAR,SECRET_VAR[,UID_VAR]")
+                raise CredentialsError(
+                    f"credentials spec env:...: expected env:KEY_VAR,SECRET_VAR[,UID_VAR], got {len(names)} name(s)"
+                    + (" (one empty)" if not all(names) else "")
+                )
             return cls.from_env(names[0], names[1], uid_var=names[2] if len(names) == 3 else None, environ=environ)
-        target = spec.removeprefix("file:")
-        path, _, section = target.partition("#")
+        explicit = spec.startswith("file:")
+        path, _, section = spec.removeprefix("file:").partition("#")
         if not path:
-            raise CredentialsError(f"credentials spec {spec!r}: expected file:PATH[#SECTION] or env:KEY_VAR,SECRET_VAR")
+            raise CredentialsError("credentials spec: expected file:PATH[#SECTION] or env:KEY_VAR,SECRET_VAR (no path given)")
+        if not explicit and not Path(path).is_file():
+            raise CredentialsError(
+                f"credentials spec ({len(spec)} characters, not shown: it may be a key): expected "
+                "env:KEY_VAR,SECRET_VAR[,UID_VAR] or file:PATH[#SECTION], and it names no file"
+            )
         return cls.from_file(path, section=section or None)
 
 

@@ -74,7 +74,7 @@ def _tick_price(inst: Instrument, ticks: int) -> float:
     return float(inst.format_price(ticks))
 
 
-class SimLatency(msgspec.Struct, frozen=True, kw_only=True):
+class SimLatency(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Latencies of the simulated venue, nanoseconds (see the module docstring for the model).
 
     Attributes:
