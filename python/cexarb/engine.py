@@ -28,10 +28,18 @@ each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, wi
   the venue's current rate and the book's mid, its order manager books the amount, and the
   strategy receives the :class:`FundingEvent`. The next time is whatever the venue states next.
 
+Start-up (starting every connector, then waiting until every watched book is in sync) has one
+deadline, ``sync_timeout_s`` seconds for the whole of it, and races the stop event: a signal or
+:meth:`stop` during start-up ends it at once (the connectors already started are closed, the
+one being started is cancelled and closed), no strategy begins, and :meth:`run` returns with a
+``stop_reason`` ending in ``"during start-up"``.
+
 Stop: SIGINT/SIGTERM (when :meth:`Engine.run` installs handlers), ``duration_s``, :meth:`stop`,
 or every strategy finished. On stop each running strategy gets ``EndOfData(reason="engine
 stopping")`` and up to ``close_timeout_s`` to close out; then every paper account cancels all
-its open orders, the connectors close, and :meth:`run` returns an :class:`EngineResult`.
+its open orders (waiting a bounded time for the cancels to arrive; every order still open after
+that is logged at WARNING and counted in ``StrategyRun.open_orders_after_cancel``), the
+connectors close, and :meth:`run` returns an :class:`EngineResult`.
 
 Live trading is refused here (:class:`LiveTradingRefused`): it is out of scope for this engine.
 """
@@ -125,7 +133,10 @@ class StrategyRun(msgspec.Struct, kw_only=True):
     fills: list[Fill]
     transitions: list[tuple[int, str, str, str]]
     positions: dict[str, float]  # strategy-side position per instrument (instrument units)
-    open_orders_at_stop: int  # orders still open when cancel-all ran
+    open_orders_at_stop: int  # orders still open when cancel-all ran (before the cancels)
+    #: orders still open once the cancels' deadline (about 2 s plus two simulated round trips)
+    #: had passed; 0 = every order was cancelled or done. Each is logged at WARNING.
+    open_orders_after_cancel: int = 0
     error: str | None = None
     funding: list[tuple[FundingEvent, float]] = []  # settlements: event and amount booked (quote, + received)
 
@@ -155,6 +166,7 @@ class _Runner:
         self.watched = frozenset(strategy.watched_instruments())
         self.error: str | None = None
         self.open_at_stop = 0
+        self.open_after_cancel = 0
         self.funding_events: list[tuple[FundingEvent, float]] = []  # settled on this account
 
     def push_private(self, event: Any) -> None:
@@ -236,7 +248,41 @@ class Engine:
                     wanted[venue].append(symbol)
         return wanted
 
-    async def _start_connectors(self, stack: contextlib.AsyncExitStack) -> None:
+    async def _start_up(self, stack: contextlib.AsyncExitStack) -> bool:
+        """Start the connectors and wait until every watched book is in sync, racing :meth:`stop`.
+
+        One deadline, ``sync_timeout_s`` seconds from now, covers the whole start-up (every
+        connector's ``start`` and the books' sync). Connectors started are pushed on ``stack``
+        (closed when it unwinds). Returns True once in sync; False when the stop event was set
+        first (start-up is then cancelled: the connector being started is closed).
+
+        Raises:
+            TimeoutError: naming ``sync_timeout_s`` when the deadline passed first.
+        """
+        deadline = time.monotonic() + self.config.sync_timeout_s
+        work = asyncio.ensure_future(self._start_and_sync(stack, deadline))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((work, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not work.done():
+                work.cancel()
+            # bounded: the cancelled start-up closes at most one connector (its aclose, <= 10 s)
+            await asyncio.gather(stopper, work, return_exceptions=True)
+        if work.cancelled():
+            return False
+        work.result()  # re-raises a start-up failure
+        return True
+
+    async def _start_and_sync(self, stack: contextlib.AsyncExitStack, deadline: float) -> None:
+        """Start-up's work, against one ``deadline`` (``time.monotonic()`` seconds)."""
+        await self._start_connectors(stack, deadline)
+        await self._wait_synced(deadline)
+
+    async def _start_connectors(self, stack: contextlib.AsyncExitStack, deadline: float) -> None:
+        """Build and start each configured venue's connector (market data only), all by
+        ``deadline`` (``time.monotonic()`` seconds)."""
         if self._given_connectors is not None:
             self.connectors = dict(self._given_connectors)
             return
@@ -246,10 +292,13 @@ class Engine:
                 continue
             conn = build_connector(venue, vcfg, symbols[venue], credentials=None)  # paper: market data only
             try:
-                await asyncio.wait_for(conn.start(), self.config.sync_timeout_s)
-            except BaseException:
+                await asyncio.wait_for(conn.start(), max(0.0, deadline - time.monotonic()))
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.aclose(), 10)
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(f"venue {venue} not started within sync_timeout_s="
+                                       f"{self.config.sync_timeout_s} s (the whole start-up's deadline)") from exc
                 raise
             stack.push_async_callback(self._close_connector, venue, conn)
             self.connectors[venue] = conn
@@ -261,9 +310,9 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
             log.error("venue=%s close failed: %s", venue, exc)
 
-    async def _wait_synced(self) -> None:
+    async def _wait_synced(self, deadline: float) -> None:
+        """Wait until every watched book is in sync, by ``deadline`` (``time.monotonic()`` s)."""
         keys = {k for s in self.strategies for k in s.watched_instruments()}
-        deadline = time.monotonic() + self.config.sync_timeout_s
         for key in sorted(keys):
             conn = self.connectors[key.partition(":")[0]]
             remaining = max(0.1, deadline - time.monotonic())
@@ -403,6 +452,12 @@ class Engine:
         deadline = time.monotonic() + 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
         while runner.ctx.orders.n_open_orders and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        left = runner.ctx.orders.open_orders
+        runner.open_after_cancel = len(left)
+        for order in left:
+            log.warning("strategy %s: order client_order_id=%s instrument=%s still open (status %s) "
+                        "after cancel-all", runner.strategy.strategy_id, order.client_order_id,
+                        order.instrument.key, order.status.name)
         for name in list(runner.ctx._timers):
             runner.ctx.cancel_timer(name)
 
@@ -535,8 +590,10 @@ class Engine:
         self._collect_if_due = gc_policy.collect_if_due
         try:
             async with contextlib.AsyncExitStack() as stack:
-                await self._start_connectors(stack)
-                await self._wait_synced()
+                if not await self._start_up(stack):
+                    self.stop_reason = f"{self.stop_reason or 'stop requested'} during start-up"
+                    log.info("engine stopped during start-up: %s", self.stop_reason)
+                    return self._result(wall0, {}, tasks)
                 self._build_runners()
                 for conn in self.connectors.values():
                     conn.subscribe_market(self._on_market)
@@ -572,7 +629,10 @@ class Engine:
                 gc_policy.__exit__(None, None, None)
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        pending = sum(1 for t in tasks if not t.done())
+        return self._result(wall0, runs, tasks)
+
+    def _result(self, wall0: float, runs: dict[str, StrategyRun], tasks: list[asyncio.Task[Any]]) -> EngineResult:
+        """The run's :class:`EngineResult`; ``wall0`` is ``time.perf_counter()`` (s) at start."""
         return EngineResult(
             mode="paper",
             stop_reason=self.stop_reason or "all strategies finished",
@@ -580,7 +640,7 @@ class Engine:
             strategies=runs,
             book_updates=self.book_updates,
             trades=self.trades,
-            pending_tasks=pending,
+            pending_tasks=sum(1 for t in tasks if not t.done()),
         )
 
     def _detach_market(self) -> None:
@@ -599,6 +659,7 @@ class Engine:
             transitions=list(runner.strategy.transition_log),
             positions={k: p.qty for k, p in om.positions.items()},
             open_orders_at_stop=runner.open_at_stop,
+            open_orders_after_cancel=runner.open_after_cancel,
             error=runner.error or runner.strategy.error,
             funding=list(runner.funding_events),
         )

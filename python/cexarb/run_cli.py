@@ -42,7 +42,9 @@ def _print_result(result: object) -> None:
     for sid, run in result.strategies.items():
         r = run.result
         print(f"  {sid}: {r.strategy_type} {r.final_state}; orders {r.orders_executed}, fills {r.fills}, "
-              f"net PnL {r.net_pnl:.4f} USDT" + (f"; error: {run.error}" if run.error else ""))
+              f"net PnL {r.net_pnl:.4f} USDT" + (f"; error: {run.error}" if run.error else "")
+              + (f"; {run.open_orders_after_cancel} order(s) STILL OPEN at the venue after the stop's cancels"
+                 if run.open_orders_after_cancel else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
