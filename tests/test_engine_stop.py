@@ -213,15 +213,8 @@ async def test_resting_order_is_cancelled_on_stop_and_none_left_open(sim_server,
     engine = Engine(parse_config(text), paper=True)
     strategy = RestFarBid(_P())
     engine.strategies = [strategy]
-    task = asyncio.create_task(engine.run(install_signal_handlers=False))
+    task = await _run_until_resting(engine, strategy)
     try:
-        deadline = time.monotonic() + 30.0
-        for _ in range(1_500):  # bounded: 1500 x 20 ms, and 30 s
-            if task.done() or time.monotonic() > deadline:
-                break
-            if strategy.order is not None and strategy.order.status is OrderStatus.NEW:
-                break
-            await asyncio.sleep(0.02)
         assert not task.done(), task
         assert strategy.order is not None and strategy.order.status is OrderStatus.NEW, strategy.order
         sim = engine.runners[0].sims["gateio-spot"]
