@@ -24,39 +24,14 @@ from cexarb.strategy import (
 )
 from cexarb.venues.base import BookUpdate, OrderRequest
 from cexarb.venues.sim.server import AccountSpec, SimServer
+from test_paper_engine import paper_config_text
 
 SPOT = "gateio-spot:BTC_USDT"
 PERP = "gateio-futures:BTC_USDT"
 
 
 def _config(rest_url: str, ws_base: str, *, sync_timeout_s: float, duration_s: float) -> str:
-    return f"""
-mode = "paper"
-duration_s = {duration_s}
-sync_timeout_s = {sync_timeout_s}
-close_timeout_s = 4.0
-
-[venues.gateio-spot]
-rest_url = "{rest_url}"
-ws_url = "{ws_base}/ws/v4/"
-symbols = ["BTC_USDT"]
-
-[venues.gateio-futures]
-rest_url = "{rest_url}"
-ws_url = "{ws_base}/v4/ws/usdt"
-symbols = ["BTC_USDT"]
-
-[paper]
-latency = {{ order_entry_ns = 1000000, ack_ns = 1000000 }}
-balances = {{ gateio-spot = {{ USDT = 10000.0 }}, gateio-futures = {{ USDT = 10000.0 }} }}
-
-[[strategies]]
-type = "spot_futures_hedging"
-[strategies.params]
-strategy_id = "sfh-stop"
-spot_instrument = "{SPOT}"
-futures_instrument = "{PERP}"
-"""
+    return paper_config_text(rest_url, ws_base, duration_s=duration_s, sync_timeout_s=sync_timeout_s)
 
 
 # ---- stop during start-up ------------------------------------------------------------------------
@@ -170,7 +145,12 @@ async def sim_server(binance_dir):
         await asyncio.wait_for(srv.stop(), 30)
 
 
-async def _run_until_resting(engine: Engine, strategy: RestFarBid) -> asyncio.Task[Any]:
+async def _paper_run_with_a_resting_bid(sim_server: Any) -> tuple[Engine, RestFarBid, asyncio.Task[Any]]:
+    """A paper engine running :class:`RestFarBid`, returned once its bid rests at the paper venue."""
+    text = _config(sim_server.base_url, sim_server.ws_base_url, sync_timeout_s=20.0, duration_s=60.0)
+    engine = Engine(parse_config(text), paper=True)
+    strategy = RestFarBid(_P())
+    engine.strategies = [strategy]
     task = asyncio.create_task(engine.run(install_signal_handlers=False))
     deadline = time.monotonic() + 30.0
     for _ in range(1_500):  # bounded: 1500 x 20 ms, and 30 s
@@ -179,20 +159,18 @@ async def _run_until_resting(engine: Engine, strategy: RestFarBid) -> asyncio.Ta
         if strategy.order is not None and strategy.order.status is OrderStatus.NEW:
             break
         await asyncio.sleep(0.02)
-    return task
+    if task.done() or strategy.order is None or strategy.order.status is not OrderStatus.NEW:
+        engine.stop("the bid never rested")
+        await asyncio.wait_for(task, 30)
+        raise AssertionError(f"the bid never rested: {strategy.order!r}")
+    return engine, strategy, task
 
 
 async def test_order_whose_cancel_never_arrives_is_reported_and_logged(sim_server, caplog):
     """The paper venue drops the cancel-all: after the cancels' deadline the order is logged at
     WARNING (client id, instrument) and counted in ``open_orders_after_cancel``."""
-    text = _config(sim_server.base_url, sim_server.ws_base_url, sync_timeout_s=20.0, duration_s=60.0)
-    engine = Engine(parse_config(text), paper=True)
-    strategy = RestFarBid(_P())
-    engine.strategies = [strategy]
-    task = await _run_until_resting(engine, strategy)
+    engine, strategy, task = await _paper_run_with_a_resting_bid(sim_server)
     try:
-        assert not task.done(), task
-        assert strategy.order is not None and strategy.order.status is OrderStatus.NEW, strategy.order
 
         async def dropped(instrument_key: str | None = None) -> int:
             return 0
@@ -209,14 +187,8 @@ async def test_order_whose_cancel_never_arrives_is_reported_and_logged(sim_serve
 
 
 async def test_resting_order_is_cancelled_on_stop_and_none_left_open(sim_server, caplog):
-    text = _config(sim_server.base_url, sim_server.ws_base_url, sync_timeout_s=20.0, duration_s=60.0)
-    engine = Engine(parse_config(text), paper=True)
-    strategy = RestFarBid(_P())
-    engine.strategies = [strategy]
-    task = await _run_until_resting(engine, strategy)
+    engine, strategy, task = await _paper_run_with_a_resting_bid(sim_server)
     try:
-        assert not task.done(), task
-        assert strategy.order is not None and strategy.order.status is OrderStatus.NEW, strategy.order
         sim = engine.runners[0].sims["gateio-spot"]
         assert len(sim.resting(SPOT)) == 1
         at_venue = await asyncio.wait_for(sim.open_orders(), 5)

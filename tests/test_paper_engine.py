@@ -25,11 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def config_text(server: SimServer, duration_s: float) -> str:
-    base, ws = server.base_url, server.ws_base_url
+    return paper_config_text(server.base_url, server.ws_base_url, duration_s=duration_s)
+
+
+def paper_config_text(base: str, ws: str, *, duration_s: float, sync_timeout_s: float = 20.0) -> str:
+    """A paper run of SPOT_FUTURES_HEDGING on Gate spot + USDT futures at ``base`` / ``ws``."""
     return f"""
 mode = "paper"
 duration_s = {duration_s}
-sync_timeout_s = 20.0
+sync_timeout_s = {sync_timeout_s}
 close_timeout_s = 8.0
 
 [venues.gateio-spot]
