@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from cexarb._core import OrderBook
 from cexarb.clock import SimClock
@@ -94,6 +95,27 @@ def test_a_venue_error_leaves_a_pending_record_and_the_id_taken() -> None:
     with pytest.raises(ValueError, match="duplicate client_order_id 'b1'"):
         asyncio.run(om.submit(request))
 
+
+
+def test_an_order_whose_send_raised_is_tracked_once_the_venue_reports_it_open() -> None:
+    """A lost reply: place_order raised, but the venue took the order. Its NEW update makes it an
+    open order (cancel on stop sees it, the risk check counts it) instead of a record nobody
+    tracks; its fill then ends it."""
+    om, venue = _manager()
+    venue.fail = True
+    request = OrderRequest.create(SPOT, Side.BUY, 0.002, price=100.01, client_order_id="d1")
+    with pytest.raises(ConnectionError):
+        asyncio.run(om.submit(request))
+    assert om.n_open_orders == 0 and om._pending_qty(SPOT.key, Side.BUY) == 0.0
+    update = OrderUpdate(client_order_id="d1", venue_order_id="v9", instrument_key=SPOT.key,
+                         status=OrderStatus.NEW, filled_qty=0.0, avg_fill_price=0.0, ts_ns=7)
+    om.on_private_event(update)
+    assert [o.client_order_id for o in om.open_orders] == ["d1"]
+    assert om.orders["d1"].venue_order_id == "v9"
+    assert om._pending_qty(SPOT.key, Side.BUY) == pytest.approx(0.002)
+    om.on_private_event(msgspec.structs.replace(update, status=OrderStatus.FILLED, filled_qty=0.002,
+                                                avg_fill_price=100.01))
+    assert om.n_open_orders == 0 and om._pending_qty(SPOT.key, Side.BUY) == 0.0
 
 def test_a_duplicate_id_is_refused_while_the_first_is_still_on_its_way() -> None:
     om, venue = _manager()

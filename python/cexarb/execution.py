@@ -87,6 +87,11 @@ class OrderManager:
         # requests on their way to the venue (submit), replaced by their record when a venue
         # event makes it before place_order returns
         self._inflight: dict[str, OrderRequest | Order] = {}
+        # what each open or in-flight order still adds to its side: client order id ->
+        # ((key, side), remaining qty), and the totals per (key, side) with their order counts,
+        # kept as orders change (the risk check reads them in O(1), not by walking every order)
+        self._pending_of: dict[str, tuple[tuple[str, Side], float]] = {}
+        self._pending_sum: dict[tuple[str, Side], list[float]] = {}  # [total qty, n orders]
         self.positions: dict[str, Position] = {}
         self.fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
         self._fills_by_order: dict[str, list[Fill]] = {}
@@ -149,7 +154,8 @@ class OrderManager:
 
         Raises:
             ValueError: ``request.client_order_id`` was used before by this manager.
-            Whatever the venue's ``place_order`` raises (the record stays PENDING_NEW).
+            Whatever the venue's ``place_order`` raises (the record stays PENDING_NEW, not
+            open, until a venue update for it arrives: the venue may have taken it).
         """
         coid = request.client_order_id
         if not coid:
@@ -180,9 +186,13 @@ class OrderManager:
             return order
         inflight = self._inflight
         inflight[coid] = request
+        self._set_pending(coid, key, request.side, request.qty)
         sent_ns = self.clock.now_ns()  # the record's created_ns: when the request went out
         try:
             sent = await venue.place_order(request)
+        except BaseException:
+            self._set_pending(coid, key, request.side, 0.0)
+            raise
         finally:
             pending = inflight.pop(coid)
             # made by an event that arrived on the way (on_private_event), or now
@@ -195,21 +205,36 @@ class OrderManager:
             order.venue_order_id = sent.venue_order_id
         if not order.status.is_terminal:
             self._open[coid] = order
-        elif sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
-            self._retention.terminal(coid, self.clock.now_ns())
+            self._set_pending(coid, key, order.side, order.remaining_qty)
+        else:
+            self._set_pending(coid, key, order.side, 0.0)
+            if sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
+                self._retention.terminal(coid, self.clock.now_ns())
         return order
 
     def _pending_qty(self, key: str, side: Side) -> float:
         """Signed quantity (+ buys) of the orders on ``key`` and ``side`` still open (their
-        remainder) or on their way to the venue: what the position may still become."""
-        total = 0.0
-        for order in self._open.values():
-            if order.side is side and order.instrument.key == key:
-                total += order.remaining_qty
-        for pending in self._inflight.values():
-            if pending.side is side and pending.instrument.key == key:
-                total += pending.remaining_qty if isinstance(pending, Order) else pending.qty
-        return side.sign * total
+        remainder) or on their way to the venue: what the position may still become. O(1)."""
+        entry = self._pending_sum.get((key, side))
+        return 0.0 if entry is None else side.sign * entry[0]
+
+    def _set_pending(self, coid: str, key: str, side: Side, qty: float) -> None:
+        """Order ``coid`` on ``key``/``side`` now adds ``qty`` (0: nothing, it ended) to the
+        pending totals. A total whose last order ended is reset to exactly 0.0, so rounding in
+        the running sum never outlives the orders that made it."""
+        old = self._pending_of.pop(coid, None)
+        if old is not None:
+            entry = self._pending_sum[old[0]]
+            entry[1] -= 1
+            entry[0] = entry[0] - old[1] if entry[1] else 0.0
+        if qty > 0.0:
+            ks = (key, side)
+            total = self._pending_sum.get(ks)
+            if total is None:
+                total = self._pending_sum[ks] = [0.0, 0]
+            total[0] += qty
+            total[1] += 1
+            self._pending_of[coid] = (ks, qty)
 
     def _record(self, request: OrderRequest, created_ns: int | None = None) -> Order:
         """The Order record of ``request`` (PENDING_NEW, created at ``created_ns``, default now),
@@ -260,9 +285,17 @@ class OrderManager:
                 order.reject_reason = event.reason
             if event.status is OrderStatus.REJECTED:
                 self.n_rejected += 1
+            coid = order.client_order_id
             if event.status.is_terminal:
-                self._open.pop(order.client_order_id, None)
-                self._retention.terminal(order.client_order_id, self.clock.now_ns())
+                self._open.pop(coid, None)
+                self._retention.terminal(coid, self.clock.now_ns())
+                if coid in self._pending_of:
+                    self._set_pending(coid, order.instrument.key, order.side, 0.0)
+            else:
+                if coid not in self._inflight and coid not in self._open:
+                    # open at the venue though its place_order raised (a lost reply): track it
+                    self._open[coid] = order
+                self._set_pending(coid, order.instrument.key, order.side, order.remaining_qty)
         for listener in self._listeners:
             listener(event)
 
