@@ -278,20 +278,34 @@ class Backtest:
         order = np.lexsort((row, src, ts))
         return ts[order].tolist(), src[order].tolist(), row[order].tolist()
 
-    def _trade_windows(self, end: int) -> list[tuple[list[int], int, int]]:
-        """Per stream: (trade local_ns list, first row, end row) of the trades from the stream's
-        first depth message up to ``end`` inclusive."""
-        out: list[tuple[list[int], int, int]] = []
+    def _trade_windows(self, end: int) -> list[tuple[int, int]]:
+        """Per stream: (first row, end row) of the trades from the stream's first depth message up
+        to ``end`` inclusive."""
+        out: list[tuple[int, int]] = []
         for key in self.keys:
             data = self.recording.streams[key]
             if data.trades is None or not len(data.trades.local_ns):
-                out.append(([], 0, 0))
+                out.append((0, 0))
                 continue
             tts = np.asarray(data.trades.local_ns, dtype=np.int64)
             lo = int(np.searchsorted(tts, int(data.book.local_ns[0]), side="left"))
             hi = int(np.searchsorted(tts, end, side="right"))
-            out.append((tts.tolist(), lo, hi))
+            out.append((lo, hi))
         return out
+
+    def _trades_of(self, i: int) -> tuple[list[int], list[float], list[float], list[bool]]:
+        """Stream ``i``'s trades as Python lists (local_ns, price, qty, taker_is_buy), made the
+        first time an order rests on it: a replay in which nothing rests never converts them."""
+        cols = self._trade_cols[i]
+        if cols is None:
+            trades = self.recording.streams[self.keys[i]].trades
+            if trades is None:
+                cols = ([], [], [], [])
+            else:
+                cols = (np.asarray(trades.local_ns, dtype=np.int64).tolist(), trades.price.tolist(),
+                        trades.qty.tolist(), trades.taker_is_buy.tolist())
+            self._trade_cols[i] = cols
+        return cols
 
     def _schedule_funding(self, start: int, end: int) -> None:
         cfg = self.config
@@ -349,7 +363,8 @@ class Backtest:
             t_next, i_next = ts, -1
             for i, live in enumerate(resting):
                 if live:
-                    tts, _, hi = windows[i]
+                    hi = windows[i][1]
+                    tts = self._trades_of(i)[0]
                     c = bisect.bisect_left(tts, clock.now_ns(), cur[i], hi)
                     cur[i] = c
                     if c < hi and tts[c] < t_next:
@@ -363,8 +378,8 @@ class Backtest:
             c = cur[i_next]
             cur[i_next] = c + 1
             clock.advance(t_next)
-            tr = self._trade_cols[i_next]
-            self._sim_venues[i_next].on_trade(self.keys[i_next], tr[0][c], tr[1][c], tr[2][c], t_next)
+            _, prices, qtys, taker_is_buy = self._trades_of(i_next)
+            self._sim_venues[i_next].on_trade(self.keys[i_next], prices[c], qtys[c], taker_is_buy[c], t_next)
             self._trades_fed += 1
             if self._pending:
                 await self._drain()
@@ -394,14 +409,10 @@ class Backtest:
         streams = [self.recording.streams[k] for k in keys]
         deltas = [s.book.deltas for s in streams]
         self._trade_win = self._trade_windows(end)
-        self._trade_cursor = [lo for _, lo, _ in self._trade_win]
+        self._trade_cursor = [lo for lo, _ in self._trade_win]
         self._trades_fed = 0
-        n_trades = sum(hi - lo for _, lo, hi in self._trade_win)
-        self._trade_cols = [
-            (s.trades.price.tolist(), s.trades.qty.tolist(), s.trades.taker_is_buy.tolist())
-            if s.trades is not None else ([], [], [])
-            for s in streams
-        ]
+        n_trades = sum(hi - lo for lo, hi in self._trade_win)
+        self._trade_cols: list[tuple[list[int], list[float], list[float], list[bool]] | None] = [None] * len(keys)
         venues = self._sim_venues = [self.private[self.instruments[k].venue] for k in keys]
         resting = self._resting = [v.resting_view(k) for v, k in zip(venues, keys, strict=True)]
         watched = set(self.strategy.watched_instruments()) or set(keys)
@@ -432,8 +443,12 @@ class Backtest:
         n_gap_codes = (_core.GAP, CROSSED)
 
         for j, (ts, src, row) in enumerate(zip(T, S, R, strict=True)):
+            # Python ran for this message (callbacks, fill model, strategy, sample): only then can
+            # a collection be due, as applying a message to a book allocates no Python objects
+            ran = False
             if (queue and queue[0][0] <= ts) or any(resting):
                 await self._advance_to(ts)
+                ran = True
             else:  # nothing rests and nothing is due: the trades before ts concern no one (the
                 clock.advance(ts)  # trade cursors catch up lazily in _advance_to)
             book = books[src]
@@ -442,26 +457,36 @@ class Backtest:
                 if status in n_gap_codes:
                     gaps += 1
                     log.error("book %s: %s", keys[src], book.invalid_reason)
+                if ran:
+                    collect_if_due()
                 continue
             if resting[src]:
                 venues[src].on_book(keys[src], ts)
+                ran = True
             if ts < start:
+                if ran:
+                    collect_if_due()
                 continue
             if not started:
-                started = True
+                started = ran = True
                 await strategy.begin()
             if book.bbo_changed and is_watched[src]:
                 watch = book_watch()
                 if watch == TOP or (watch == PRICE and book.bbo_price_changed):
                     await handle(BookUpdate(instrument_key=keys[src], ts_ns=ts, price_changed=book.bbo_price_changed))
+                    ran = True
             if ts >= next_sample:
                 next_sample = ts + sample_ns
                 self._sample(ts)
+                ran = True
             if pending:
                 await self._drain()
+                ran = True
             if progress is not None and (j & 1023) == 0:
                 progress(j, n_book)
-            collect_if_due()  # safe point: the message and what it provoked are done
+                ran = True
+            if ran:
+                collect_if_due()  # safe point: the message and what it provoked are done
         await self._advance_to(end + 1)  # trades after the last depth message, up to the end
 
         # after the last message: let in-flight orders finish against the final books
