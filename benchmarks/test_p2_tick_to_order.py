@@ -118,7 +118,12 @@ def build_rig(instruments: dict[str, Any]) -> Rig:
     public = {i.venue: ReplayPublicVenue(i.venue, {k: i}, {k: books[k]}) for k, i in instruments.items()}
     arrivals: list[int] = []
     venues = {i.venue: CaptureVenue(i.venue, arrivals) for i in instruments.values()}
-    orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(RiskLimits(max_open_orders=0)))
+    # The capture venue fills nothing, so every order of the pass stays open and counts toward
+    # its side's pending quantity: with the default 500k USDT position limit, the orders after the
+    # first ~1,000 would be risk rejections instead of orders out. The limit is checked on every
+    # order (the same Rust check) but set where it never binds; the pass asserts none was refused.
+    limits = RiskLimits(max_open_orders=0, max_position_notional=1e15)
+    orders = OrderManager(clock, venues, books.__getitem__, RiskPolicy(limits))
     strategy = registry.create(
         StrategyType.SIMPLE_ARBITRAGE, instrument_a=SPOT, instrument_b=PERP, position_size_usdt=1_000.0,
         min_profit_threshold=-0.05, max_cycles=0, cooldown_ms=0.0,
@@ -183,6 +188,8 @@ def test_p2_tick_to_order(benchmark, recording) -> None:
         results.append(_percentiles(latencies))
         by_message.append(per_message)
         assert latencies, "no order was produced"
+        refused = strategy.ctx.orders.n_rejected
+        assert refused == 0, f"{refused} orders were refused (risk): they would not be orders out"
 
     benchmark.pedantic(one_pass, rounds=3, iterations=1)
     best = min(results, key=lambda r: r["p99_us"])

@@ -113,9 +113,67 @@ def test_an_order_whose_send_raised_is_tracked_once_the_venue_reports_it_open() 
     assert [o.client_order_id for o in om.open_orders] == ["d1"]
     assert om.orders["d1"].venue_order_id == "v9"
     assert om._pending_qty(SPOT.key, Side.BUY) == pytest.approx(0.002)
+    om.on_private_event(Fill(client_order_id="d1", venue_order_id="v9", instrument_key=SPOT.key, side=Side.BUY,
+                             price=100.01, qty=0.002, fee=0.0, is_maker=False, ts_ns=8, fill_id="t9"))
     om.on_private_event(msgspec.structs.replace(update, status=OrderStatus.FILLED, filled_qty=0.002,
                                                 avg_fill_price=100.01))
     assert om.n_open_orders == 0 and om._pending_qty(SPOT.key, Side.BUY) == 0.0
+
+
+def _resting(om: OrderManager, venue: InstantVenue, coid: str, qty: float) -> Order:
+    """An order the venue took and left open (NEW), as its update says."""
+    venue.fail = True
+    with pytest.raises(ConnectionError):
+        asyncio.run(om.submit(OrderRequest.create(SPOT, Side.BUY, qty, price=100.01, client_order_id=coid)))
+    om.on_private_event(OrderUpdate(client_order_id=coid, venue_order_id="v-" + coid, instrument_key=SPOT.key,
+                                    status=OrderStatus.NEW, filled_qty=0.0, avg_fill_price=0.0, ts_ns=7))
+    return om.orders[coid]
+
+
+def _fill(coid: str, qty: float, n: int) -> Fill:
+    return Fill(client_order_id=coid, venue_order_id="v-" + coid, instrument_key=SPOT.key, side=Side.BUY,
+                price=100.01, qty=qty, fee=0.0, is_maker=False, ts_ns=9, fill_id=f"{coid}-t{n}")
+
+
+def test_an_update_reporting_fills_not_received_yet_waits_for_them() -> None:
+    """Live venues send order updates and fills on separate channels (Gate spot.orders /
+    spot.usertrades): a FILLED update may come before its fills. The order manager applies it
+    (and passes it on) only once the fills it reports are booked, so a strategy never sees a
+    FILLED order with its position not moved."""
+    om, venue = _manager()
+    seen: list[PrivateEvent] = []
+    om.add_listener(seen.append)
+    order = _resting(om, venue, "e1", 0.003)
+    seen.clear()
+    filled = OrderUpdate(client_order_id="e1", venue_order_id="v-e1", instrument_key=SPOT.key,
+                         status=OrderStatus.FILLED, filled_qty=0.003, avg_fill_price=100.01, ts_ns=10)
+    om.on_private_event(filled)  # before any fill: held
+    assert order.status is OrderStatus.NEW and seen == [] and om.n_open_orders == 1
+    om.on_private_event(_fill("e1", 0.001, 1))  # one of two fills: still held
+    assert order.status is OrderStatus.NEW and [type(e) for e in seen] == [Fill]
+    om.on_private_event(_fill("e1", 0.002, 2))  # all there: the fill, then the update
+    assert [type(e) for e in seen] == [Fill, Fill, OrderUpdate] and seen[-1] is filled
+    assert order.status is OrderStatus.FILLED and order.filled_qty == pytest.approx(0.003)
+    assert om.positions[SPOT.key].qty == pytest.approx(0.003) and om.n_open_orders == 0
+    assert om.n_updates_before_fills == 0
+
+
+def test_an_update_whose_fills_never_come_is_applied_after_fill_wait_s(caplog: pytest.LogCaptureFixture) -> None:
+    om, venue = _manager()
+    order = _resting(om, venue, "e2", 0.003)
+    om.on_private_event(OrderUpdate(client_order_id="e2", venue_order_id="v-e2", instrument_key=SPOT.key,
+                                    status=OrderStatus.FILLED, filled_qty=0.003, avg_fill_price=100.01, ts_ns=10))
+    assert order.status is OrderStatus.NEW
+    clock = om.clock
+    assert isinstance(clock, SimClock)
+    clock.run_due(clock.now_ns() + int(om.fill_wait_s * 1e9) - 1)
+    assert order.status is OrderStatus.NEW  # not yet
+    with caplog.at_level("WARNING"):
+        clock.run_due(clock.now_ns() + 1)
+    assert order.status is OrderStatus.FILLED and om.n_updates_before_fills == 1
+    assert "only 0 of fills arrived within 5.0 s" in caplog.text
+    om.on_private_event(_fill("e2", 0.003, 1))  # the late fill is still booked
+    assert om.positions[SPOT.key].qty == pytest.approx(0.003)
 
 def test_a_duplicate_id_is_refused_while_the_first_is_still_on_its_way() -> None:
     om, venue = _manager()

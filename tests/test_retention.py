@@ -131,6 +131,7 @@ def test_order_manager_bounds_finished_orders_and_keeps_counts_and_position() ->
     assert oldest not in om.orders and om.fills_of(oldest) == []
 
 
+
 def test_open_orders_are_never_evicted() -> None:
     rig = _Rig(max_terminal_orders=5, terminal_order_min_age_s=0.0)
 
@@ -150,8 +151,15 @@ def test_open_orders_are_never_evicted() -> None:
     assert [o.client_order_id for o in done[-5:]] == [k for k in om.orders if k not in {o.client_order_id for o in resting}]
 
 
-def test_a_late_fill_finds_its_order_within_the_min_age_and_is_ignored_after(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_late_fill_finds_its_order_within_the_min_age_and_moves_the_position_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within the min age a late fill finds its order; after its record was evicted it is still
+    applied to the position (counted, logged, passed on), so the position stays the venue's; a
+    fill for an id this manager never issued is ignored."""
     rig = _Rig(max_terminal_orders=1, terminal_order_min_age_s=1.0)
+    seen: list[object] = []
+    rig.om.add_listener(seen.append)
 
     async def run() -> list[Order]:
         return await rig.trade(10, every_ns=10 * MS)  # 100 ms in all: nothing 1 s old yet
@@ -170,11 +178,21 @@ def test_a_late_fill_finds_its_order_within_the_min_age_and_is_ignored_after(cap
     rig.clock.advance(rig.clock.now_ns() + 2 * S)
     asyncio.run(rig.trade(1, every_ns=MS))
     assert first.client_order_id not in om.orders and om.evicted_orders == 10
-    qty = om.positions[SPOT.key].qty
+    qty, n_fills = om.positions[SPOT.key].qty, om.n_fills
+    later = msgspec.structs.replace(late, fill_id="late-2")
     with caplog.at_level("WARNING"):
-        om.on_private_event(msgspec.structs.replace(late, fill_id="late-2"))
-    assert om.positions[SPOT.key].qty == qty  # as for any unknown client order id: not ours
-    assert "unknown client_order_id" in caplog.text
+        om.on_private_event(later)
+    assert om.positions[SPOT.key].qty == pytest.approx(qty + 0.05)
+    assert om.n_fills == n_fills + 1 and om.n_late_fills == 1 and om.fills[-1] is later and seen[-1] is later
+    assert "record no longer kept" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        om.on_private_event(msgspec.structs.replace(late, client_order_id="other-client-7", fill_id="x1"))
+        # our prefix, but a number never handed out
+        om.on_private_event(msgspec.structs.replace(late, client_order_id=f"{om.client_order_id_prefix}-999",
+                                                    fill_id="x2"))
+    assert om.positions[SPOT.key].qty == pytest.approx(qty + 0.05) and om.n_late_fills == 1
+    assert caplog.text.count("unknown client_order_id") == 2
 
 
 def test_default_keeps_every_order_as_a_backtest_needs() -> None:

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from cexarb._core import OrderBook
-from cexarb.model import Fill, FundingEvent, Order, OrderStatus, Position, Side
+from cexarb.model import (
+    Fill,
+    FundingEvent,
+    Instrument,
+    Order,
+    OrderStatus,
+    Position,
+    Side,
+)
 from cexarb.retention import TerminalOrderRetention
 from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
@@ -32,6 +40,12 @@ log = logging.getLogger(__name__)
 
 # module constants: an enum member read through its class costs ~0.1 µs (order path)
 _REJECTED, _PENDING_NEW = OrderStatus.REJECTED, OrderStatus.PENDING_NEW
+
+
+def _fill_tol(event: OrderUpdate) -> float:
+    """How far an order's booked fills may fall short of the filled quantity its update reports
+    and still count as all there: float rounding of the venue's decimal quantities."""
+    return max(1e-12, 1e-9 * event.filled_qty)
 
 
 class OrderManager:
@@ -50,9 +64,13 @@ class OrderManager:
             :attr:`fills` keeps the latest this many fills. None (the default) keeps everything,
             as a backtest's report needs. Counters (:attr:`n_orders`, :attr:`n_fills`) and
             positions always cover the whole run.
-        terminal_order_min_age_s: see ``max_terminal_orders``, seconds on ``clock``; a late fill
-            or update for an order evicted before it arrived is logged and ignored, as one for an
-            unknown client order id.
+        terminal_order_min_age_s: see ``max_terminal_orders``, seconds on ``clock``. A late
+            update for an order evicted before it arrived is logged and ignored (the order had
+            ended); a late fill of an order whose id this manager issued (``{prefix}-{n}``) is
+            logged, counted in :attr:`n_late_fills` and applied to the position and
+            :attr:`fills`, so positions stay equal to the venue's. A fill for an id it did not
+            issue (another client's order on the account, or a strategy's own id whose record
+            was evicted) is logged and ignored.
 
     Attributes:
         orders: order records by client order id (open ones, and terminal ones as retained).
@@ -87,19 +105,30 @@ class OrderManager:
         # requests on their way to the venue (submit), replaced by their record when a venue
         # event makes it before place_order returns
         self._inflight: dict[str, OrderRequest | Order] = {}
-        # what each open or in-flight order still adds to its side: client order id ->
-        # ((key, side), remaining qty), and the totals per (key, side) with their order counts,
-        # kept as orders change (the risk check reads them in O(1), not by walking every order)
+        # what the open and in-flight orders may still add, per (key, side): [total qty, n
+        # orders], kept as orders change (the risk check reads it in O(1), not by walking every
+        # order). An in-flight request counts its whole qty until place_order returns (no
+        # per-order entry on the order path); an open order its remainder, per client order id
+        # in _pending_of (key and side, remaining qty).
         self._pending_of: dict[str, tuple[tuple[str, Side], float]] = {}
-        self._pending_sum: dict[tuple[str, Side], list[float]] = {}  # [total qty, n orders]
+        self._pending_sum: dict[tuple[str, Side], list[float]] = {}
         self.positions: dict[str, Position] = {}
         self.fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
         self._fills_by_order: dict[str, list[Fill]] = {}
         self._retention = TerminalOrderRetention(
             self.orders, max_terminal_orders, terminal_order_min_age_s, on_evict=self._drop_fills
         )
+        self._instruments: dict[str, Instrument] = {}  # of the orders recorded, by key
         self.n_orders = 0
         self.n_fills = 0
+        #: fills of orders whose record had been evicted, applied to positions all the same
+        self.n_late_fills = 0
+        #: how long an order update that reports fills not received yet waits for them (seconds
+        #: on ``clock``) before it is applied anyway, logged and counted in
+        #: :attr:`n_updates_before_fills`
+        self.fill_wait_s = 5.0
+        self.n_updates_before_fills = 0
+        self._held: dict[str, OrderUpdate] = {}  # client order id -> update waiting for its fills
         self.n_rejected = 0
         #: fees paid in a third asset (GT, MX, BNB), total per asset: not in the quote PnL
         self.fees_other: dict[str, float] = {}
@@ -186,15 +215,17 @@ class OrderManager:
             return order
         inflight = self._inflight
         inflight[coid] = request
-        self._set_pending(coid, key, request.side, request.qty)
+        side = request.side
+        total = self._pending_sum.get((key, side)) or self._pending_sum.setdefault((key, side), [0.0, 0])
+        total[0] += request.qty
+        total[1] += 1
         sent_ns = self.clock.now_ns()  # the record's created_ns: when the request went out
         try:
             sent = await venue.place_order(request)
-        except BaseException:
-            self._set_pending(coid, key, request.side, 0.0)
-            raise
         finally:
             pending = inflight.pop(coid)
+            total[1] -= 1  # no longer in flight: open (its remainder, below) or ended
+            total[0] = total[0] - request.qty if total[1] else 0.0
             # made by an event that arrived on the way (on_private_event), or now
             order = pending if isinstance(pending, Order) else self._record(pending, sent_ns)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
@@ -205,11 +236,9 @@ class OrderManager:
             order.venue_order_id = sent.venue_order_id
         if not order.status.is_terminal:
             self._open[coid] = order
-            self._set_pending(coid, key, order.side, order.remaining_qty)
-        else:
-            self._set_pending(coid, key, order.side, 0.0)
-            if sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
-                self._retention.terminal(coid, self.clock.now_ns())
+            self._set_pending(coid, key, side, order.remaining_qty)
+        elif sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
+            self._retention.terminal(coid, self.clock.now_ns())
         return order
 
     def _pending_qty(self, key: str, side: Side) -> float:
@@ -219,7 +248,7 @@ class OrderManager:
         return 0.0 if entry is None else side.sign * entry[0]
 
     def _set_pending(self, coid: str, key: str, side: Side, qty: float) -> None:
-        """Order ``coid`` on ``key``/``side`` now adds ``qty`` (0: nothing, it ended) to the
+        """Open order ``coid`` on ``key``/``side`` now adds ``qty`` (0: nothing, it ended) to the
         pending totals. A total whose last order ended is reset to exactly 0.0, so rounding in
         the running sum never outlives the orders that made it."""
         old = self._pending_of.pop(coid, None)
@@ -241,6 +270,7 @@ class OrderManager:
         kept and counted."""
         order = request.to_order(self.clock.now_ns() if created_ns is None else created_ns)
         self.orders[request.client_order_id] = order
+        self._instruments[order.instrument.key] = order.instrument
         self.n_orders += 1
         return order
 
@@ -254,21 +284,26 @@ class OrderManager:
         """Apply a venue event to our records, then notify listeners (the engine routes to strategies)."""
         if isinstance(event, Fill):
             order = self.orders.get(event.client_order_id) or self._record_inflight(event.client_order_id)
-            if order is None:
-                log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
-                return
-            self.position(event.instrument_key).apply_fill(
-                event.side, event.qty, event.price, event.fee, order.instrument, event.fee_base
-            )
-            self.fills.append(event)
-            self._fills_by_order.setdefault(event.client_order_id, []).append(event)
-            self.n_fills += 1
-            if event.fee_other:
-                self.fees_other[event.fee_asset] = self.fees_other.get(event.fee_asset, 0.0) + event.fee_other
-                if event.fee_asset not in self._warned_fee_assets:
-                    self._warned_fee_assets.add(event.fee_asset)
-                    log.warning("fees paid in %s are not counted in quote PnL (fees_other keeps them)",
-                                event.fee_asset)
+            if order is not None:
+                self._apply_fill(event, order.instrument)
+                self._fills_by_order.setdefault(event.client_order_id, []).append(event)
+                held = self._held.get(event.client_order_id)
+                if held is not None and self._booked_qty(event.client_order_id) >= held.filled_qty - _fill_tol(held):
+                    for listener in self._listeners:
+                        listener(event)
+                    self._release_held(event.client_order_id)
+                    return
+            else:
+                inst = self._instruments.get(event.instrument_key)
+                if inst is None or not self._issued_here(event.client_order_id):
+                    log.warning("fill for unknown client_order_id %s ignored", event.client_order_id)
+                    return
+                # a late fill of an order whose record was evicted (terminal_order_min_age_s
+                # ago): the position must still take it, or it would differ from the venue's
+                log.warning("fill %s of %s (record no longer kept) applied to the %s position",
+                            event.fill_id, event.client_order_id, event.instrument_key)
+                self.n_late_fills += 1
+                self._apply_fill(event, inst)
         elif isinstance(event, OrderUpdate):
             order = self.orders.get(event.client_order_id) or self._record_inflight(event.client_order_id)
             if order is None:
@@ -276,28 +311,95 @@ class OrderManager:
                 return
             if order.status.is_terminal and order.status is not OrderStatus.REJECTED:
                 return  # late duplicate
-            order.status = event.status
-            order.venue_order_id = event.venue_order_id or order.venue_order_id
-            order.filled_qty = event.filled_qty
-            order.avg_fill_price = event.avg_fill_price
-            order.updated_ns = event.ts_ns
-            if event.reason:
-                order.reject_reason = event.reason
-            if event.status is OrderStatus.REJECTED:
-                self.n_rejected += 1
             coid = order.client_order_id
-            if event.status.is_terminal:
-                self._open.pop(coid, None)
-                self._retention.terminal(coid, self.clock.now_ns())
-                if coid in self._pending_of:
-                    self._set_pending(coid, order.instrument.key, order.side, 0.0)
-            else:
-                if coid not in self._inflight and coid not in self._open:
-                    # open at the venue though its place_order raised (a lost reply): track it
-                    self._open[coid] = order
-                self._set_pending(coid, order.instrument.key, order.side, order.remaining_qty)
+            if event.filled_qty > self._booked_qty(coid) + _fill_tol(event):
+                # The venue reports fills not received yet: its order and fill streams are
+                # separate channels (Gate spot.orders / spot.usertrades, MEXC orders / deals),
+                # either may come first. Applied once its fills are booked, so an order's status
+                # and the position never disagree (a FILLED order with its position not moved).
+                if coid not in self._held:
+                    self.clock.schedule(self.clock.now_ns() + int(self.fill_wait_s * 1e9),
+                                        lambda: self._release_held(coid, timed_out=True))
+                self._held[coid] = event  # the latest state (filled qty only grows)
+                return
+            self._apply_update(order, event)
         for listener in self._listeners:
             listener(event)
+
+    @property
+    def updates_waiting_for_fills(self) -> list[str]:
+        """Client order ids whose latest venue update reports fills not booked yet: held until
+        they are (or ``fill_wait_s`` passed), see :meth:`on_private_event`."""
+        return list(self._held)
+
+    def _booked_qty(self, client_order_id: str) -> float:
+        """Quantity of the fills booked for the order (instrument units)."""
+        return sum(f.qty for f in self._fills_by_order.get(client_order_id, ()))
+
+    def _release_held(self, client_order_id: str, timed_out: bool = False) -> None:
+        """Apply the order update held for ``client_order_id`` (if any) and pass it on: its fills
+        are booked, or ``fill_wait_s`` passed without them (logged: the position may then be
+        short of the venue's until they arrive)."""
+        event = self._held.pop(client_order_id, None)
+        if event is None:
+            return
+        order = self.orders.get(client_order_id) or self._record_inflight(client_order_id)
+        if order is None:
+            return
+        if timed_out:
+            log.warning("order %s: the venue reports %.12g filled but only %.12g of fills arrived within %.1f s; "
+                        "applying its %s update (fills still to come are booked when they arrive)",
+                        client_order_id, event.filled_qty, self._booked_qty(client_order_id), self.fill_wait_s,
+                        event.status.name)
+            self.n_updates_before_fills += 1
+        self._apply_update(order, event)
+        for listener in self._listeners:
+            listener(event)
+
+    def _apply_update(self, order: Order, event: OrderUpdate) -> None:
+        """Apply a venue's order update to the record, the open set and the pending totals."""
+        order.status = event.status
+        order.venue_order_id = event.venue_order_id or order.venue_order_id
+        order.filled_qty = event.filled_qty
+        order.avg_fill_price = event.avg_fill_price
+        order.updated_ns = event.ts_ns
+        if event.reason:
+            order.reject_reason = event.reason
+        if event.status is OrderStatus.REJECTED:
+            self.n_rejected += 1
+        coid = order.client_order_id
+        if event.status.is_terminal:
+            self._open.pop(coid, None)
+            self._retention.terminal(coid, self.clock.now_ns())
+            if coid in self._pending_of:
+                self._set_pending(coid, order.instrument.key, order.side, 0.0)
+        elif coid not in self._inflight:  # (in flight: its whole qty counts until submit sets it)
+            if coid not in self._open:
+                # open at the venue though its place_order raised (a lost reply): track it
+                self._open[coid] = order
+            self._set_pending(coid, order.instrument.key, order.side, order.remaining_qty)
+
+    def _apply_fill(self, event: Fill, instrument: Instrument) -> None:
+        """Book ``event`` on its instrument's position, the fill list and the fee counters."""
+        self.position(event.instrument_key).apply_fill(
+            event.side, event.qty, event.price, event.fee, instrument, event.fee_base
+        )
+        self.fills.append(event)
+        self.n_fills += 1
+        if event.fee_other:
+            self.fees_other[event.fee_asset] = self.fees_other.get(event.fee_asset, 0.0) + event.fee_other
+            if event.fee_asset not in self._warned_fee_assets:
+                self._warned_fee_assets.add(event.fee_asset)
+                log.warning("fees paid in %s are not counted in quote PnL (fees_other keeps them)",
+                            event.fee_asset)
+
+    def _issued_here(self, client_order_id: str) -> bool:
+        """Whether ``client_order_id`` is one :meth:`next_client_order_id` has handed out."""
+        prefix = self.client_order_id_prefix + "-"
+        if not client_order_id.startswith(prefix):
+            return False
+        n = client_order_id[len(prefix):]
+        return n.isdigit() and 0 < int(n) <= self._next_coid
 
     def _record_inflight(self, client_order_id: str) -> Order | None:
         """The record of an order whose request is still on its way (an event came first), made
