@@ -152,6 +152,32 @@ def replay_deltas(book: OrderBook, deltas: Sequence[L2Delta]) -> tuple[int, int,
     """
 
 @final
+class ReplayCursor:
+    """The replay driver's fast path (:mod:`cexarb.backtest`): depth messages merged in time
+    order, applied to their books in a Rust loop while nothing in Python needs to run.
+
+    Args: ``books`` (one per stream), ``deltas`` (the messages in merged order), ``src`` (each
+    message's stream index), ``ts_ns`` (each message's time, ns), ``watched`` (per stream: may its
+    BBO changes wake the strategy). Raises ValueError on mismatched lengths, a stream index out of
+    range or a non-L2Delta item, naming the argument and index.
+    """
+
+    def __init__(
+        self, books: list[OrderBook], deltas: list[L2Delta], src: list[int], ts_ns: list[int], watched: list[bool]
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def advance(self, j: int, j_end: int, stop_ns: int, watch: int) -> tuple[int, int]:
+        """Apply messages ``j, j+1, ...`` until Python must handle one; returns ``(k, code)``.
+
+        ``code`` -1: message ``k`` was not applied (its time >= ``stop_ns``, ``k == j_end``, or
+        past the last message); ``j..k`` were applied and woke nothing. ``code`` >= 0: message
+        ``k`` was applied with that apply code and is not APPLIED, or woke the strategy on a
+        watched stream (``watch``: the BookWatch now, 0 NONE, 1 PRICE: a best price moved, 2 TOP:
+        any BBO change). Raises BookInputError on invalid input (that book unchanged, earlier
+        messages stay applied), RuntimeError when a book is borrowed elsewhere.
+        """
+
+@final
 class GateDepth:
     """A Gate ``spot.order_book_update`` / ``futures.order_book_update`` push parsed in Rust
     (frozen). Reads like the codec's ``GateOrderBookUpdate``; ``bids`` / ``asks`` build new lists

@@ -442,17 +442,41 @@ class Backtest:
         TOP, PRICE = int(BookWatch.TOP), int(BookWatch.PRICE)
         n_gap_codes = (_core.GAP, CROSSED)
 
-        for j, (ts, src, row) in enumerate(zip(T, S, R, strict=True)):
+        # The fast path: while nothing rests on the simulated venues and nothing waits in
+        # Python, the Rust cursor applies messages until one needs Python (a timer, clock or
+        # report-sample time reached, a non-APPLIED outcome, or a BBO change the strategy watches)
+        cursor = _core.ReplayCursor(
+            books, [deltas[s][r] for s, r in zip(S, R, strict=True)], S, T, is_watched
+        )
+        advance = cursor.advance
+        NONE = int(BookWatch.NONE)
+        j = 0
+        while j < n_book:
+            status = -1  # not applied yet
+            if not pending and not any(resting):
+                stop = next_sample if started else start
+                if queue and queue[0][0] < stop:
+                    stop = queue[0][0]
+                j_end = (j + 1023) & ~1023 if progress is not None else n_book  # progress: each 1024th
+                upto, status = advance(j, j_end, stop, book_watch() if started else NONE)
+                if upto >= n_book:
+                    break
+                j = upto
+            ts, src = T[j], S[j]
+            j += 1
+            book = books[src]
             # Python ran for this message (callbacks, fill model, strategy, sample): only then can
             # a collection be due, as applying a message to a book allocates no Python objects
             ran = False
-            if (queue and queue[0][0] <= ts) or any(resting):
-                await self._advance_to(ts)
-                ran = True
-            else:  # nothing rests and nothing is due: the trades before ts concern no one (the
-                clock.advance(ts)  # trade cursors catch up lazily in _advance_to)
-            book = books[src]
-            status = book.apply_delta(deltas[src][row])
+            if status < 0:
+                if (queue and queue[0][0] <= ts) or any(resting):
+                    await self._advance_to(ts)
+                    ran = True
+                else:  # nothing rests and nothing is due: the trades before ts concern no one
+                    clock.advance(ts)  # (the trade cursors catch up lazily in _advance_to)
+                status = book.apply_delta(deltas[src][R[j - 1]])
+            else:  # applied by the cursor: nothing was due before it and nothing rests
+                clock.advance(ts)
             if status != APPLIED:
                 if status in n_gap_codes:
                     gaps += 1
@@ -482,11 +506,13 @@ class Backtest:
             if pending:
                 await self._drain()
                 ran = True
-            if progress is not None and (j & 1023) == 0:
-                progress(j, n_book)
+            if progress is not None and ((j - 1) & 1023) == 0:
+                progress(j - 1, n_book)
                 ran = True
             if ran:
                 collect_if_due()  # safe point: the message and what it provoked are done
+        if n_book:
+            clock.advance(T[-1])
         await self._advance_to(end + 1)  # trades after the last depth message, up to the end
 
         # after the last message: let in-flight orders finish against the final books

@@ -663,6 +663,132 @@ fn replay_deltas(
     Ok(counts)
 }
 
+/// The replay driver's fast path (``cexarb.backtest``): the depth messages of a replay merged in
+/// time order, applied to their books in a Rust loop for as long as nothing in Python needs to
+/// run, so a message that changes nothing a strategy watches costs no Python at all.
+///
+/// Built once per replay from the books (one per stream), the messages in merged order with
+/// their stream index and time (ns). :meth:`advance` applies messages from ``j`` on and returns
+/// at the first one Python must handle: one at or after ``stop_ns`` or at ``j_end`` (not
+/// applied), or one applied whose outcome is not APPLIED (a gap, stale, not synced, crossed) or
+/// that woke the strategy (its stream is watched and the BBO changed as ``watch`` asks). The
+/// caller keeps the clock, timers, the fill model and the strategy; it passes ``stop_ns`` = the
+/// earliest time any of those needs (next timer, next report sample, the replay's start).
+#[pyclass(name = "ReplayCursor", module = "cexarb._core")]
+pub struct PyReplayCursor {
+    books: Vec<Py<PyOrderBook>>,
+    deltas: Vec<Py<PyL2Delta>>,
+    src: Vec<u16>,
+    ts: Vec<i64>,
+    watched: Vec<bool>,
+}
+
+#[pymethods]
+impl PyReplayCursor {
+    /// Args:
+    ///     books: the books, one per stream (list of OrderBook).
+    ///     deltas: the messages in merged order (list of L2Delta).
+    ///     src: the stream index of each message (list of int, < len(books)).
+    ///     ts_ns: each message's time, ns (list of int, same length).
+    ///     watched: per stream, whether its BBO changes may wake the strategy.
+    ///
+    /// Raises:
+    ///     ValueError: lengths differ, a stream index out of range, or an item of the wrong type
+    ///         (naming the argument and index).
+    #[new]
+    fn new(
+        books: Vec<Py<PyOrderBook>>,
+        deltas: &Bound<'_, PyList>,
+        src: Vec<i64>,
+        ts_ns: Vec<i64>,
+        watched: Vec<bool>,
+    ) -> PyResult<Self> {
+        let n = deltas.len();
+        if src.len() != n || ts_ns.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "ReplayCursor: deltas, src and ts_ns must have one entry per message, got {n}, {} and {}",
+                src.len(),
+                ts_ns.len()
+            )));
+        }
+        if watched.len() != books.len() {
+            return Err(PyValueError::new_err(format!(
+                "ReplayCursor: watched must have one entry per book ({}), got {}",
+                books.len(),
+                watched.len()
+            )));
+        }
+        let mut held = Vec::with_capacity(n);
+        for (index, item) in deltas.iter().enumerate() {
+            let delta = item.cast_into::<PyL2Delta>().map_err(|e| {
+                PyValueError::new_err(format!(
+                    "ReplayCursor: deltas[{index}] must be an L2Delta, got {}",
+                    type_name(e.into_inner().as_any())
+                ))
+            })?;
+            held.push(delta.unbind());
+        }
+        let mut streams = Vec::with_capacity(n);
+        for (index, &s) in src.iter().enumerate() {
+            match u16::try_from(s) {
+                Ok(v) if (v as usize) < books.len() => streams.push(v),
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "ReplayCursor: src[{index}] = {s} is not a stream index (0..{})",
+                        books.len()
+                    )))
+                }
+            }
+        }
+        Ok(Self { books, deltas: held, src: streams, ts: ts_ns, watched })
+    }
+
+    /// Number of messages.
+    fn __len__(&self) -> usize {
+        self.deltas.len()
+    }
+
+    /// Apply messages ``j, j+1, ...`` until Python must handle one; returns ``(k, code)``.
+    ///
+    /// ``code`` -1: message ``k`` was not applied (its time is at or after ``stop_ns``, or
+    /// ``k == j_end``, or ``k`` is past the last message); messages ``j..k`` were applied and
+    /// woke nothing. ``code`` >= 0: message ``k`` was applied with that apply code (APPLIED,
+    /// STALE, GAP, NOT_SYNCED, CROSSED) and is either not APPLIED or woke the strategy:
+    /// ``watch`` is the strategy's BookWatch now (0 NONE: nothing wakes it, 1 PRICE: a best
+    /// price moved, 2 TOP: any BBO change) on a watched stream.
+    ///
+    /// Raises:
+    ///     BookInputError: a message's input is invalid (that book unchanged; earlier messages
+    ///         stay applied). RuntimeError: a book is borrowed elsewhere.
+    fn advance(&self, py: Python<'_>, j: usize, j_end: usize, stop_ns: i64, watch: u8) -> PyResult<(usize, i64)> {
+        let mut guards = Vec::with_capacity(self.books.len());
+        for book in &self.books {
+            guards.push(book.bind(py).try_borrow_mut()?);
+        }
+        let end = j_end.min(self.deltas.len());
+        let applied = ApplyOutcome::Applied.code();
+        let mut k = j;
+        while k < end {
+            if self.ts[k] >= stop_ns {
+                break;
+            }
+            let s = self.src[k] as usize;
+            let book = &mut guards[s].inner;
+            let code = book.apply_delta(&self.deltas[k].get().inner)?.code();
+            if code != applied {
+                return Ok((k, i64::from(code)));
+            }
+            if self.watched[s]
+                && ((watch == 2 && book.bbo_changed()) || (watch == 1 && book.bbo_price_changed()))
+            {
+                return Ok((k, i64::from(code)));
+            }
+            k += 1;
+        }
+        Ok((k, -1))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gate depth pushes
 
@@ -1558,6 +1684,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyL2Delta>()?;
     m.add_class::<PyOrderBook>()?;
     m.add_function(wrap_pyfunction!(replay_deltas, m)?)?;
+    m.add_class::<PyReplayCursor>()?;
     m.add_class::<PyGateDepth>()?;
     m.add_function(wrap_pyfunction!(parse_gate_depth, m)?)?;
     m.add_function(wrap_pyfunction!(gate_spot_limit_body, m)?)?;
