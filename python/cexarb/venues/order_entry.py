@@ -15,8 +15,12 @@ ecosystem uses). Market data and every other REST call stay on aiohttp
   one; a request that finds none connects inline within its deadline. ``keepalive_path`` (e.g.
   ``/api/v3/ping``) makes the client send a cheap GET on idle connections every
   ``keepalive_interval_s`` so the venue never closes them for idling.
-* **Deadline per request** (``timeout_s``, default ``request_timeout_s``): rate-limit wait,
-  connect and response all included. On expiry the connection is closed (a late response would
+* **Deadline per request** (``timeout_s``, default ``request_timeout_s``): connection wait or
+  connect, rate-limit wait and response all included. No connection in time:
+  :class:`~cexarb.venues.rest.RequestTimeoutError` (:class:`~cexarb.venues.rest.NetworkError`
+  when an inline connect fails or times out; nothing sent); the limiter would make the request
+  wait past its deadline: :class:`~cexarb.venues.ratelimit.RateLimitExceeded` (nothing sent).
+  When a request in flight expires, the connection is closed (a late response would
   desynchronise it) and :class:`~cexarb.venues.rest.OutcomeUnknownError` is raised for a
   non-idempotent request (the order may exist: query it by client order id), or
   :class:`~cexarb.venues.rest.RequestTimeoutError` for an idempotent one.
@@ -25,17 +29,32 @@ ecosystem uses). Market data and every other REST call stay on aiohttp
   :class:`~cexarb.venues.rest.GateAuth`, :func:`~cexarb.venues.rest.mexc_error`,
   :func:`~cexarb.venues.rest.gate_error`): a non-2xx answer raises the same typed errors.
 * **Retries**: an idempotent request (a cancel by client order id) is retried once on a fresh
-  connection when its connection dropped before any response byte; an order never is.
-* **Rate limits**: ``limiter`` slots are taken per request (class ``ORDER`` by default).
+  connection when its connection dropped before any response byte (without a second rate-limit
+  slot); an order never is.
+* **Rate limits**: ``limiter`` slots are taken per request (class ``ORDER`` by default), in this
+  order: first a connection (waiting for one when all are busy), *then* the slot (waiting for it
+  with the connection held), then the write, with no await in between. The venue counts a
+  request when it arrives, the limiter by the time of its slot: a slot taken before waiting for
+  a busy connection would go out late, and requests whose slots were spread over a window would
+  all be written together once a connection freed up -- more in one of the venue's windows than
+  the limit (a 429 or a ban, what the limiter is there to prevent). Holding the connection during
+  the slot wait delays the requests queued for a connection by at most that wait (with
+  ``pool_size`` 1, a cancel of another class waits behind an order waiting for its slot; more
+  connections let it go on another one). A request refused by the limiter, or cancelled during
+  either wait, gives its connection back at once; one cancelled while waiting for a connection
+  has taken no slot. The limiter cannot give back a reserved slot: a request cancelled during its
+  slot wait stays counted until its window passes (over-counted, never under-counted).
+  A connection the venue closes during the slot wait is replaced: the request writes on an idle
+  one if there is one, else waits for a connection and a new slot (within the deadline).
 * **Prepared requests**: with an auth adapter that has ``line_signer`` (Gate's
   :class:`~cexarb.venues.rest.GateAuth`), a signed request without a query (an order) is built
   from its request line and fixed headers encoded once per (method, path), and a signature whose
   fixed start (``METHOD\npath\n\n``) was absorbed into the HMAC state once: per order, the body's
   SHA-512, the HMAC of ~140 bytes and one bytes format. The bytes are the same as the general
   path's.
-* **No task hop** (:meth:`OrderEntryClient.start_request`): when a rate-limit slot is free now and a
-  connection is idle, the request is signed and written on the socket *before* the call returns;
-  the returned coroutine only waits for the response (``loop.create_task(client.start_request(..))``
+* **No task hop** (:meth:`OrderEntryClient.start_request`): when a connection is idle and a
+  rate-limit slot is free now, the request is signed and written on the socket *before* the call
+  returns; the returned coroutine only waits for the response (``loop.create_task(client.start_request(..))``
   sends at once instead of on the task's first step). :meth:`OrderEntryClient.request` is the same
   request awaited in one go. The connection goes back to the pool when its response is parsed
   (in the protocol callback), so a response that nobody awaits never strands the connection.
@@ -438,11 +457,11 @@ class OrderEntryClient:
         loop = asyncio.get_running_loop()
         if len(self._all) + self._opening < self.pool_size:
             return await self._open(deadline)
+        remaining = deadline - loop.time()
+        if remaining <= 0:  # before queueing: a waiter nobody awaits would be handed a connection
+            raise TimeoutError
         waiter: asyncio.Future[_Connection] = loop.create_future()
         self._waiters.append(waiter)
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError
         try:
             async with asyncio.timeout(remaining):
                 return await waiter
@@ -631,7 +650,7 @@ class OrderEntryClient:
     ) -> Coroutine[Any, Any, OrderEntryResponse]:
         """:meth:`request`, with the request signed and written before this returns when it can go
         at once (a rate-limit slot free now, a connection idle); await the returned coroutine for
-        the response. Otherwise the request waits for its slot / connection when awaited, as
+        the response. Otherwise the request waits for a connection, then its slot, when awaited, as
         :meth:`request` does. Same arguments, results and errors as :meth:`request`; must be
         called with the event loop running.
 
@@ -715,15 +734,16 @@ class OrderEntryClient:
             VenueError: the typed error of a non-2xx answer (see :mod:`cexarb.venues.rest`);
             OutcomeUnknownError: a non-idempotent request whose fate is unknown (timeout, drop);
             RequestTimeoutError / NetworkError: an idempotent one that did not complete;
-            RateLimitExceeded: the client-side limiter would wait past the deadline.
+            RateLimitExceeded: the client-side limiter would wait past the deadline (asked once the
+                request has a connection, right before the write: see "Rate limits" above).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.request_timeout_s if timeout_s is None else timeout_s)
         if idempotent is None:
             idempotent = method in _IDEMPOTENT
-        if self.limiter is not None:
-            await self.limiter.acquire(endpoint_class, endpoint=path, symbol=symbol, max_wait_s=deadline - loop.time())
-        conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
+        conn, waiter = await self._send(
+            loop, method, path, params, body, signed, idempotent, deadline, endpoint_class, symbol
+        )
         return await self._complete(conn, waiter, method, path, params, body, signed, idempotent, deadline)
 
     async def _send(
@@ -736,18 +756,41 @@ class OrderEntryClient:
         signed: bool,
         idempotent: bool,
         deadline: float,
+        endpoint_class: EndpointClass | None,
+        symbol: str = "",
     ) -> tuple[_Connection, asyncio.Future[_Response]]:
-        """Wait for a connection (within the deadline), then sign and write the request on it."""
-        try:
-            conn = await self._acquire(deadline)
-        except TimeoutError:
-            raise self._timeout(method, path, idempotent, sent=False) from None
-        try:
-            data = self.build(method, path, params, body, signed=signed)
-        except BaseException:
-            self._release(conn)
-            raise
-        return conn, self._write(conn, loop, data, deadline)
+        """Wait for a connection, then for a rate-limit slot of ``endpoint_class`` (None: take none),
+        then sign and write the request on it: the slot is taken as late as possible, so the venue
+        sees requests arrive when the limiter counted them (module docstring, "Rate limits"). Both
+        waits are within the deadline; the connection goes back to the pool if the slot is
+        refused, the wait is cancelled or signing fails."""
+        limiter = self.limiter
+        while True:
+            try:
+                conn = await self._acquire(deadline)
+            except TimeoutError:
+                raise self._timeout(method, path, idempotent, sent=False) from None
+            if conn.closed:  # lost between its hand-over and now: it has left the pool already
+                continue
+            try:
+                if limiter is not None and endpoint_class is not None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:  # the connection came at the deadline: too late to send
+                        raise self._timeout(method, path, idempotent, sent=False)
+                    # no await (no suspension) when the slot is free now
+                    await limiter.acquire(endpoint_class, endpoint=path, symbol=symbol, max_wait_s=remaining)
+                    if conn.closed:  # the venue closed it during the slot wait
+                        if self._closing:
+                            raise NetworkError(self.venue, "order entry client closed")
+                        spare = self._take_idle()
+                        if spare is None:  # the slot is spent: a connection first, then a new slot
+                            continue
+                        conn = spare  # idle now: the slot just taken is still current
+                data = self.build(method, path, params, body, signed=signed)
+            except BaseException:
+                self._release(conn)
+                raise
+            return conn, self._write(conn, loop, data, deadline)
 
     async def _complete(
         self,
@@ -774,7 +817,9 @@ class OrderEntryClient:
                 if idempotent and not retried and not lost.got_bytes and loop.time() < deadline:
                     log.info("venue=%s %s %s: connection dropped, retrying on a new one", self.venue, method, path)
                     retried = True
-                    conn, waiter = await self._send(loop, method, path, params, body, signed, idempotent, deadline)
+                    conn, waiter = await self._send(
+                        loop, method, path, params, body, signed, idempotent, deadline, None
+                    )
                     continue
                 if idempotent:
                     raise NetworkError(self.venue, f"{method} {path}: connection closed before the response") from None
