@@ -9,6 +9,22 @@ kind                effect
 ==================  ==========================================================================
 ``drop_depth``      the next depth push is not sent (its ids are skipped: the client sees a gap)
 ``reorder_depth``   the next depth push is held back and sent after the one that follows it
+``malformed_frame`` (``variant``) one malformed frame is written on the venue's market-data
+                    WebSocket just before its next depth push, which follows unchanged (no
+                    gap: a client that skips the bad frame stays in sync); ``count`` such frames
+                    go before the next ``count`` depth pushes (a ``drop_depth`` /
+                    ``reorder_depth`` armed too then acts on the push, not on the bad frame,
+                    which is still written). What is sent, by ``variant`` (:func:`malformed_frame`):
+
+                    * ``garbage`` (the default) -- Gate: the text frame
+                      :data:`GATE_GARBAGE_FRAME` (not JSON); MEXC: the binary frame
+                      :data:`MEXC_GARBAGE_FRAME` (not a ``PushDataV3ApiWrapper``: its
+                      ``channel`` field claims a 4 GiB length);
+                    * ``truncated`` -- the depth push itself without its last byte (Gate: JSON
+                      missing its closing brace; MEXC: a protobuf whose last field runs past
+                      the end of the frame), in the push's own frame type;
+                    * ``bad_type`` (Gate only) -- the depth push as valid JSON with
+                      ``result.u`` (its last update id) the string ``"x"`` instead of an integer
 ``stall_stream``    (``seconds``) no frame at all is written on the venue's sockets for that
                     long; frames queue up and are sent afterwards, in order
 ``close_sockets``   immediate: every open WebSocket of the venue is closed (``abort`` drops the
@@ -44,11 +60,32 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["VENUES", "Fault", "FaultKind", "Faults"]
+__all__ = [
+    "GATE_GARBAGE_FRAME",
+    "MALFORMED_VARIANTS",
+    "MEXC_GARBAGE_FRAME",
+    "VENUES",
+    "Fault",
+    "FaultKind",
+    "Faults",
+    "malformed_frame",
+]
 
 log = logging.getLogger(__name__)
 
 VENUES = ("mexc-spot", "gateio-spot", "gateio-futures")
+
+#: ``malformed_frame`` variants each venue accepts (``""`` = ``garbage``)
+MALFORMED_VARIANTS: dict[str, tuple[str, ...]] = {
+    "mexc-spot": ("garbage", "truncated"),
+    "gateio-spot": ("garbage", "truncated", "bad_type"),
+    "gateio-futures": ("garbage", "truncated", "bad_type"),
+}
+#: the Gate ``garbage`` frame (text): not JSON
+GATE_GARBAGE_FRAME = "{sim: malformed frame, not JSON"
+#: the MEXC ``garbage`` frame (binary): field 1 (``channel``, length-delimited) claiming
+#: 0xFFFFFFFF bytes of which 31 follow (ASCII text) -- not a ``PushDataV3ApiWrapper``
+MEXC_GARBAGE_FRAME = b"\x0a\xff\xff\xff\xff\x0fsim: not a PushDataV3ApiWrapper"
 
 
 class FaultKind(enum.StrEnum):
@@ -62,6 +99,7 @@ class FaultKind(enum.StrEnum):
     REJECT_ORDER = "reject_order"
     HTTP_ERROR = "http_error"
     HTTP_ERROR_AFTER_EXECUTE = "http_error_after_execute"
+    MALFORMED_FRAME = "malformed_frame"
 
 
 class Fault(msgspec.Struct, kw_only=True):
@@ -78,6 +116,7 @@ class Fault(msgspec.Struct, kw_only=True):
     code: int = 0
     message: str = ""
     abort: bool = False
+    variant: str = ""
     fired: int = 0
 
 
@@ -114,6 +153,11 @@ class Faults:
             raise ValueError(f"fault status must be 4xx/5xx, got {fault.status}")
         if fault.kind is FaultKind.HTTP_ERROR_AFTER_EXECUTE and not 500 <= fault.status <= 599:
             raise ValueError(f"fault status must be a 5xx for {fault.kind.value}, got {fault.status}")
+        if fault.kind is FaultKind.MALFORMED_FRAME and fault.variant not in ("", *MALFORMED_VARIANTS[fault.venue]):
+            raise ValueError(
+                f"fault variant must be one of {MALFORMED_VARIANTS[fault.venue]} for {fault.venue}, "
+                f"got {fault.variant!r}"
+            )
         log.info(
             "fault armed venue=%s kind=%s count=%d",
             fault.venue,
@@ -140,6 +184,11 @@ class Faults:
 
     def reorder_depth(self, venue: str, count: int = 1) -> Fault:
         return self.arm(Fault(venue=venue, kind=FaultKind.REORDER_DEPTH, count=count))
+
+    def malformed_frame(self, venue: str, variant: str = "garbage", count: int = 1) -> Fault:
+        """One malformed frame (``variant``) before each of the next ``count`` depth pushes of
+        ``venue`` (see the module docstring and :func:`malformed_frame`)."""
+        return self.arm(Fault(venue=venue, kind=FaultKind.MALFORMED_FRAME, variant=variant, count=count))
 
     def stall_stream(self, venue: str, seconds: float) -> Fault:
         return self.arm(Fault(venue=venue, kind=FaultKind.STALL_STREAM, seconds=seconds))
@@ -230,3 +279,23 @@ class Faults:
     @property
     def armed(self) -> list[Fault]:
         return list(self._armed)
+
+
+def malformed_frame(fault: Fault, push: bytes | str) -> bytes | str:
+    """The malformed frame a ``malformed_frame`` ``fault`` sends before the depth push ``push``
+    (bytes: a MEXC binary frame; str: a Gate text frame), of the push's own frame type.
+
+    ``garbage``: :data:`MEXC_GARBAGE_FRAME` / :data:`GATE_GARBAGE_FRAME`; ``truncated``: ``push``
+    without its last byte; ``bad_type`` (text only): ``push`` with ``result.u`` set to ``"x"``.
+    """
+    variant = fault.variant or "garbage"
+    if variant == "truncated":
+        return push[:-1]
+    if isinstance(push, bytes):
+        return MEXC_GARBAGE_FRAME
+    if variant == "bad_type":
+        obj = msgspec.json.decode(push)
+        if isinstance(obj, dict) and isinstance(obj.get("result"), dict):
+            obj["result"]["u"] = "x"
+            return msgspec.json.encode(obj).decode()
+    return GATE_GARBAGE_FRAME

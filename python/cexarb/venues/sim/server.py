@@ -47,7 +47,7 @@ from cexarb.clock import LiveClock, TimerHandle
 from cexarb.model import Fill, Instrument, Order, OrderType, Side, TimeInForce
 from cexarb.venues.base import OrderRequest, PrivateEvent
 from cexarb.venues.secrets import Secret
-from cexarb.venues.sim.faults import VENUES, Fault, FaultKind, Faults
+from cexarb.venues.sim.faults import VENUES, Fault, FaultKind, Faults, malformed_frame
 from cexarb.venues.sim.market import (
     GATE_FUTURES,
     GATE_SPOT,
@@ -373,8 +373,9 @@ _CLOSE = "\x00close"  # queue sentinel: close after the frames before it
 class WsConn:
     """One server-side WebSocket: an outgoing queue drained by one writer task.
 
-    Depth frames pass through the venue's depth faults (drop / reorder); every frame waits out a
-    stall. A client whose queue exceeds ``max_queue`` frames is disconnected (it cannot keep up).
+    Depth frames pass through the venue's depth faults (a malformed frame before, drop / reorder);
+    every frame waits out a stall. A client whose queue exceeds ``max_queue`` frames is
+    disconnected (it cannot keep up).
     """
 
     max_queue = 20_000
@@ -407,6 +408,10 @@ class WsConn:
             return
         if depth:
             faults = self.server.faults
+            bad = faults.take(self.venue, FaultKind.MALFORMED_FRAME)
+            if bad is not None:
+                # written just before this push (which follows as usual): see faults.malformed_frame
+                self.queue.put_nowait((malformed_frame(bad, frame), binary))
             if faults.take(self.venue, FaultKind.DROP_DEPTH) is not None:
                 return
             if self._held is None and faults.take(self.venue, FaultKind.REORDER_DEPTH) is not None:
