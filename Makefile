@@ -33,7 +33,7 @@ $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.7,<2" "msgspec>=0.18" "numpy>=1.26" "aiohttp>=3.9" "uvloop>=0.19" "plotly>=5.18" "tqdm>=4.66" "httptools>=0.6" \
-		"pytest>=8" "pytest-asyncio>=0.23" "pytest-benchmark>=4" "hypothesis>=6.100" "ccxt==4.5.90" "protobuf>=5.29.5"
+		"pytest>=8" "pytest-asyncio>=0.23" "pytest-benchmark>=4" "hypothesis>=6.100" "ccxt==4.5.90" "protobuf>=5.29.5" "grpcio-tools==1.85.1"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(RUST_SRC)
