@@ -90,7 +90,10 @@ async def test_gate_futures_funding_is_the_simulators(server):
             next_funding_ns=server.funding_next_s * NS,
             interval_ns=EIGHT_HOURS_NS,
             updated_ns=info.updated_ns,
+            mark_price=info.mark_price,
+            mark_updated_ns=info.updated_ns,  # read with the rate, from the same contracts answer
         )
+        assert info.mark_price > 0  # the contracts answer states a mark (the sim: its futures mid)
         with pytest.raises(KeyError, match="ETH_USDT"):
             conn.funding("gateio-futures:ETH_USDT")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cexarb.config import ConfigError, load_config, parse_config
-from cexarb.engine import Engine, LiveTradingRefused
+from cexarb.engine import Engine
 from cexarb.model import OrderStatus
 from cexarb.run_cli import main as run_main
 from cexarb.venues.gateio.futures import GateUsdtFutures
@@ -147,26 +147,6 @@ async def test_run_cli_paper_main(server, tmp_path, capsys):
     assert server_orders(server) == 0
 
 
-def test_live_is_refused(tmp_path, capsys, monkeypatch):
-    text = config_text_static("live")
-    path = tmp_path / "live.toml"
-    path.write_text(text)
-    venues = ("GATEIO_SPOT", "GATEIO_FUTURES")
-    for v in venues:
-        for var in (f"CEXARB_{v}_API_KEY", f"CEXARB_{v}_API_SECRET"):
-            monkeypatch.delenv(var, raising=False)
-    assert run_main([str(path)]) == 2
-    assert "refusing live trading" in capsys.readouterr().err
-    for v in venues:
-        monkeypatch.setenv(f"CEXARB_{v}_API_KEY", "key-x")
-        monkeypatch.setenv(f"CEXARB_{v}_API_SECRET", "secret-x")
-    assert run_main([str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "not supported" in err and "key-x" not in err and "secret-x" not in err
-    with pytest.raises(LiveTradingRefused):
-        Engine(parse_config(text), paper=False)
-
-
 def config_text_static(mode: str) -> str:
     return f"""
 mode = "{mode}"
@@ -189,7 +169,7 @@ def test_config_errors_name_the_field():
         good.replace("gateio-spot]", "binance-x]", 1): "venues.binance-x",
         good.replace("params = {", 'params = { position_size_usdt = "x",'): "strategies[0].params.position_size_usdt",
         good.replace('mode = "paper"', 'mode = "demo"'): "mode",
-        good + "\n[latency]\nwarm_interval_us = 0\n": "latency",
+        good + "\n[latency]\nwarm_interval_us = 0\n": "latency.warm_interval_us",
         good + "\n[latency]\nbusy_pol = true\n": "latency.busy_pol",
     }
     for text, field in cases.items():

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -246,11 +247,46 @@ def _field_of(message: str) -> tuple[str, str | None]:
     return message, None
 
 
+_CLASS_PREFIX = re.compile(r"[A-Z][A-Za-z0-9_]*\.")
+
+
+def _post_init_field(text: str) -> str | None:
+    """The field a struct's ``__post_init__`` names in ``<field> must ..., got <value>``, relative
+    to its struct (msgspec's path stops at the struct): ``leverage``, ``balances.gateio-spot.USDT``;
+    a class prefix (``RiskLimits.max_open_orders``, ``SimLatency.ack_ns``) is dropped. None if the
+    message is not of that form."""
+    name, sep, _ = text.partition(" must ")
+    if not sep:
+        return None
+    if (prefix := _CLASS_PREFIX.match(name)) is not None:
+        name = name[prefix.end():]
+    return name if name.split(".", 1)[0].isidentifier() else None
+
+
+def _validation_error(exc: msgspec.ValidationError, table: str | None) -> tuple[str, str | None]:
+    """(message, dotted path of the offending field) of a msgspec error decoding ``table``
+    (None: the whole config). msgspec names the table, not the field, for a missing or unknown
+    field and for a ``__post_init__`` error; those add the field to the path."""
+    text, field = _field_of(str(exc))
+    if table:
+        field = f"{table}.{field}" if field else table
+    for marker in ("missing required field `", "unknown field `"):
+        if marker in text:
+            name: str | None = text.split(marker, 1)[1].split("`", 1)[0]
+            break
+    else:
+        name = _post_init_field(text)
+    if name:
+        field = f"{field}.{name}" if field else name
+    return text, field
+
+
 def parse_config(data: Mapping[str, Any] | str | bytes, *, source: str = "<config>") -> RunConfig:
     """Decode a config from a TOML text or an already-parsed mapping.
 
     Raises:
-        ConfigError: TOML syntax, a wrong type, a missing or unknown field (message names it),
+        ConfigError: TOML syntax, a wrong type, a missing or unknown field, a value out of range
+            (``field`` and the message name the field's full dotted path, ``paper.leverage``),
             an unknown venue name, or a strategy instrument on a venue not configured.
     """
     if isinstance(data, (str, bytes)):
@@ -265,16 +301,12 @@ def parse_config(data: Mapping[str, Any] | str | bytes, *, source: str = "<confi
             try:
                 msgspec.convert(table, VenueConfig, strict=True)
             except msgspec.ValidationError as exc:
-                text, field = _field_of(str(exc))
-                raise ConfigError(f"{text} ({source})", f"venues.{name}" + (f".{field}" if field else "")) from None
+                text, field = _validation_error(exc, f"venues.{name}")
+                raise ConfigError(f"{text} ({source})", field) from None
     try:
         cfg = msgspec.convert(dict(data), RunConfig, strict=True)
     except msgspec.ValidationError as exc:
-        text, field = _field_of(str(exc))
-        for marker in ("missing required field `", "unknown field `"):  # msgspec gives the table
-            if marker in text:
-                name = text.split(marker, 1)[1].split("`", 1)[0]
-                field = f"{field}.{name}" if field else name
+        text, field = _validation_error(exc, None)
         raise ConfigError(f"{text} ({source})", field) from None
     for name in cfg.venues:
         if name not in VENUE_KINDS:

@@ -1,8 +1,9 @@
-"""Paper (and, later, live) engine: strategies on live market data, event-driven, under a TaskGroup.
+"""Paper and live engine: strategies on live market data, event-driven, under a TaskGroup.
 
 :class:`Engine` builds the configured venues' connectors (market data only in paper mode: no
-credentials, so nothing can reach the venue), waits until every watched book is in sync, and runs
-each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, with wall time:
+credentials, so nothing can reach the venue; with each venue's credentials in live mode), waits
+until every watched book is in sync, and runs each strategy as its own asyncio task. Wiring
+mirrors :mod:`cexarb.backtest`, with wall time:
 
 * a :class:`~cexarb.clock.LiveClock` (simulated-venue arrivals, acks and strategy timers are
   ``loop.call_later`` callbacks on the running loop);
@@ -25,8 +26,17 @@ each strategy as its own asyncio task. Wiring mirrors :mod:`cexarb.backtest`, wi
   :class:`FundingEvent` pushes; the rates strategies read (``ctx.funding_rates``) follow both.
   Paper funding is settled at each contract's next funding time as the venue states it (Gate
   ``funding_next_apply``): every paper account holding the perp gets ``SimVenue.apply_funding`` at
-  the venue's current rate and the book's mid, its order manager books the amount, and the
-  strategy receives the :class:`FundingEvent`. The next time is whatever the venue states next.
+  the venue's current rate and the contract's mark price, its order manager books the amount, and
+  the strategy receives the :class:`FundingEvent` carrying the price used. Venues settle funding
+  at the mark price, not the mid (Gate.io USDT futures: funding = position size x
+  ``quanto_multiplier`` x mark price x funding rate -- Gate's "Funding = Position Value x Funding
+  Rate", https://www.gate.io/article/27396, with the notional of PROTOCOLS.md §3.2 at the
+  contract's ``mark_price``). The mark is the latest one the venue pushed
+  (``FundingEvent.mark_price``; Gate: ``futures.tickers`` and the contracts re-read) when it
+  arrived at most :data:`FUNDING_MARK_MAX_AGE_S` (60 s) before the funding time; otherwise the
+  book's mid is used and a WARNING says why. The next time is whatever the venue states next. A
+  funding read or settlement that raises is logged with its traceback, counted
+  (``Engine.funding_failures``) and not retried; the other perps and later funding times go on.
 
 Start-up (starting every connector, then waiting until every watched book is in sync) has one
 deadline, ``sync_timeout_s`` seconds for the whole of it, and races the stop event: a signal or
@@ -41,7 +51,16 @@ its open orders (waiting a bounded time for the cancels to arrive; every order s
 that is logged at WARNING and counted in ``StrategyRun.open_orders_after_cancel``), the
 connectors close, and :meth:`run` returns an :class:`EngineResult`.
 
-Live trading is refused here (:class:`LiveTradingRefused`): it is out of scope for this engine.
+Live mode (``paper=False``, ``mode = "live"``): every venue needs credentials (refused otherwise,
+:class:`LiveTradingRefused`, naming the venues without keys; a key is never printed). Orders go to
+the venues through the same connectors (signed REST / WebSocket), under the same
+:class:`RiskPolicy`, one :class:`OrderManager` per strategy. Strategies sharing a venue share its
+account: each strategy's view of it (:class:`_AccountView`) sends its orders and passes it only
+the private events of its own client order ids (``{strategy_id}-{session}-{n}``). Nothing is
+simulated: no paper account, no paper funding (the venue settles funding on the account; it is
+not booked in the strategies' PnL here). On stop each strategy's own open orders are cancelled
+one by one -- never the account's cancel-all, which would cancel other clients' orders -- and the
+engine waits (bounded, ``close_timeout_s``) for the venue to confirm each end.
 """
 
 from __future__ import annotations
@@ -50,6 +69,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -92,9 +112,47 @@ log = logging.getLogger(__name__)
 #: while strategies are idle, the engine still reaches a GC safe point this often (seconds)
 GC_IDLE_INTERVAL_S = 0.1
 
+#: paper funding is settled at the latest pushed mark price only when it arrived at most this many
+#: seconds before the funding time (seconds; older, or none: the book's mid, with a warning). A
+#: minute: Gate recomputes its funding rate every minute (https://www.gate.io/article/27396), and a
+#: push is how a mark arrives (the Gate connector emits one when a pushed rate changes and on each
+#: contracts re-read).
+FUNDING_MARK_MAX_AGE_S = 60.0
+
 
 class LiveTradingRefused(RuntimeError):
-    """Live trading was asked for; this engine only paper-trades."""
+    """Live trading was asked for without credentials for every venue."""
+
+
+class _AccountView:
+    """One strategy's view of a live venue account (a connector with credentials): orders go to
+    the connector; of the account's private events, only those whose client order id starts with
+    the strategy's prefix reach the strategy's handlers (events with no client order id, such as
+    balance updates, reach every strategy). Every other attribute is the connector's."""
+
+    def __init__(self, venue: Any, client_order_id_prefix: str) -> None:
+        self._venue = venue
+        self._prefix = client_order_id_prefix + "-"
+        # the order path without a lookup through __getattr__
+        self.place_order = venue.place_order
+        self.cancel_order = venue.cancel_order
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._venue, name)
+
+    def subscribe(self, handler: Callable[[Any], None]) -> None:
+        prefix = self._prefix
+
+        def own_events(event: Any) -> None:
+            coid = getattr(event, "client_order_id", None)
+            if coid is None or coid.startswith(prefix):
+                handler(event)
+
+        self._venue.subscribe(own_events)
+
+    async def cancel_all(self, instrument_key: str | None = None) -> int:
+        raise RuntimeError("cancel_all on a shared live account would cancel other clients' orders; "
+                           "cancel the strategy's own orders one by one")
 
 
 def build_connector(venue: str, cfg: Any, symbols: list[str], credentials: Any = None) -> Any:
@@ -154,7 +212,7 @@ class EngineResult(msgspec.Struct, kw_only=True):
 
 
 class _Runner:
-    """One strategy, its paper account and its inbox."""
+    """One strategy, its paper account (``sims``; empty in live mode) and its inbox."""
 
     def __init__(self, strategy: StrategyMachine[Any], ctx: StrategyContext, sims: dict[str, SimVenue]) -> None:
         self.strategy = strategy
@@ -197,19 +255,38 @@ class _Runner:
 
 
 class Engine:
-    """Runs the configured strategies on live market data with paper fills.
+    """Runs the configured strategies on live market data, with paper fills or live orders.
 
     Args:
         config: the decoded run configuration.
-        paper: True for paper trading (the only mode this engine runs).
+        paper: True for paper trading (fills from the in-process simulated venue); False trades
+            live on the venues (every venue needs credentials).
         connectors: pre-built connectors by venue name (tests); default: built from ``config``.
+        credentials: live mode: ``ApiCredentials`` by venue name; default: each venue's from the
+            environment or its ``credentials`` spec (:func:`cexarb.config.env_credentials`).
+
+    Raises:
+        LiveTradingRefused: live mode and a venue has no credentials (names the venues, never a
+            key). ConfigError: a credentials spec cannot be loaded.
     """
 
-    def __init__(self, config: RunConfig, *, paper: bool = True, connectors: dict[str, Any] | None = None) -> None:
-        if not paper:
-            raise LiveTradingRefused(
-                "live trading is not supported by this engine; run with --paper (fills from the simulated venue)"
-            )
+    def __init__(self, config: RunConfig, *, paper: bool = True, connectors: dict[str, Any] | None = None,
+                 credentials: dict[str, Any] | None = None) -> None:
+        self._credentials: dict[str, Any] = {}
+        if not paper and connectors is None:
+            from cexarb.config import env_credentials
+
+            given = credentials or {}
+            for venue, vcfg in config.venues.items():
+                cred = given.get(venue) or env_credentials(venue, vcfg)
+                if cred is not None:
+                    self._credentials[venue] = cred
+            missing = sorted(set(config.venues) - set(self._credentials))
+            if missing:
+                raise LiveTradingRefused(
+                    f"live trading needs API keys for every venue; none for {', '.join(missing)} (set "
+                    "venues.<venue>.credentials or CEXARB_<VENUE>_API_KEY / _API_SECRET), or run with --paper"
+                )
         self.config = config
         self.paper = paper
         self.strategies = config.build_strategies()
@@ -225,6 +302,14 @@ class Engine:
         self.book_updates = 0
         self.trades = 0
         self.funding_rates: dict[str, float] = {}
+        #: latest valid mark price pushed per perp (``FundingEvent.mark_price``, quote currency, > 0
+        #: and finite) and the local wall time it arrived (ns since the epoch); settles paper funding
+        self.funding_marks: dict[str, tuple[float, int]] = {}
+        #: a pushed mark settles funding when it arrived at most this long before the funding time (ns)
+        self.funding_mark_max_age_ns = int(FUNDING_MARK_MAX_AGE_S * 1e9)
+        #: paper funding failures: venue funding reads and settlements that raised (each logged with
+        #: its traceback; a failed settlement is not retried, a failed read is retried next round)
+        self.funding_failures = 0
         self._instruments: dict[str, Instrument] = {}
         self._contexts: list[StrategyContext] = []
         #: the loop's busy polling while :meth:`run` runs, when ``config.latency.busy_poll``
@@ -290,7 +375,8 @@ class Engine:
         for venue, vcfg in self.config.venues.items():
             if not symbols[venue]:
                 continue
-            conn = build_connector(venue, vcfg, symbols[venue], credentials=None)  # paper: market data only
+            # paper: market data only (no credentials: nothing can reach the venue); live: the keys
+            conn = build_connector(venue, vcfg, symbols[venue], credentials=self._credentials.get(venue))
             try:
                 await asyncio.wait_for(conn.start(), max(0.0, deadline - time.monotonic()))
             except BaseException as exc:
@@ -336,8 +422,14 @@ class Engine:
             if info is not None:
                 self.funding_rates[key] = info.rate
         for strategy in self.strategies:
+            prefix = f"{strategy.strategy_id}-{session}"
             sims: dict[str, SimVenue] = {}
+            private: dict[str, Any] = sims
+            if not self.paper:  # live: the strategy's view of each venue account
+                private = {venue: _AccountView(conn, prefix) for venue, conn in self.connectors.items()}
             for venue, conn in self.connectors.items():
+                if not self.paper:
+                    break
                 insts = conn.instruments()
                 balances = dict(cfg.balances.get(venue, {}))
                 if venue not in cfg.balances:
@@ -354,13 +446,13 @@ class Engine:
                 )
             books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
             orders = OrderManager(
-                self.clock, sims, lambda key, b=books: b[key], RiskPolicy(self.config.risk),  # type: ignore[misc]
-                client_order_id_prefix=f"{strategy.strategy_id}-{session}",
+                self.clock, private, lambda key, b=books: b[key], RiskPolicy(self.config.risk),  # type: ignore[misc]
+                client_order_id_prefix=prefix,
                 max_terminal_orders=self.config.max_terminal_orders,
                 terminal_order_min_age_s=self.config.terminal_order_min_age_s,
             )
             ctx = StrategyContext(
-                clock=self.clock, public=self.connectors, private=sims, orders=orders,
+                clock=self.clock, public=self.connectors, private=private, orders=orders,
                 funding_rates=self.funding_rates,
             )
             ctx.funding_rates = self.funding_rates  # shared: rate pushes reach every strategy
@@ -372,7 +464,8 @@ class Engine:
             for key in runner.watched:
                 self._by_key[key].append(runner)
             for key, inst in instruments.items():
-                self._sims_by_key[key].append(sims[inst.venue])
+                if inst.venue in sims:
+                    self._sims_by_key[key].append(sims[inst.venue])
 
     # ------------------------------------------------------------------ market routing
     def _on_market(self, event: MarketEvent) -> None:
@@ -392,6 +485,8 @@ class Engine:
                     sim.on_trade(key, event.price, event.qty, event.taker_side is Side.BUY, event.ts_ns)
         elif isinstance(event, FundingEvent):
             self.funding_rates[event.instrument_key] = event.rate
+            if 0.0 < event.mark_price < math.inf:  # 0.0: the push had no mark (an earlier one keeps its age)
+                self.funding_marks[event.instrument_key] = (event.mark_price, time.time_ns())
 
     # ------------------------------------------------------------------ strategy tasks
     async def _run_strategy(self, runner: _Runner) -> None:
@@ -444,14 +539,30 @@ class Engine:
                       self.config.close_timeout_s)
 
     async def _cancel_all(self, runner: _Runner) -> None:
-        """Cancel every open paper order of the strategy and let the cancels arrive (bounded)."""
-        runner.open_at_stop = runner.ctx.orders.n_open_orders
-        for sim in runner.sims.values():
-            await sim.cancel_all()
-        lat = self.config.paper.latency
-        deadline = time.monotonic() + 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
-        while runner.ctx.orders.n_open_orders and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        """Cancel every open order of the strategy and wait (bounded) for the venue to confirm
+        each end: paper, the account's cancel-all on the simulated venue (about 2 s plus two
+        simulated round trips); live, each of the strategy's own open orders (the account may hold
+        other clients' orders), up to ``close_timeout_s``. The wait wakes on each order event."""
+        om = runner.ctx.orders
+        runner.open_at_stop = om.n_open_orders
+        if self.paper:
+            for sim in runner.sims.values():
+                await sim.cancel_all()
+            lat = self.config.paper.latency
+            wait_s = 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
+        else:
+            wait_s = self.config.close_timeout_s
+            for order in om.open_orders:
+                try:
+                    await asyncio.wait_for(om.cancel(order), wait_s)
+                except Exception as exc:  # noqa: BLE001 - the others must still be cancelled
+                    log.error("strategy %s: cancel of %s failed: %s", runner.strategy.strategy_id,
+                              order.client_order_id, exc)
+        deadline = time.monotonic() + wait_s
+        while om.n_open_orders and time.monotonic() < deadline:
+            runner.wake.clear()  # set by every order event the order manager passes on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.wake.wait(), max(0.0, deadline - time.monotonic()))
         left = runner.ctx.orders.open_orders
         runner.open_after_cancel = len(left)
         for order in left:
@@ -477,12 +588,20 @@ class Engine:
 
     def _next_funding(self) -> list[tuple[int, str]]:
         """(next funding time ns, key) of every paper-traded perp whose venue states one; also
-        brings ``funding_rates`` (what strategies read) up to the venues' current rates."""
+        brings ``funding_rates`` (what strategies read) up to the venues' current rates. A read
+        that raises is logged and counted (``funding_failures``) and that perp left out of this
+        round: the other perps are read, and the keeper reads it again in its next round."""
         due: list[tuple[int, str]] = []
         for key, inst in self._instruments.items():
             if key not in self._sims_by_key:
                 continue
-            info = self._funding_info(key, inst)
+            try:
+                info = self._funding_info(key, inst)
+            except Exception:  # one venue's failed read must not end the paper run
+                self.funding_failures += 1
+                log.exception("funding terms of %s not read (venue %s raised); its next funding time is read "
+                              "again in the keeper's next round", key, inst.venue)
+                continue
             if info is None:
                 continue
             self.funding_rates[key] = info.rate
@@ -490,13 +609,59 @@ class Engine:
                 due.append((info.next_funding_ns, key))
         return sorted(due)
 
+    def _funding_price(self, key: str, inst: Instrument, ts_ns: int) -> float | None:
+        """The price (quote currency) that settles ``key``'s funding at ``ts_ns`` (ns since the
+        epoch): the latest mark price the venue stated (a ``FundingEvent`` push,
+        :attr:`funding_marks`, or the venue's funding terms, ``FundingInfo.mark_price``, which
+        every ticker push updates) when it was read no more than ``funding_mark_max_age_ns``
+        before or after ``ts_ns``; else the book's mid, with a WARNING saying the mid was used
+        instead of the mark and why; None (also warned) when the book has no mid either.
+
+        Source: venues settle funding at the mark price (Gate.io USDT futures: size x
+        ``quanto_multiplier`` x mark price x rate; module docstring)."""
+        pushed = self.funding_marks.get(key)
+        info = self._funding_info(key, inst)  # the venue's terms keep the mark of every ticker push
+        if info is not None and info.mark_price > 0 and (pushed is None or info.mark_updated_ns > pushed[1]):
+            pushed = (info.mark_price, info.mark_updated_ns)
+        if pushed is not None and abs(ts_ns - pushed[1]) <= self.funding_mark_max_age_ns:
+            return pushed[0]
+        if pushed is None:
+            why = "no mark price has been pushed for it"
+        else:
+            why = (f"the last mark stated ({pushed[0]}) was read {abs(ts_ns - pushed[1]) / 1e9:.1f} s "
+                   f"{'before' if pushed[1] <= ts_ns else 'after'} the funding time, more than the "
+                   f"{self.funding_mark_max_age_ns / 1e9:g} s allowed")
+        mid: float | None = self.connectors[inst.venue].book(key).mid()
+        if mid is None:
+            log.warning("funding of %s at %d not settled: no fresh mark price (%s) and the book has no mid",
+                        key, ts_ns, why)
+            return None
+        log.warning("funding of %s at %d settled at the book's mid %s instead of the mark price: %s",
+                    key, ts_ns, mid, why)
+        return mid
+
     def settle_funding(self, key: str, ts_ns: int, rate: float | None = None) -> int:
         """Settle one funding payment of perp ``key`` at ``ts_ns`` (ns since the epoch) on every
-        paper account at the book's mid: at ``rate`` (fraction per interval) when given -- the
-        rate the venue stated for that funding time, read before it -- else the venue's current
-        rate (``PublicVenue.funding``, else the latest pushed). Returns the number of strategies
-        told (each gets the :class:`FundingEvent`; accounts that are flat get it with nothing
-        booked)."""
+        paper account, at ``rate`` (fraction per interval) when given -- the rate the venue stated
+        for that funding time, read before it -- else the venue's current rate
+        (``PublicVenue.funding``, else the latest pushed).
+
+        The price (quote currency) is the contract's mark price, as venues settle funding (Gate.io
+        USDT futures: funding = position size x ``quanto_multiplier`` x mark price x funding rate;
+        https://www.gate.io/article/27396, PROTOCOLS.md §3.2): the latest mark the venue pushed if
+        it arrived at most ``funding_mark_max_age_ns`` (:data:`FUNDING_MARK_MAX_AGE_S`) before
+        ``ts_ns``, else the book's mid, logged at WARNING with the reason. Nothing is settled when
+        neither is known. Each account's amount (quote, + received) is ``SimVenue.apply_funding``'s.
+
+        Returns:
+            The number of strategies told: each gets the :class:`FundingEvent`, whose
+            ``mark_price`` is the price used (accounts that are flat get it with nothing booked).
+
+        Raises:
+            ValueError: from ``SimVenue.apply_funding`` (e.g. a non-finite rate), on the first
+                account, before any is booked. Whatever the venue's ``book`` / ``funding`` raises
+                also propagates. The funding keeper logs and counts either and does not retry it.
+        """
         inst = self._instruments.get(key)
         if inst is None:
             return 0
@@ -507,22 +672,21 @@ class Engine:
             rate = self.funding_rates.get(key)
         if rate is None:
             return 0
-        mark = self.connectors[inst.venue].book(key).mid()
-        if mark is None:
-            log.warning("funding of %s at %d not settled: the book has no mid", key, ts_ns)
+        price = self._funding_price(key, inst, ts_ns)
+        if price is None:
             return 0
-        event = FundingEvent(instrument_key=key, rate=rate, mark_price=mark, ts_ns=ts_ns)
+        event = FundingEvent(instrument_key=key, rate=rate, mark_price=price, ts_ns=ts_ns)
         told = 0
         for runner in self.runners:
             sim = runner.sims.get(inst.venue)
             if sim is None:
                 continue
-            amount = sim.apply_funding(key, rate, mark, ts_ns)
+            amount = sim.apply_funding(key, rate, price, ts_ns)
             runner.ctx.orders.on_funding(event, amount)
             runner.funding_events.append((event, amount))
             runner.push_private(event)
             told += 1
-        log.info("funding %s rate %s mark %s settled on %d paper accounts", key, rate, mark, told)
+        log.info("funding %s rate %s mark %s settled on %d paper accounts", key, rate, price, told)
         return told
 
     async def _funding_keeper(self) -> None:
@@ -533,7 +697,14 @@ class Engine:
         perp, the time and rate the venue stated while that time was still ahead, and settles
         every such time once it has passed at that rate, whatever the venue states by then. A
         time first seen already past (no account was open before it) is not settled; a time
-        settled once is never settled again."""
+        settled once is never settled again.
+
+        Failures do not end the run: a settlement that raises is logged with its traceback
+        (instrument and funding time), counted in ``funding_failures`` and marked handled -- never
+        retried, so no account is booked twice -- and a venue read that raises is logged, counted
+        and tried again next round (rounds are at most 60 s apart and wake at the stated funding
+        times, so no tight loop). The other perps and later funding times go on. Cancellation
+        (``asyncio.CancelledError``) is not caught."""
         settled: set[tuple[int, str]] = set()
         stated: dict[str, tuple[int, float]] = {}  # key -> (funding time ns, rate), read before it
         while not self._stop.is_set():
@@ -547,8 +718,13 @@ class Engine:
                     stated[key] = (next_ns, self.funding_rates[key])
             for key, (due_ns, rate) in sorted(stated.items(), key=lambda kv: kv[1][0]):
                 if due_ns <= now and (due_ns, key) not in settled:
-                    settled.add((due_ns, key))
-                    self.settle_funding(key, due_ns, rate)
+                    settled.add((due_ns, key))  # first: a settlement that fails is not retried
+                    try:
+                        self.settle_funding(key, due_ns, rate)
+                    except Exception:  # one failed settlement must not end the paper run
+                        self.funding_failures += 1
+                        log.exception("funding of %s at %d (ns) failed at rate %s; not retried (no account is "
+                                      "booked twice), the keeper goes on", key, due_ns, rate)
             ahead = [t for t, _ in stated.values() if t > now]
             wait_s = min(60.0, (min(ahead) - now) / 1e9) if ahead else 60.0
             with contextlib.suppress(TimeoutError):
@@ -613,11 +789,13 @@ class Engine:
                     for runner in self.runners:
                         poll.add_warmer(runner.strategy.warm)
                     poll.start()
-                log.info("engine running %d strategies (paper) on %s", len(self.runners), ", ".join(self.connectors))
+                log.info("engine running %d strategies (%s) on %s", len(self.runners),
+                         "paper" if self.paper else "LIVE", ", ".join(self.connectors))
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
                     tasks.append(tg.create_task(self._gc_keeper(), name="engine-gc"))
-                    tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
+                    if self.paper:  # live: the venue settles funding on the account itself
+                        tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
                     for runner in self.runners:
                         tasks.append(tg.create_task(self._run_strategy(runner), name=f"strategy-{runner.strategy.strategy_id}"))
                 self._detach_market()
@@ -634,7 +812,7 @@ class Engine:
     def _result(self, wall0: float, runs: dict[str, StrategyRun], tasks: list[asyncio.Task[Any]]) -> EngineResult:
         """The run's :class:`EngineResult`; ``wall0`` is ``time.perf_counter()`` (s) at start."""
         return EngineResult(
-            mode="paper",
+            mode="paper" if self.paper else "live",
             stop_reason=self.stop_reason or "all strategies finished",
             wall_time_s=time.perf_counter() - wall0,
             strategies=runs,

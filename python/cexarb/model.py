@@ -429,9 +429,15 @@ class FundingInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         updated_ns: local wall-clock time (ns since the epoch) the rate was last read from the
             venue (REST or a push); simulated time in a replay.
         assumed: True when the rate is a replay parameter, not something a venue stated.
+        mark_price: the contract's mark price, quote currency, as last stated by the venue (Gate:
+            contract / ``futures.tickers`` ``mark_price``); 0.0 when none was stated. Funding
+            settles at it.
+        mark_updated_ns: local wall-clock time (ns since the epoch) ``mark_price`` was read; 0
+            when none was.
 
     Raises:
-        ValueError: a non-finite rate or a negative time / interval, naming the field and value.
+        ValueError: a non-finite rate, a negative or non-finite mark price, or a negative time /
+            interval, naming the field and value.
     """
 
     instrument_key: str
@@ -440,11 +446,16 @@ class FundingInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     interval_ns: int
     updated_ns: int
     assumed: bool = False
+    mark_price: float = 0.0
+    mark_updated_ns: int = 0
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.rate):
             raise ValueError(f"FundingInfo {self.instrument_key}: rate must be finite, got {self.rate!r}")
-        for field in ("next_funding_ns", "interval_ns", "updated_ns"):
+        if not (0.0 <= self.mark_price < math.inf):
+            raise ValueError(f"FundingInfo {self.instrument_key}: mark_price must be finite and >= 0, "
+                             f"got {self.mark_price!r}")
+        for field in ("next_funding_ns", "interval_ns", "updated_ns", "mark_updated_ns"):
             value = getattr(self, field)
             if value < 0:
                 raise ValueError(f"FundingInfo {self.instrument_key}: {field} must be >= 0, got {value!r}")

@@ -2,10 +2,12 @@
 
 With ``--paper`` (or ``mode = "paper"`` in the config) market data comes from the configured
 venues (a local ``cexarb sim-server`` in tests) and fills from the in-process simulated venue;
-no order ever reaches a venue. Without ``--paper`` the command refuses unless the config says
-``mode = "live"`` and every venue has keys -- and even then live trading is out of scope of this
-engine, so it exits with a clear message (exit code 2). Stop with Ctrl-C / SIGTERM or
-``--duration``; open paper orders are cancelled and strategies get EndOfData to close out.
+no order ever reaches a venue. Without ``--paper`` the command refuses (exit code 2) unless the
+config says ``mode = "live"`` and every venue has keys (``CEXARB_<VENUE>_API_KEY`` /
+``_API_SECRET`` or ``venues.<venue>.credentials``); it then trades LIVE: orders go to the
+configured venues (the real ones by default; ``rest_url`` / ``ws_url`` point elsewhere, such as
+a ``cexarb sim-server``), under the config's risk limits. Stop with Ctrl-C / SIGTERM or
+``--duration``; strategies get EndOfData to close out, then their open orders are cancelled.
 
 Exit codes: 0 ok, 1 a strategy ended in ERROR or the engine failed, 2 bad usage / config / refused.
 """
@@ -63,24 +65,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(f"--duration must be >= 0, got {args.duration}")
             cfg = msgspec.structs.replace(cfg, duration_s=float(args.duration))
         paper = args.paper or cfg.mode == "paper"
+        credentials = {}
         if not paper:
             if cfg.mode != "live":
                 raise ConfigError("not --paper and the config is not mode = \"live\"", "mode")
-            missing = [v for v, vc in cfg.venues.items() if env_credentials(v, vc) is None]
+            credentials = {v: env_credentials(v, vc) for v, vc in cfg.venues.items()}
+            missing = [v for v, c in credentials.items() if c is None]
             if missing:
                 print(f"cexarb run: refusing live trading: no API keys for {', '.join(missing)} "
                       "(set venues.<venue>.credentials or CEXARB_<VENUE>_API_KEY / _API_SECRET); "
                       "use --paper for paper trading", file=sys.stderr)
                 return 2
-            print("cexarb run: live trading against real venues is not supported yet; "
-                  "use --paper (market data from the venues, fills from the simulated venue)", file=sys.stderr)
-            return 2
+            targets = ", ".join(f"{v} at {vc.rest_url or 'its production URL'}" for v, vc in cfg.venues.items())
+            print(f"cexarb run: LIVE trading: orders go to {targets}", file=sys.stderr)
     except ConfigError as exc:
         print(f"cexarb run: config error: {exc}", file=sys.stderr)
         return 2
 
     async def _go() -> object:
-        return await Engine(cfg, paper=True).run()
+        engine = Engine(cfg, paper=paper, credentials=None if paper else credentials)
+        return await engine.run()
 
     try:
         result = asyncio.run(_go())

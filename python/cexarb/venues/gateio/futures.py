@@ -234,6 +234,9 @@ class GateUsdtFutures(GateConnectorBase):
             rate, updated_ns = c.funding_rate, now
             if before is not None and before.updated_ns > read_ns:
                 rate, updated_ns = before.rate, before.updated_ns
+            mark, mark_ns = (c.mark_price, read_ns) if c.mark_price > 0 else (0.0, 0)
+            if before is not None and before.mark_updated_ns > mark_ns:
+                mark, mark_ns = before.mark_price, before.mark_updated_ns  # a newer pushed mark
             try:
                 self._funding[key] = FundingInfo(
                     instrument_key=key,
@@ -241,6 +244,8 @@ class GateUsdtFutures(GateConnectorBase):
                     next_funding_ns=c.funding_next_apply_ns,
                     interval_ns=c.funding_interval * _NS,
                     updated_ns=updated_ns,
+                    mark_price=mark,
+                    mark_updated_ns=mark_ns,
                 )
             except ValueError as exc:
                 self.decode_errors += 1
@@ -338,10 +343,17 @@ class GateUsdtFutures(GateConnectorBase):
             before = self._funding.get(inst.key)
             if rate is None or before is None:
                 continue
-            self._funding[inst.key] = msgspec.structs.replace(before, rate=rate, updated_ns=recv_ns)
+            mark = _ticker_number(t.mark_price, "mark_price", t.contract) or 0.0
+            if mark < 0:
+                raise codec.GateCodecError(f"Gate {_TICKERS} {t.contract}: mark_price is negative: {t.mark_price!r}")
+            if mark > 0:  # every push keeps the mark current (funding settles at it)
+                self._funding[inst.key] = msgspec.structs.replace(
+                    before, rate=rate, updated_ns=recv_ns, mark_price=mark, mark_updated_ns=recv_ns
+                )
+            else:
+                self._funding[inst.key] = msgspec.structs.replace(before, rate=rate, updated_ns=recv_ns)
             self.funding_pushes += 1
             if rate != before.rate:
-                mark = _ticker_number(t.mark_price, "mark_price", t.contract) or 0.0
                 self._emit_market(FundingEvent(instrument_key=inst.key, rate=rate, mark_price=mark, ts_ns=recv_ns))
 
     async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:

@@ -1,0 +1,162 @@
+"""Live trading end to end: ``Engine(paper=False)`` and ``cexarb run CONFIG`` (``mode = "live"``,
+keys from the environment) trade SPOT_FUTURES_HEDGING through the Gate spot and USDT futures
+connectors -- signed REST orders, signed private WebSocket channels -- against the loopback
+simulator, which plays the venue: every order reaches it, the strategy's positions equal the
+account's there, and the stop leaves no order of the strategy open at the venue. Every wait is
+bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from cexarb.config import load_config, parse_config
+from cexarb.engine import Engine, LiveTradingRefused
+from cexarb.model import OrderStatus
+from cexarb.run_cli import main as run_main
+from cexarb.venues.sim.server import AccountSpec, SimServer
+from test_paper_engine import PERP, SPOT, config_text_static, paper_config_text
+
+KEY, SECRET, UID = "live-key", "live-secret", 20001
+VENUES = ("GATEIO_SPOT", "GATEIO_FUTURES")
+
+
+@pytest.fixture
+async def server(binance_dir):
+    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)], speed=4.0)
+    await asyncio.wait_for(srv.start(), 30)
+    try:
+        yield srv
+    finally:
+        await asyncio.wait_for(srv.stop(), 30)
+
+
+@pytest.fixture
+def live_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for v in VENUES:
+        monkeypatch.setenv(f"CEXARB_{v}_API_KEY", KEY)
+        monkeypatch.setenv(f"CEXARB_{v}_API_SECRET", SECRET)
+        monkeypatch.setenv(f"CEXARB_{v}_UID", str(UID))
+
+
+def live_config_text(server: SimServer, duration_s: float) -> str:
+    """The paper run's config (SPOT_FUTURES_HEDGING on Gate spot + USDT futures), live."""
+    text = paper_config_text(server.base_url, server.ws_base_url, duration_s=duration_s)
+    return text.replace('mode = "paper"', 'mode = "live"', 1).replace('strategy_id = "sfh-paper"', 'strategy_id = "sfh-live"')
+
+
+def _venue_position(server: SimServer, key: str) -> float:
+    venue = key.partition(":")[0]
+    return server.accounts[0].venues[venue].position(key).qty
+
+
+def _at_venue(server: SimServer) -> list[str]:
+    """The client order ids (Gate ``text`` less its ``t-``) of the orders the simulator -- the
+    venue -- holds for the account."""
+    return [r.text.removeprefix("t-") for orders in server.accounts[0].orders.values() for r in orders.values()]
+
+
+def _open_at_venue(server: SimServer) -> list[str]:
+    """Of those, the ones the venue still has open."""
+    acc = server.accounts[0]
+    return [r.text.removeprefix("t-") for orders in acc.orders.values() for r in orders.values()
+            if not acc.order_state(r).status.is_terminal]
+
+
+async def test_live_engine_trades_on_the_venue_and_stops_flat(server, tmp_path, live_keys):
+    path = tmp_path / "live.toml"
+    path.write_text(live_config_text(server, duration_s=10.0))
+    engine = Engine(load_config(path), paper=False)
+    result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
+    assert result.mode == "live" and result.pending_tasks == 0
+    assert result.stop_reason.startswith("duration"), result.stop_reason
+    run = result.strategies["sfh-live"]
+    assert run.error is None, run.error
+    states = [to for _, _, to, _ in run.transitions]
+    assert states[:3] == ["OPENING_SPOT_POSITION", "OPENING_FUTURES_HEDGE", "MONITORING_POSITIONS"], states
+    assert "CLOSING_POSITIONS" in states and run.result.final_state == "COMPLETED", states
+    # every order went to the venue (the simulator), none to an in-process paper account
+    assert sorted(_at_venue(server)) == sorted(o.client_order_id for o in run.orders)
+    assert len(run.orders) >= 4
+    assert all(o.venue_order_id for o in run.orders)
+    assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
+    # the fills the strategy booked are the venue's, and so are its positions
+    spot_fills = [f for f in run.fills if f.instrument_key == SPOT]
+    perp_fills = [f for f in run.fills if f.instrument_key == PERP]
+    assert spot_fills and perp_fills
+    assert run.positions[PERP] == pytest.approx(_venue_position(server, PERP), abs=1e-12)
+    assert abs(run.positions[PERP]) < 1e-9
+    spot_buy = sum(f.qty for f in spot_fills if f.side.value == "buy")
+    spot_sell = sum(f.qty for f in spot_fills if f.side.value == "sell")
+    assert run.positions[SPOT] == pytest.approx(spot_buy - spot_sell - sum(f.fee_base for f in spot_fills), abs=1e-12)
+    # nothing of the strategy is left open at the venue, and the engine never used the account's
+    # cancel-all (a shared account's other orders are not the strategy's to cancel)
+    assert _open_at_venue(server) == []
+    assert all(o.status.is_terminal for o in run.orders)
+    view = engine.runners[0].ctx.private["gateio-spot"]
+    with pytest.raises(RuntimeError, match="other clients' orders"):
+        await view.cancel_all()
+
+
+async def test_a_strategy_sees_only_its_own_orders_on_a_shared_account(server, tmp_path, live_keys):
+    """An order placed on the same account by another client (not through the engine) reaches
+    the account's private stream; the strategy's order manager never sees it."""
+    path = tmp_path / "live.toml"
+    path.write_text(live_config_text(server, duration_s=6.0))
+    engine = Engine(load_config(path), paper=False)
+    task = asyncio.ensure_future(engine.run(install_signal_handlers=False))
+    try:
+        for _ in range(400):  # bounded: up to 20 s for start-up
+            if engine.runners:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.runners
+        conn = engine.connectors["gateio-spot"]
+        inst = conn.instruments()[SPOT]
+        from cexarb.model import Side, TimeInForce
+        from cexarb.venues.base import OrderRequest
+
+        book = conn.book(SPOT)
+        other = await conn.place_order(OrderRequest.create(
+            inst, Side.BUY, 0.001, price_ticks=book.best_bid_ticks() - 1000, time_in_force=TimeInForce.GTC,
+            client_order_id="other-client-1",
+        ))
+        assert other.status is not OrderStatus.REJECTED
+        await asyncio.sleep(1.0)
+    finally:
+        result = await asyncio.wait_for(task, 90)
+    run = result.strategies["sfh-live"]
+    assert "other-client-1" not in {o.client_order_id for o in run.orders}
+    assert all(f.client_order_id != "other-client-1" for f in run.fills)
+    # the other client's resting order is still open at the venue: the stop cancelled only the
+    # strategy's own orders
+    assert _open_at_venue(server) == ["other-client-1"]
+
+
+async def test_run_cli_trades_live_with_keys_from_the_environment(server, tmp_path, live_keys, capsys):
+    path = tmp_path / "live.toml"
+    path.write_text(live_config_text(server, duration_s=30.0))
+    code = await asyncio.wait_for(asyncio.to_thread(run_main, [str(path), "--duration", "6"]), 90)
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    assert "LIVE trading: orders go to gateio-spot at " + server.base_url in captured.err
+    assert "sfh-live: spot_futures_hedging" in captured.out and "duration 6 s elapsed" in captured.out
+    assert KEY not in captured.out + captured.err and SECRET not in captured.out + captured.err
+    assert len(_at_venue(server)) >= 2
+
+
+def test_live_without_keys_for_every_venue_is_refused(tmp_path, capsys, monkeypatch):
+    text = config_text_static("live")
+    path = tmp_path / "live.toml"
+    path.write_text(text)
+    for v in VENUES:
+        for var in (f"CEXARB_{v}_API_KEY", f"CEXARB_{v}_API_SECRET"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CEXARB_GATEIO_SPOT_API_KEY", "key-x")
+    monkeypatch.setenv("CEXARB_GATEIO_SPOT_API_SECRET", "secret-x")
+    assert run_main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing live trading: no API keys for gateio-futures" in err
+    assert "key-x" not in err and "secret-x" not in err
+    with pytest.raises(LiveTradingRefused, match="none for gateio-futures"):
+        Engine(parse_config(text), paper=False)
