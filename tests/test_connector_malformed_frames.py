@@ -24,13 +24,14 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import loopback
 import msgspec
 import pytest
+import test_connector_faults
 from cexarb.model import Fill, OrderStatus
 from cexarb.venues.base import OrderUpdate
 from cexarb.venues.gateio import codec as gate_codec
@@ -41,14 +42,9 @@ from cexarb.venues.sim.faults import (
     Fault,
     FaultKind,
 )
-from cexarb.venues.sim.server import AccountSpec, SimServer
-from loopback import sim_server, wait_for
+from cexarb.venues.sim.server import SimServer
+from loopback import wait_for
 from test_connector_faults import (
-    GATE_KEY,
-    GATE_SECRET,
-    GATE_UID,
-    MEXC_KEY,
-    MEXC_SECRET,
     SPECS,
     Spec,
     connected,
@@ -57,15 +53,9 @@ from test_connector_faults import (
     taking_buy,
 )
 
+server = test_connector_faults.server  # the simulator fixture, with its Gate and MEXC accounts
 
-@pytest.fixture
-async def server(binance_dir) -> AsyncIterator[SimServer]:
-    async with sim_server(
-        binance_dir,
-        AccountSpec(api_key=GATE_KEY, api_secret=GATE_SECRET, uid=GATE_UID),
-        AccountSpec(api_key=MEXC_KEY, api_secret=MEXC_SECRET),
-    ) as srv:
-        yield srv
+
 
 
 def _malformed_records(caplog: pytest.LogCaptureFixture, venue: str) -> list[logging.LogRecord]:

@@ -15,6 +15,7 @@ from cexarb.engine import Engine, LiveTradingRefused
 from cexarb.model import OrderStatus
 from cexarb.run_cli import main as run_main
 from cexarb.venues.sim.server import AccountSpec, SimServer
+from loopback import sim_server
 from test_paper_engine import PERP, SPOT, config_text_static, paper_config_text
 
 KEY, SECRET, UID = "live-key", "live-secret", 20001
@@ -23,12 +24,8 @@ VENUES = ("GATEIO_SPOT", "GATEIO_FUTURES")
 
 @pytest.fixture
 async def server(binance_dir):
-    srv = SimServer(binance_dir, [AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID)], speed=4.0)
-    await asyncio.wait_for(srv.start(), 30)
-    try:
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID), speed=4.0) as srv:
         yield srv
-    finally:
-        await asyncio.wait_for(srv.stop(), 30)
 
 
 @pytest.fixture
