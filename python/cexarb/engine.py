@@ -31,9 +31,10 @@ mirrors :mod:`cexarb.backtest`, with wall time:
   at the mark price, not the mid (Gate.io USDT futures: funding = position size x
   ``quanto_multiplier`` x mark price x funding rate -- Gate's "Funding = Position Value x Funding
   Rate", https://www.gate.io/article/27396, with the notional of PROTOCOLS.md §3.2 at the
-  contract's ``mark_price``). The mark is the latest one the venue pushed
-  (``FundingEvent.mark_price``; Gate: ``futures.tickers`` and the contracts re-read) when it
-  arrived at most :data:`FUNDING_MARK_MAX_AGE_S` (60 s) before the funding time; otherwise the
+  contract's ``mark_price``). The mark is the latest one the venue stated
+  (``FundingInfo.mark_price`` / ``FundingEvent.mark_price``; Gate: every ``futures.tickers`` push
+  and the contracts re-read) when it was read at most :data:`FUNDING_MARK_MAX_AGE_S` (60 s) from
+  the funding time; otherwise the
   book's mid is used and a WARNING says why. The next time is whatever the venue states next. A
   funding read or settlement that raises is logged with its traceback, counted
   (``Engine.funding_failures``) and not retried; the other perps and later funding times go on.
@@ -112,11 +113,11 @@ log = logging.getLogger(__name__)
 #: while strategies are idle, the engine still reaches a GC safe point this often (seconds)
 GC_IDLE_INTERVAL_S = 0.1
 
-#: paper funding is settled at the latest pushed mark price only when it arrived at most this many
-#: seconds before the funding time (seconds; older, or none: the book's mid, with a warning). A
-#: minute: Gate recomputes its funding rate every minute (https://www.gate.io/article/27396), and a
-#: push is how a mark arrives (the Gate connector emits one when a pushed rate changes and on each
-#: contracts re-read).
+#: paper funding is settled at the latest mark price the venue stated only when it was read at most
+#: this many seconds from the funding time (seconds; older, or none: the book's mid, with a
+#: warning). A minute: Gate recomputes its funding rate every minute
+#: (https://www.gate.io/article/27396); the Gate connector keeps the mark of every
+#: ``futures.tickers`` push and of each contracts re-read (``FundingInfo.mark_price``).
 FUNDING_MARK_MAX_AGE_S = 60.0
 
 

@@ -322,6 +322,7 @@ class OrderManager:
                                         lambda: self._release_held(coid, timed_out=True))
                 self._held[coid] = event  # the latest state (filled qty only grows)
                 return
+            self._held.pop(coid, None)  # an update held before is older than this one
             self._apply_update(order, event)
         for listener in self._listeners:
             listener(event)
