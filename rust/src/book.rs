@@ -1078,6 +1078,31 @@ impl Ladder {
         }
         std::mem::swap(&mut self.pending, rows);
         rows.clear();
+        self.settle_pending_top();
+    }
+
+    /// Stores the leading pending rows until the stored best is better than the first pending
+    /// row, so that [`Ladder::best`] is O(1) and a walk from the top meets no pending rows it must
+    /// skip. That only takes work when the top rows cleared every stored level above the pending
+    /// ones -- a message deleting many levels at the top, as when the price jumps: without it
+    /// every read walked the pending deletions (measured on message 7,145 of the BTCUSDT spot +
+    /// perp merge, 1,210 rows pending: best bid 4.9 µs, an entry scan 12.8 µs, against 0.2 and
+    /// 1.1 µs with nothing pending). Rows are distinct keys in ascending order, so storing a
+    /// prefix early leaves the book the reads see unchanged.
+    fn settle_pending_top(&mut self) {
+        let sign = self.sign;
+        let mut k = 0;
+        while let Some(&(key, qty)) = self.pending.get(k) {
+            let stored = self.best_slot.and_then(|slot| self.blocks.get(slot)).and_then(|b| b.last());
+            if matches!(stored, Some(&(best, _)) if best < key) {
+                break;
+            }
+            self.set(key.wrapping_mul(sign), qty);
+            k += 1;
+        }
+        if k > 0 {
+            self.pending.drain(..k);
+        }
     }
 
     /// Stores the pending rows; returns how many there were.
@@ -2122,6 +2147,64 @@ mod tests {
                         assert_eq!(b.asks, full.asks);
                     }
                 }
+            }
+        }
+    }
+
+    /// A message that clears the top of a side (a price jump: the best levels deleted, more of
+    /// them than [`TOP_ROWS`]) stores its pending rows up to the first level that survives, so the
+    /// best level is O(1) again; reads equal the same message stored in full, and the rows below
+    /// the new best stay pending. Both sides, best first and worst first, with a new level inserted
+    /// among the deletions.
+    #[test]
+    fn top_clearing_message_settles_its_pending_top() {
+        for bids_side in [true, false] {
+            for best_first in [true, false] {
+                let ticks = |i: i64| if bids_side { 10_000 - i } else { 10_001 + i };
+                let price = |i: i64| ticks(i) as f64 * 0.01;
+                let levels: Vec<(f64, f64)> = (0..60).map(|i| (price(i), 1.0 + i as f64)).collect();
+                let mut b = OrderBook::new(0.01, 0.00001).unwrap();
+                let mut full = OrderBook::new(0.01, 0.00001).unwrap();
+                let other_side = [(price(-1), 1.0)];
+                let (bids, asks) = if bids_side { (&levels[..], &other_side[..]) } else { (&other_side[..], &levels[..]) };
+                for x in [&mut b, &mut full] {
+                    x.apply_snapshot(bids, asks, 100).unwrap();
+                }
+                // delete levels 0..30, insert a new level at 17 (qty 9), leave 31.. as they are
+                let mut rows: Vec<(f64, f64)> =
+                    (0..30).map(|i| (price(i), if i == 17 { 9.0 } else { 0.0 })).collect();
+                rows.extend((40..50).map(|i| (price(i), 0.5)));
+                if !best_first {
+                    rows.reverse();
+                }
+                let none: &[(f64, f64)] = &[];
+                let (mb, ma) = if bids_side { (&rows[..], none) } else { (none, &rows[..]) };
+                assert_eq!(b.apply_update(mb, ma, 101, 101, None).unwrap(), ApplyOutcome::Applied);
+                for (id, row) in (101u64..).zip(&rows) {
+                    let one = std::slice::from_ref(row);
+                    let (ob, oa) = if bids_side { (one, none) } else { (none, one) };
+                    full.apply_update(ob, oa, id, id, None).unwrap();
+                }
+                // the 8 best rows stored at once, then the pending deletions down to the inserted
+                // level 17: rows 18.. stay pending
+                let ladder = if bids_side { &b.bids } else { &b.asks };
+                assert_eq!(b.pending_rows(), rows.len() - 18, "bids {bids_side} best first {best_first}");
+                let stored_best = ladder.best_slot.and_then(|s| ladder.blocks.get(s)).and_then(|x| x.last()).copied();
+                assert!(matches!((stored_best, ladder.pending.first()), (Some((s, _)), Some(&(p, _))) if s < p));
+                let best = if bids_side { b.best_bid() } else { b.best_ask() };
+                assert_eq!(best, Some((price(17), 9.0)));
+                assert_eq!((b.best_bid(), b.best_ask()), (full.best_bid(), full.best_ask()));
+                for side in [BookSide::Bid, BookSide::Ask] {
+                    assert_eq!(b.levels_ticks(side).collect::<Vec<_>>(), full.levels_ticks(side).collect::<Vec<_>>());
+                }
+                for side in [Side::Buy, Side::Sell] {
+                    assert_eq!(b.executable_price(side, 40.0).unwrap(), full.executable_price(side, 40.0).unwrap());
+                }
+                b.flush();
+                b.bids.check_invariants();
+                b.asks.check_invariants();
+                assert_eq!(b.bids, full.bids);
+                assert_eq!(b.asks, full.asks);
             }
         }
     }
