@@ -157,3 +157,64 @@ def test_live_without_keys_for_every_venue_is_refused(tmp_path, capsys, monkeypa
     assert "key-x" not in err and "secret-x" not in err
     with pytest.raises(LiveTradingRefused, match="none for gateio-futures"):
         Engine(parse_config(text), paper=False)
+
+
+async def test_live_simple_arbitrage_between_mexc_and_gate(binance_dir, tmp_path, monkeypatch):
+    """SIMPLE_ARBITRAGE live on MEXC spot (signed REST, protobuf market data, user data over a
+    listen key) and Gate spot: one forced cycle buys on one venue and sells the received
+    quantity on the other; the venue (the simulator) holds every order and the strategy's
+    positions net to within half a sell lot."""
+    for v in ("MEXC_SPOT", "GATEIO_SPOT"):
+        monkeypatch.setenv(f"CEXARB_{v}_API_KEY", KEY)
+        monkeypatch.setenv(f"CEXARB_{v}_API_SECRET", SECRET)
+    monkeypatch.setenv("CEXARB_GATEIO_SPOT_UID", str(UID))
+    balances = {"mexc-spot": {"USDT": 10_000.0, "BTC": 0.1}, "gateio-spot": {"USDT": 10_000.0, "BTC": 0.1}}
+    async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID, balances=balances),
+                          speed=4.0) as srv:
+        base, ws = srv.base_url, srv.ws_base_url
+        mexc, gate = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
+        path = tmp_path / "arb.toml"
+        path.write_text(f"""
+mode = "live"
+duration_s = 20.0
+sync_timeout_s = 20.0
+close_timeout_s = 8.0
+
+[venues.mexc-spot]
+rest_url = "{base}"
+ws_url = "{ws}/ws"
+symbols = ["BTCUSDT"]
+
+[venues.gateio-spot]
+rest_url = "{base}"
+ws_url = "{ws}/ws/v4/"
+symbols = ["BTC_USDT"]
+
+[[strategies]]
+type = "simple_arbitrage"
+[strategies.params]
+strategy_id = "arb-live"
+instrument_a = "{mexc}"
+instrument_b = "{gate}"
+position_size_usdt = 200.0
+min_profit_threshold = -0.01
+max_cycles = 1
+""")
+        engine = Engine(load_config(path), paper=False)
+        result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
+        run = result.strategies["arb-live"]
+        assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
+        assert result.mode == "live" and run.result.additional_data["cycles"] == 1
+        assert sorted(_at_venue(srv)) == sorted(o.client_order_id for o in run.orders)
+        assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
+        buys = [f for f in run.fills if f.side.value == "buy"]
+        sells = [f for f in run.fills if f.side.value == "sell"]
+        assert buys and sells and {f.instrument_key for f in buys} != {f.instrument_key for f in sells}
+        insts = {k: i for c in engine.connectors.values() for k, i in c.instruments().items()}
+        sell_lot = insts[sells[0].instrument_key].lot_size
+        assert abs(sum(run.positions.values())) <= sell_lot / 2 + 1e-12
+        for key in (mexc, gate):  # the strategy's positions are the venue's fills
+            fills_at_venue = await srv.accounts[0].venues[key.partition(":")[0]].fills(key)
+            assert sum(f.qty * f.side.sign for f in fills_at_venue) == pytest.approx(
+                sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == key), abs=1e-12)
+        assert _open_at_venue(srv) == []
