@@ -8,6 +8,7 @@ bounded."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from cexarb.config import load_config, parse_config
@@ -218,3 +219,28 @@ max_cycles = 1
             assert sum(f.qty * f.side.sign for f in fills_at_venue) == pytest.approx(
                 sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == key), abs=1e-12)
         assert _open_at_venue(srv) == []
+
+
+async def test_live_funding_is_booked_for_the_strategy_as_the_venue_pays_it(server, tmp_path, live_keys):
+    """The venue (the simulator) states a funding time a few seconds ahead; at it the engine
+    books the strategy's share of the account's funding -- its own short perp at the venue's
+    stated rate and mark price (Instrument.funding_payment, the venue's formula) -- in its PnL."""
+    funding_at = int(time.time()) + 7
+    server.funding_next_s = funding_at
+    path = tmp_path / "live.toml"
+    path.write_text(live_config_text(server, duration_s=11.0))
+    engine = Engine(load_config(path), paper=False)
+    result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
+    run = result.strategies["sfh-live"]
+    assert run.error is None, run.error
+    assert len(run.funding) == 1, run.funding
+    event, amount = run.funding[0]
+    assert event.instrument_key == PERP and event.ts_ns == funding_at * 1_000_000_000
+    inst = engine.connectors["gateio-futures"].instruments()[PERP]
+    short_contracts = -sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == PERP and f.ts_ns <= event.ts_ns)
+    assert short_contracts > 0
+    assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-12)
+    assert run.result.funding == pytest.approx(amount, rel=1e-12)
+    # the price is the mark the venue stated (its contracts answer and ticker pushes), not the mid
+    info = engine.connectors["gateio-futures"].funding(PERP)
+    assert info.mark_price > 0 and abs(event.mark_price - info.mark_price) <= 0.01 * info.mark_price

@@ -58,8 +58,10 @@ the venues through the same connectors (signed REST / WebSocket), under the same
 :class:`RiskPolicy`, one :class:`OrderManager` per strategy. Strategies sharing a venue share its
 account: each strategy's view of it (:class:`_AccountView`) sends its orders and passes it only
 the private events of its own client order ids (``{strategy_id}-{session}-{n}``). Nothing is
-simulated: no paper account, no paper funding (the venue settles funding on the account; it is
-not booked in the strategies' PnL here). On stop each strategy's own open orders are cancelled
+simulated: no paper account. The venue settles funding on the account; at each funding time
+the engine books each strategy's share in its PnL -- its own perp position at the venue's stated
+rate and mark price (:meth:`Instrument.funding_payment`, the venue's formula), since the account
+holds the positions of every strategy on it (the venue's ledger entry can differ by its rounding). On stop each strategy's own open orders are cancelled
 one by one -- never the account's cancel-all, which would cancel other clients' orders -- and the
 engine waits (bounded, ``close_timeout_s``) for the venue to confirm each end.
 """
@@ -594,7 +596,7 @@ class Engine:
         round: the other perps are read, and the keeper reads it again in its next round."""
         due: list[tuple[int, str]] = []
         for key, inst in self._instruments.items():
-            if key not in self._sims_by_key:
+            if self.paper and key not in self._sims_by_key:
                 continue
             try:
                 info = self._funding_info(key, inst)
@@ -642,8 +644,8 @@ class Engine:
         return mid
 
     def settle_funding(self, key: str, ts_ns: int, rate: float | None = None) -> int:
-        """Settle one funding payment of perp ``key`` at ``ts_ns`` (ns since the epoch) on every
-        paper account, at ``rate`` (fraction per interval) when given -- the rate the venue stated
+        """Settle one funding payment of perp ``key`` at ``ts_ns`` (ns since the epoch) for every
+        strategy (paper accounts; live, the strategies' shares), at ``rate`` (fraction per interval) when given -- the rate the venue stated
         for that funding time, read before it -- else the venue's current rate
         (``PublicVenue.funding``, else the latest pushed).
 
@@ -652,7 +654,9 @@ class Engine:
         https://www.gate.io/article/27396, PROTOCOLS.md §3.2): the latest mark the venue pushed if
         it arrived at most ``funding_mark_max_age_ns`` (:data:`FUNDING_MARK_MAX_AGE_S`) before
         ``ts_ns``, else the book's mid, logged at WARNING with the reason. Nothing is settled when
-        neither is known. Each account's amount (quote, + received) is ``SimVenue.apply_funding``'s.
+        neither is known. Each account's amount (quote, + received) is ``SimVenue.apply_funding``'s
+        in paper mode; live, the venue pays the account and each strategy books its share,
+        :meth:`Instrument.funding_payment` of its own position.
 
         Returns:
             The number of strategies told: each gets the :class:`FundingEvent`, whose
@@ -679,19 +683,25 @@ class Engine:
         event = FundingEvent(instrument_key=key, rate=rate, mark_price=price, ts_ns=ts_ns)
         told = 0
         for runner in self.runners:
-            sim = runner.sims.get(inst.venue)
-            if sim is None:
-                continue
-            amount = sim.apply_funding(key, rate, price, ts_ns)
+            if self.paper:
+                sim = runner.sims.get(inst.venue)
+                if sim is None:
+                    continue
+                amount = sim.apply_funding(key, rate, price, ts_ns)
+            else:  # live: the venue pays the account; the strategy's share of it on its position
+                pos = runner.ctx.orders.positions.get(key)
+                amount = inst.funding_payment(pos.qty, rate, price) if pos is not None and pos.qty else 0.0
             runner.ctx.orders.on_funding(event, amount)
             runner.funding_events.append((event, amount))
             runner.push_private(event)
             told += 1
-        log.info("funding %s rate %s mark %s settled on %d paper accounts", key, rate, price, told)
+        log.info("funding %s rate %s mark %s %s %d strategies", key, rate, price,
+                 "settled on the paper accounts of" if self.paper else "booked (live) for", told)
         return told
 
     async def _funding_keeper(self) -> None:
-        """Settles paper funding at each perp's stated funding time, until stopped.
+        """Settles funding (paper accounts; live, each strategy's share) at each perp's stated
+        funding time, until stopped.
 
         The venue moves its stated time and rate on by itself once a funding time has passed
         (the connector re-reads them), possibly before this task wakes. So the keeper keeps, per
@@ -795,8 +805,7 @@ class Engine:
                 async with asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(self._timekeeper(), name="engine-timekeeper"))
                     tasks.append(tg.create_task(self._gc_keeper(), name="engine-gc"))
-                    if self.paper:  # live: the venue settles funding on the account itself
-                        tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
+                    tasks.append(tg.create_task(self._funding_keeper(), name="engine-funding"))
                     for runner in self.runners:
                         tasks.append(tg.create_task(self._run_strategy(runner), name=f"strategy-{runner.strategy.strategy_id}"))
                 self._detach_market()

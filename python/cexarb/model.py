@@ -177,6 +177,16 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             return qty * self.contract_size / price
         return qty * self.contract_size if self.contract_size != 1.0 else qty
 
+    def funding_payment(self, qty: float, rate: float, mark_price: float) -> float:
+        """Funding a signed position of ``qty`` (contracts) receives at one settlement, quote
+        currency (negative: paid): ``-qty * contract_size * mark_price * rate`` for linear perps
+        (Gate.io USDT futures: position value at the mark price x funding rate, longs pay when the
+        rate is positive), ``-qty * contract_size * rate`` for inverse perps (simplified: paid in
+        quote). ``rate`` is per funding interval, a fraction; ``mark_price`` quote per base unit."""
+        if self.kind is InstrumentKind.INVERSE_PERP:
+            return -qty * self.contract_size * rate
+        return -qty * self.contract_size * mark_price * rate
+
     def unrealized_pnl(self, qty: float, avg_price: float, mark_price: float) -> float:
         """Mark-to-market PnL in quote currency of a signed position opened at ``avg_price``.
 

@@ -498,10 +498,7 @@ class SimVenue:
         pos = self._positions.get(instrument_key)
         if pos is None or pos.qty == 0.0:
             return 0.0
-        if inst.kind is InstrumentKind.INVERSE_PERP:
-            amount = -pos.qty * inst.contract_size * rate
-        else:
-            amount = -pos.qty * inst.contract_size * mark_price * rate
+        amount = inst.funding_payment(pos.qty, rate, mark_price)
         self._total[inst.quote] = self._total.get(inst.quote, 0.0) + amount
         pos.funding += amount
         log.debug("funding venue=%s symbol=%s rate=%s amount=%s ts_ns=%s", self.name, inst.symbol, rate, amount, ts_ns)
