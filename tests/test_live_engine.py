@@ -17,7 +17,17 @@ from cexarb.model import OrderStatus
 from cexarb.run_cli import main as run_main
 from cexarb.venues.sim.server import AccountSpec, SimServer
 from loopback import sim_server
-from test_paper_engine import PERP, SPOT, config_text_static, paper_config_text
+from test_paper_engine import (
+    GATE_SPOT,
+    MEXC_SPOT,
+    PERP,
+    SPOT,
+    arb_config_text,
+    assert_funding_booked,
+    assert_one_arb_cycle,
+    config_text_static,
+    paper_config_text,
+)
 
 KEY, SECRET, UID = "live-key", "live-secret", 20001
 VENUES = ("GATEIO_SPOT", "GATEIO_FUTURES")
@@ -172,49 +182,15 @@ async def test_live_simple_arbitrage_between_mexc_and_gate(binance_dir, tmp_path
     balances = {"mexc-spot": {"USDT": 10_000.0, "BTC": 0.1}, "gateio-spot": {"USDT": 10_000.0, "BTC": 0.1}}
     async with sim_server(binance_dir, AccountSpec(api_key=KEY, api_secret=SECRET, uid=UID, balances=balances),
                           speed=4.0) as srv:
-        base, ws = srv.base_url, srv.ws_base_url
-        mexc, gate = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
         path = tmp_path / "arb.toml"
-        path.write_text(f"""
-mode = "live"
-duration_s = 20.0
-sync_timeout_s = 20.0
-close_timeout_s = 8.0
-
-[venues.mexc-spot]
-rest_url = "{base}"
-ws_url = "{ws}/ws"
-symbols = ["BTCUSDT"]
-
-[venues.gateio-spot]
-rest_url = "{base}"
-ws_url = "{ws}/ws/v4/"
-symbols = ["BTC_USDT"]
-
-[[strategies]]
-type = "simple_arbitrage"
-[strategies.params]
-strategy_id = "arb-live"
-instrument_a = "{mexc}"
-instrument_b = "{gate}"
-position_size_usdt = 200.0
-min_profit_threshold = -0.01
-max_cycles = 1
-""")
+        path.write_text(arb_config_text(srv.base_url, srv.ws_base_url, mode="live", strategy_id="arb-live"))
         engine = Engine(load_config(path), paper=False)
         result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
         run = result.strategies["arb-live"]
-        assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
-        assert result.mode == "live" and run.result.additional_data["cycles"] == 1
+        assert result.mode == "live"
+        assert_one_arb_cycle(engine, run)
         assert sorted(_at_venue(srv)) == sorted(o.client_order_id for o in run.orders)
-        assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
-        buys = [f for f in run.fills if f.side.value == "buy"]
-        sells = [f for f in run.fills if f.side.value == "sell"]
-        assert buys and sells and {f.instrument_key for f in buys} != {f.instrument_key for f in sells}
-        insts = {k: i for c in engine.connectors.values() for k, i in c.instruments().items()}
-        sell_lot = insts[sells[0].instrument_key].lot_size
-        assert abs(sum(run.positions.values())) <= sell_lot / 2 + 1e-12
-        for key in (mexc, gate):  # the strategy's positions are the venue's fills
+        for key in (MEXC_SPOT, GATE_SPOT):  # the strategy's positions are the venue's fills
             fills_at_venue = await srv.accounts[0].venues[key.partition(":")[0]].fills(key)
             assert sum(f.qty * f.side.sign for f in fills_at_venue) == pytest.approx(
                 sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == key), abs=1e-12)
@@ -231,16 +207,7 @@ async def test_live_funding_is_booked_for_the_strategy_as_the_venue_pays_it(serv
     path.write_text(live_config_text(server, duration_s=11.0))
     engine = Engine(load_config(path), paper=False)
     result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
-    run = result.strategies["sfh-live"]
-    assert run.error is None, run.error
-    assert len(run.funding) == 1, run.funding
-    event, amount = run.funding[0]
-    assert event.instrument_key == PERP and event.ts_ns == funding_at * 1_000_000_000
-    inst = engine.connectors["gateio-futures"].instruments()[PERP]
-    short_contracts = -sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == PERP and f.ts_ns <= event.ts_ns)
-    assert short_contracts > 0
-    assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-12)
-    assert run.result.funding == pytest.approx(amount, rel=1e-12)
+    event, _ = assert_funding_booked(engine, result.strategies["sfh-live"], funding_at)
     # the price is the mark the venue stated (its contracts answer and ticker pushes), not the mid
     info = engine.connectors["gateio-futures"].funding(PERP)
     assert info.mark_price > 0 and abs(event.mark_price - info.mark_price) <= 0.01 * info.mark_price

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cexarb.config import ConfigError, load_config, parse_config
 from cexarb.engine import Engine
-from cexarb.model import OrderStatus
+from cexarb.model import Fill, FundingEvent, Instrument, OrderStatus
 from cexarb.run_cli import main as run_main
 from cexarb.venues.gateio.futures import GateUsdtFutures
 from cexarb.venues.gateio.spot import GateSpot
@@ -202,17 +203,14 @@ def test_example_config_parses():
     assert [s.strategy_id for s in cfg.build_strategies()] == ["sfh-gate"]
 
 
-@pytest.mark.parametrize("busy_poll", [False, True], ids=["sleeping-loop", "busy-poll"])
-async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, tmp_path, busy_poll):
-    """MEXC spot (protobuf WS market data) and Gate spot in one paper run: one forced arbitrage
-    cycle (threshold below the fees) buys on one venue and sells the same qty on the other. The
-    same with ``[latency] busy_poll = true`` (cexarb.hotpath): the loop polls while the engine
-    runs and stops polling when it returns."""
-    base, ws = server.base_url, server.ws_base_url
-    mexc, gate = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
-    path = tmp_path / "arb.toml"
-    path.write_text(f"""
-mode = "paper"
+MEXC_SPOT, GATE_SPOT = "mexc-spot:BTCUSDT", "gateio-spot:BTC_USDT"
+
+
+def arb_config_text(base: str, ws: str, *, mode: str, strategy_id: str, busy_poll: bool = False) -> str:
+    """One forced SIMPLE_ARBITRAGE cycle (threshold below the fees) between MEXC spot and Gate
+    spot at ``base`` / ``ws``; paper accounts of 10,000 USDT and 0.1 BTC on each venue."""
+    return f"""
+mode = "{mode}"
 duration_s = 20.0
 sync_timeout_s = 20.0
 close_timeout_s = 8.0
@@ -234,16 +232,57 @@ balances = {{ mexc-spot = {{ USDT = 10000.0, BTC = 0.1 }}, gateio-spot = {{ USDT
 [[strategies]]
 type = "simple_arbitrage"
 [strategies.params]
-strategy_id = "arb-paper"
-instrument_a = "{mexc}"
-instrument_b = "{gate}"
+strategy_id = "{strategy_id}"
+instrument_a = "{MEXC_SPOT}"
+instrument_b = "{GATE_SPOT}"
 position_size_usdt = 200.0
 min_profit_threshold = -0.01
 max_cycles = 1
 
 [latency]
 busy_poll = {str(busy_poll).lower()}
-""")
+"""
+
+
+def assert_one_arb_cycle(engine: Engine, run: Any) -> tuple[list[Fill], list[Fill], dict[str, Instrument]]:
+    """The run completed one cycle: bought on one venue, sold on the other, nothing refused, the
+    legs netting to within half a sell lot. Returns (buy fills, sell fills, instruments by key)."""
+    assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
+    assert run.result.additional_data["cycles"] == 1
+    assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
+    buys = [f for f in run.fills if f.side.value == "buy"]
+    sells = [f for f in run.fills if f.side.value == "sell"]
+    assert buys and sells and {f.instrument_key for f in buys} != {f.instrument_key for f in sells}
+    insts = {k: i for c in engine.connectors.values() for k, i in c.instruments().items()}
+    sell_lot = insts[sells[0].instrument_key].lot_size
+    assert abs(sum(run.positions.values())) <= sell_lot / 2 + 1e-12
+    return buys, sells, insts
+
+
+def assert_funding_booked(engine: Engine, run: Any, funding_at_s: int) -> tuple[FundingEvent, float]:
+    """One funding settlement at ``funding_at_s`` (epoch s) booked for the run's short perp:
+    ``|qty| x contract size x mark x rate``, and in its PnL. Returns (event, amount)."""
+    assert run.error is None, run.error
+    assert len(run.funding) == 1, run.funding
+    event, amount = run.funding[0]
+    assert event.instrument_key == PERP and event.ts_ns == funding_at_s * 1_000_000_000
+    inst = engine.connectors["gateio-futures"].instruments()[PERP]
+    short_contracts = -sum(f.qty * f.side.sign for f in run.fills if f.instrument_key == PERP and f.ts_ns <= event.ts_ns)
+    assert short_contracts > 0
+    assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-9)
+    assert run.result.funding == pytest.approx(amount, rel=1e-9)
+    return event, amount
+
+
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["sleeping-loop", "busy-poll"])
+async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, tmp_path, busy_poll):
+    """MEXC spot (protobuf WS market data) and Gate spot in one paper run: one forced arbitrage
+    cycle (threshold below the fees) buys on one venue and sells the same qty on the other. The
+    same with ``[latency] busy_poll = true`` (cexarb.hotpath): the loop polls while the engine
+    runs and stops polling when it returns."""
+    path = tmp_path / "arb.toml"
+    path.write_text(arb_config_text(server.base_url, server.ws_base_url, mode="paper", strategy_id="arb-paper",
+                                    busy_poll=busy_poll))
     engine = Engine(load_config(path), paper=True)
     result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
     if busy_poll:
@@ -258,25 +297,17 @@ busy_poll = {str(busy_poll).lower()}
     else:
         assert engine.busy_poll is None
     run = result.strategies["arb-paper"]
-    assert run.error is None and run.result.final_state == "COMPLETED", (run.transitions, run.error)
-    assert run.result.additional_data["cycles"] == 1
     assert result.stop_reason == "all strategies finished", result.stop_reason
-    buys = [f for f in run.fills if f.side.value == "buy"]
-    sells = [f for f in run.fills if f.side.value == "sell"]
-    assert buys and sells
-    assert {f.instrument_key for f in buys} != {f.instrument_key for f in sells}
+    buys, sells, insts = assert_one_arb_cycle(engine, run)
     # the buy venue (Gate or MEXC spot, both charging a buy's fee in the BTC received,
     # Fill.fee_base = rate x qty) holds the quantity less that fee, and the sell leg sells that
-    # received quantity in the sell instrument's nearest lot: the legs net to within half a lot
-    insts = {k: i for c in engine.connectors.values() for k, i in c.instruments().items()}
+    # received quantity in the sell instrument's nearest lot
     for f in buys:
         inst = insts[f.instrument_key]
         assert f.fee_base == pytest.approx((inst.maker_fee if f.is_maker else inst.taker_fee) * f.qty, rel=1e-9)
     received = sum(f.qty - f.fee_base for f in buys)
     sell_lot = insts[sells[0].instrument_key].lot_size
     assert received > 0 and sum(f.qty for f in sells) == pytest.approx(round(received / sell_lot) * sell_lot, abs=1e-12)
-    assert abs(sum(run.positions.values())) <= sell_lot / 2 + 1e-12
-    assert all(o.status is not OrderStatus.REJECTED for o in run.orders), [o.reject_reason for o in run.orders]
     assert server_orders(server) == 0
 
 
@@ -290,20 +321,10 @@ async def test_paper_funding_is_settled_at_the_venues_funding_time(server, tmp_p
     engine = Engine(load_config(path), paper=True)
     result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 60)
     run = result.strategies["sfh-paper"]
-    assert run.error is None, run.error
-    assert len(run.funding) == 1, run.funding
-    event, amount = run.funding[0]
-    assert event.instrument_key == PERP and event.rate == pytest.approx(0.0001)
-    assert event.ts_ns == funding_at * 1_000_000_000
+    event, _ = assert_funding_booked(engine, run, funding_at)
+    assert event.rate == pytest.approx(0.0001)
     states = [to for _, _, to, _ in run.transitions]
     assert "MONITORING_POSITIONS" in states, states
-    inst = engine.connectors["gateio-futures"].instruments()[PERP]
-    # short the perp at settlement: receives |qty| x contract size x mark x rate
-    short_contracts = -sum(f.qty * (1 if f.side.value == "buy" else -1) for f in run.fills
-                           if f.instrument_key == PERP and f.ts_ns <= event.ts_ns)
-    assert short_contracts > 0
-    assert amount == pytest.approx(short_contracts * inst.contract_size * event.mark_price * event.rate, rel=1e-9)
-    assert run.result.funding == pytest.approx(amount, rel=1e-9)
 
 
 # ---- fee asset: Gate and MEXC spot buys pay their fee in the base received ----------------------
