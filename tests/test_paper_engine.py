@@ -313,7 +313,7 @@ async def test_paper_engine_runs_simple_arbitrage_between_mexc_and_gate(server, 
 
 async def test_paper_funding_is_settled_at_the_venues_funding_time(server, tmp_path):
     """The simulator states a funding time a few seconds ahead; the paper short perp of the
-    hedge receives rate x notional at the mid then, booked in the strategy's PnL."""
+    hedge receives rate x notional at the venue's mark price then, booked in the strategy's PnL."""
     funding_at = int(time.time()) + 7
     server.funding_next_s = funding_at
     path = tmp_path / "paper.toml"

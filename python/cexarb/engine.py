@@ -414,7 +414,6 @@ class Engine:
                     await asyncio.sleep(0.05)
 
     def _build_runners(self) -> None:
-        cfg = self.config.paper
         session = f"{os.getpid():x}{time.time_ns() // 1_000_000 % 0xFFFFFF:x}"
         instruments: dict[str, Instrument] = {}
         for conn in self.connectors.values():
@@ -426,27 +425,10 @@ class Engine:
                 self.funding_rates[key] = info.rate
         for strategy in self.strategies:
             prefix = f"{strategy.strategy_id}-{session}"
-            sims: dict[str, SimVenue] = {}
-            private: dict[str, Any] = sims
-            if not self.paper:  # live: the strategy's view of each venue account
-                private = {venue: _AccountView(conn, prefix) for venue, conn in self.connectors.items()}
-            for venue, conn in self.connectors.items():
-                if not self.paper:
-                    break
-                insts = conn.instruments()
-                balances = dict(cfg.balances.get(venue, {}))
-                if venue not in cfg.balances:
-                    for inst in insts.values():
-                        balances.setdefault(inst.quote, cfg.default_quote_balance)
-                sims[venue] = SimVenue(
-                    venue, self.clock, insts, {k: conn.book(k) for k in insts},  # type: ignore[arg-type]
-                    latency=cfg.latency, balances=balances, leverage=cfg.leverage,
-                    max_terminal_orders=self.config.max_terminal_orders,
-                    terminal_order_min_age_s=self.config.terminal_order_min_age_s,
-                    # the venue's fee asset: Gate / MEXC spot buys pay in the base received
-                    buy_fee_in_base=getattr(conn, "buy_fee_in_base", False) is True,
-                    venue_rejects_in_reply=False,  # a refusal reaches the strategy one round trip later
-                )
+            sims = self._paper_accounts() if self.paper else {}
+            private: dict[str, Any] = sims if self.paper else {  # live: its view of each account
+                venue: _AccountView(conn, prefix) for venue, conn in self.connectors.items()
+            }
             books = {k: self.connectors[i.venue].book(k) for k, i in instruments.items()}
             orders = OrderManager(
                 self.clock, private, lambda key, b=books: b[key], RiskPolicy(self.config.risk),  # type: ignore[misc]
@@ -469,6 +451,28 @@ class Engine:
             for key, inst in instruments.items():
                 if inst.venue in sims:
                     self._sims_by_key[key].append(sims[inst.venue])
+
+    def _paper_accounts(self) -> dict[str, SimVenue]:
+        """One strategy's paper account: a simulated venue per configured venue, trading against
+        the connector's book with the ``[paper]`` balances, latency and leverage."""
+        cfg = self.config.paper
+        sims: dict[str, SimVenue] = {}
+        for venue, conn in self.connectors.items():
+            insts = conn.instruments()
+            balances = dict(cfg.balances.get(venue, {}))
+            if venue not in cfg.balances:
+                for inst in insts.values():
+                    balances.setdefault(inst.quote, cfg.default_quote_balance)
+            sims[venue] = SimVenue(
+                venue, self.clock, insts, {k: conn.book(k) for k in insts},  # type: ignore[arg-type]
+                latency=cfg.latency, balances=balances, leverage=cfg.leverage,
+                max_terminal_orders=self.config.max_terminal_orders,
+                terminal_order_min_age_s=self.config.terminal_order_min_age_s,
+                # the venue's fee asset: Gate / MEXC spot buys pay in the base received
+                buy_fee_in_base=getattr(conn, "buy_fee_in_base", False) is True,
+                venue_rejects_in_reply=False,  # a refusal reaches the strategy one round trip later
+            )
+        return sims
 
     # ------------------------------------------------------------------ market routing
     def _on_market(self, event: MarketEvent) -> None:
