@@ -27,6 +27,7 @@ CASES = {
     "latency.arena_reserve_mib": (GOOD + "\n[latency]\narena_reserve_mib = -1\n", "latency.arena_reserve_mib",
                                   "got -1"),
     "sync_timeout_s": ("sync_timeout_s = -1.0\n" + GOOD, "sync_timeout_s", "got -1.0"),
+    "duration_s": ("duration_s = inf\n" + GOOD, "duration_s", "got inf"),
     "max_terminal_orders": ("max_terminal_orders = 0\n" + GOOD, "max_terminal_orders", "got 0"),
     "venues.stall_timeout_s": (GOOD.replace(GATE_URL, GATE_URL + "\nstall_timeout_s = 0.0", 1),
                                "venues.gateio-spot.stall_timeout_s", "got 0.0"),

@@ -203,9 +203,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     latency: LatencyConfig = LatencyConfig()
 
     def __post_init__(self) -> None:
-        for name in ("duration_s",):
-            if not (getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (0 <= self.duration_s < math.inf):  # 0 already means "until stopped"
+            raise ValueError(f"duration_s must be finite and >= 0, got {self.duration_s!r}")
         for name in ("sync_timeout_s", "close_timeout_s"):
             if not (0 < getattr(self, name) < math.inf):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")

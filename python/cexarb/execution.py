@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # module constants: an enum member read through its class costs ~0.1 µs (order path)
 _REJECTED, _PENDING_NEW = OrderStatus.REJECTED, OrderStatus.PENDING_NEW
+_BUY, _SELL = Side.BUY, Side.SELL
 
 
 def _fill_tol(event: OrderUpdate) -> float:
@@ -112,6 +113,12 @@ class OrderManager:
         # in _pending_of (key and side, remaining qty).
         self._pending_of: dict[str, tuple[tuple[str, Side], float]] = {}
         self._pending_sum: dict[tuple[str, Side], list[float]] = {}
+        # per Instrument object seen by submit, by id(): (the instrument, its key, its buy and its
+        # sell pending total): the order path reads them without building the key string or
+        # hashing (key, side) tuples. An entry holds its instrument, so the id stays that
+        # object's while the entry exists. The totals are the lists in _pending_sum (never
+        # replaced, only updated in place).
+        self._hot: dict[int, tuple[Instrument, str, list[float], list[float]]] = {}
         self.positions: dict[str, Position] = {}
         self.fills: MutableSequence[Fill] = [] if max_terminal_orders is None else deque(maxlen=max_terminal_orders)
         self._fills_by_order: dict[str, list[Fill]] = {}
@@ -193,11 +200,14 @@ class OrderManager:
         elif coid in self.orders or coid in self._inflight:
             raise ValueError(f"duplicate client_order_id {coid!r}")
         inst = request.instrument
-        key = inst.key
+        hot = self._hot.get(id(inst)) or self._hot_entry(inst)
+        key = hot[1]
+        side = request.side
+        total = hot[2] if side is _BUY else hot[3]
         venue = self.venues.get(inst.venue)
         try:
             self.risk.check(request, self._book(key), self.positions.get(key), len(self._open) + len(self._inflight),
-                            self._pending_qty(key, request.side))
+                            side.sign * total[0])
         except RiskRejection as exc:
             order = self._record(request)
             order.status = _REJECTED
@@ -215,8 +225,6 @@ class OrderManager:
             return order
         inflight = self._inflight
         inflight[coid] = request
-        side = request.side
-        total = self._pending_sum.get((key, side)) or self._pending_sum.setdefault((key, side), [0.0, 0])
         total[0] += request.qty
         total[1] += 1
         sent_ns = self.clock.now_ns()  # the record's created_ns: when the request went out
@@ -240,6 +248,17 @@ class OrderManager:
         elif sent.status is _REJECTED:  # the venue refused it (terminal updates note themselves)
             self._retention.terminal(coid, self.clock.now_ns())
         return order
+
+    def _hot_entry(self, inst: Instrument) -> tuple[Instrument, str, list[float], list[float]]:
+        """The order path's entry for ``inst`` (see ``_hot``), made and kept. Bounded: a caller
+        that builds a new Instrument object per order only refills a small map."""
+        if len(self._hot) >= 256:
+            self._hot.clear()
+        key = inst.key
+        sums = self._pending_sum
+        entry = (inst, key, sums.setdefault((key, _BUY), [0.0, 0]), sums.setdefault((key, _SELL), [0.0, 0]))
+        self._hot[id(inst)] = entry
+        return entry
 
     def _pending_qty(self, key: str, side: Side) -> float:
         """Signed quantity (+ buys) of the orders on ``key`` and ``side`` still open (their
