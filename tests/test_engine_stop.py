@@ -206,3 +206,56 @@ async def test_resting_order_is_cancelled_on_stop_and_none_left_open(sim_server,
     assert await asyncio.wait_for(sim.open_orders(), 5) == []
     assert not [r for r in caplog.records if "still open" in r.getMessage()]
     assert result.pending_tasks == 0
+
+
+# ---- live: the stop's cancels ----------------------------------------------------------------------
+
+
+async def test_live_stop_sends_every_cancel_at_once_within_close_timeout_s():
+    """A slow venue (each cancel answered after 60 s) and five open orders: the live stop sends
+    all five cancels at once and is done within close_timeout_s, not one close_timeout_s per
+    order (a supervisor's kill would otherwise leave the later orders uncancelled)."""
+    from cexarb._core import OrderBook
+    from cexarb.clock import SimClock
+    from cexarb.engine import _Runner
+    from cexarb.execution import OrderManager
+    from cexarb.model import Instrument, InstrumentKind
+    from cexarb.strategy import StrategyContext, registry
+    from test_paper_engine import config_text_static
+
+    inst = Instrument(venue="gateio-spot", symbol="BTC_USDT", kind=InstrumentKind.SPOT, base="BTC", quote="USDT",
+                      tick_size=0.1, lot_size=0.000001)
+    book = OrderBook(inst.tick_size, inst.lot_size)
+    book.apply_snapshot([[100.0, 5.0]], [[100.1, 5.0]], 1)
+    sent: list[float] = []
+
+    class SlowCancelVenue:
+        def subscribe(self, handler: Any) -> None:
+            pass
+
+        async def place_order(self, request: OrderRequest) -> Any:
+            order = request.to_order(0)
+            order.status = OrderStatus.NEW
+            return order
+
+        async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+            sent.append(time.monotonic())
+            await asyncio.sleep(60)
+            return True
+
+    clock = SimClock(1)
+    om = OrderManager(clock, {"gateio-spot": SlowCancelVenue()}, lambda key: book)
+    for _ in range(5):
+        await om.submit(OrderRequest.create(inst, Side.BUY, 0.001, price=99.0))
+    assert om.n_open_orders == 5
+    strategy = registry.create("spot_futures_hedging", spot_instrument=SPOT, futures_instrument=PERP)
+    runner = _Runner(strategy, StrategyContext(clock=clock, public={}, private={}, orders=om), {})
+    config = parse_config("mode = \"live\"\nclose_timeout_s = 0.5\n" + config_text_static("live").replace(
+        'mode = "live"', "", 1))
+    engine = Engine(config, paper=False, connectors={})
+    t0 = time.monotonic()
+    await asyncio.wait_for(engine._cancel_all(runner), 10)
+    took = time.monotonic() - t0
+    assert len(sent) == 5 and max(sent) - t0 < 0.1, [round(t - t0, 3) for t in sent]
+    assert 0.4 < took < 1.5, took
+    assert runner.open_at_stop == 5 and runner.open_after_cancel == 5  # never confirmed: reported

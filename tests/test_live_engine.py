@@ -211,3 +211,59 @@ async def test_live_funding_is_booked_for_the_strategy_as_the_venue_pays_it(serv
     # the price is the mark the venue stated (its contracts answer and ticker pushes), not the mid
     info = engine.connectors["gateio-futures"].funding(PERP)
     assert info.mark_price > 0 and abs(event.mark_price - info.mark_price) <= 0.01 * info.mark_price
+
+
+@pytest.mark.parametrize("cancel", [True, False])
+async def test_live_start_cancels_the_orders_an_earlier_run_left_open(server, tmp_path, live_keys, caplog, cancel):
+    """A crash leaves a strategy's resting order at the venue. At the next live start the engine
+    finds it (client order id ``{strategy_id}-{session}-{n}`` of another session) and, unless
+    ``cancel_stale_orders = false``, cancels it before the strategy runs: this run could not
+    manage it. Another client's order, and one of a strategy whose id merely starts the same,
+    stay open either way. A perp position the account already holds is logged and is not the
+    strategy's."""
+    from cexarb.model import Side, TimeInForce
+    from cexarb.venues.base import OrderRequest
+    from loopback import gate_futures, gate_spot, started
+
+    left = ["sfh-live-9f3a1c-7", "other-client-2", "sfh-live-2-9f3a1c-1"]
+    async with started(gate_spot(server, KEY, SECRET, UID)) as conn:
+        await conn.wait_synced(SPOT, 15)
+        inst, book = conn.instruments()[SPOT], conn.book(SPOT)
+        for coid in left:
+            order = await conn.place_order(OrderRequest.create(
+                inst, Side.BUY, 0.001, price_ticks=book.best_bid_ticks() - 1000, time_in_force=TimeInForce.GTC,
+                client_order_id=coid,
+            ))
+            assert order.status is not OrderStatus.REJECTED, order.reject_reason
+    assert sorted(_open_at_venue(server)) == sorted(left)
+    # and a perp position an earlier run left (a short of one contract)
+    async with started(gate_futures(server, KEY, SECRET)) as fut:
+        await fut.wait_synced(PERP, 15)
+        short = await fut.place_order(OrderRequest.create(fut.instruments()[PERP], Side.SELL, 1, tag="left"))
+        assert short.status is not OrderStatus.REJECTED, short.reject_reason
+    await asyncio.sleep(0.2)
+    held = _venue_position(server, PERP)
+    assert held == -1
+
+    text = live_config_text(server, duration_s=2.0)
+    if not cancel:
+        text = "cancel_stale_orders = false\n" + text
+    path = tmp_path / "live.toml"
+    path.write_text(text)
+    engine = Engine(load_config(path), paper=False)
+    with caplog.at_level("WARNING", logger="cexarb.engine"):
+        result = await asyncio.wait_for(engine.run(install_signal_handlers=False), 90)
+    assert result.stale_orders_found == 1
+    assert [o.client_order_id for o in engine.stale_orders] == ["sfh-live-9f3a1c-7"]
+    assert result.stale_orders_cancelled == (1 if cancel else 0)
+    assert "sfh-live-9f3a1c-7" in caplog.text and "earlier run" in caplog.text
+    still_open = set(_open_at_venue(server))
+    assert ("sfh-live-9f3a1c-7" in still_open) is not cancel
+    assert {"other-client-2", "sfh-live-2-9f3a1c-1"} <= still_open
+    # the strategy itself ran as usual and left nothing of its own session open
+    run = result.strategies["sfh-live"]
+    assert run.error is None, run.error
+    assert not still_open & {o.client_order_id for o in run.orders}
+    # the position held at start is reported, and not taken for the strategy's
+    assert f"holds a position of {held:g} {PERP} at start" in caplog.text
+    assert run.positions[PERP] == pytest.approx(_venue_position(server, PERP) - held, abs=1e-12)

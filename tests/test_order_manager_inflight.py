@@ -193,3 +193,90 @@ def test_a_duplicate_id_is_refused_while_the_first_is_still_on_its_way() -> None
     asyncio.run(om.submit(request))
     assert len(errors) == 1 and "duplicate client_order_id 'c1'" in str(errors[0])
     assert om.n_orders == 1 and om.n_fills == 1
+
+
+class AckThenFailVenue(InstantVenue):
+    """A venue that acknowledges the order (NEW, on the private stream) while the request is on
+    its way, and then the send fails (a lost reply) or hangs (until the task is cancelled)."""
+
+    def __init__(self, hang: bool = False) -> None:
+        super().__init__()
+        self.hang = hang
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        for handler in self.handlers:
+            handler(OrderUpdate(client_order_id=request.client_order_id, venue_order_id="v-ack",
+                                instrument_key=SPOT.key, status=OrderStatus.NEW, filled_qty=0.0,
+                                avg_fill_price=0.0, ts_ns=3))
+        if self.hang:
+            await asyncio.sleep(60)
+        raise ConnectionError("reply lost")
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["send-raised", "task-cancelled"])
+def test_an_order_acknowledged_on_its_way_stays_open_when_its_send_fails(hang: bool) -> None:
+    """The venue's NEW came while the request was in flight, then place_order raised or the
+    strategy's task was cancelled: the order rests at the venue, so it is open here too (the
+    stop's cancel walks the open orders; the risk check counts its quantity)."""
+    book = OrderBook(SPOT.tick_size, SPOT.lot_size)
+    book.apply_snapshot([[100.0, 5.0]], [[100.01, 5.0]], 1)
+    venue = AckThenFailVenue(hang)
+    om = OrderManager(SimClock(1_000), {"instant": venue}, lambda key: book)
+    venue.manager = om
+    request = OrderRequest.create(SPOT, Side.BUY, 0.002, price=100.01, client_order_id="f1")
+
+    async def run() -> None:
+        task = asyncio.ensure_future(om.submit(request))
+        await asyncio.sleep(0.01)
+        if hang:
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError if hang else ConnectionError):
+            await task
+
+    asyncio.run(run())
+    assert om.orders["f1"].status is OrderStatus.NEW and om.orders["f1"].venue_order_id == "v-ack"
+    assert [o.client_order_id for o in om.open_orders] == ["f1"]
+    assert om._pending_qty(SPOT.key, Side.BUY) == pytest.approx(0.002)
+    assert not om._inflight
+    om.on_private_event(OrderUpdate(client_order_id="f1", venue_order_id="v-ack", instrument_key=SPOT.key,
+                                    status=OrderStatus.CANCELED, filled_qty=0.0, avg_fill_price=0.0, ts_ns=9))
+    assert om.n_open_orders == 0 and om._pending_qty(SPOT.key, Side.BUY) == 0.0
+
+
+def test_an_earlier_holds_timer_does_not_release_a_later_hold_early() -> None:
+    """A hold released by its fills leaves its fill_wait_s timer behind; a later hold of the same
+    order (its FILLED update before the last fills) waits its own full fill_wait_s."""
+    om, venue = _manager()
+    clock = om.clock
+    assert isinstance(clock, SimClock)
+    order = _resting(om, venue, "g1", 0.003)
+
+    def update(status: OrderStatus, filled: float) -> OrderUpdate:
+        return OrderUpdate(client_order_id="g1", venue_order_id="v-g1", instrument_key=SPOT.key, status=status,
+                           filled_qty=filled, avg_fill_price=100.01, ts_ns=clock.now_ns())
+
+    t0, wait = clock.now_ns(), int(om.fill_wait_s * 1e9)
+    om.on_private_event(update(OrderStatus.PARTIALLY_FILLED, 0.001))  # held, timer at t0 + wait
+    clock.run_due(t0 + wait // 5)
+    om.on_private_event(_fill("g1", 0.001, 1))  # released by its fill
+    assert order.status is OrderStatus.PARTIALLY_FILLED
+    clock.run_due(t0 + 4 * wait // 5)
+    om.on_private_event(update(OrderStatus.FILLED, 0.003))  # held again: its timer at +wait from now
+    held_at = clock.now_ns()
+    clock.run_due(t0 + wait + 1)  # the first hold's timer: must not release this one
+    assert order.status is OrderStatus.PARTIALLY_FILLED and om.updates_waiting_for_fills == ["g1"]
+    assert om.n_updates_before_fills == 0
+    clock.run_due(held_at + wait + 1)  # its own timer
+    assert order.status is OrderStatus.FILLED and om.n_updates_before_fills == 1
+
+
+def test_own_ids_only_refuses_an_id_outside_the_prefix() -> None:
+    """Live, a shared account's events reach a strategy only for ids with its prefix: an order
+    with another id would fill unseen, so the order manager refuses it before sending."""
+    om, venue = _manager()
+    om.own_ids_only = True
+    with pytest.raises(ValueError, match="does not start with this manager's prefix 'cx-'"):
+        asyncio.run(om.submit(OrderRequest.create(SPOT, Side.BUY, 0.001, price=100.01, client_order_id="hedge-1")))
+    assert om.n_orders == 0 and venue.seen_records == []
+    order = asyncio.run(om.submit(OrderRequest.create(SPOT, Side.BUY, 0.001, price=100.01)))  # id assigned
+    assert order.client_order_id == "cx-1" and order.status is OrderStatus.FILLED

@@ -10,6 +10,7 @@ Example (paper trading spot/futures hedging on Gate.io against a local ``cexarb 
     duration_s = 0                # stop after this long (0 = until SIGINT / SIGTERM)
     max_terminal_orders = 10000   # per strategy: finished orders kept in memory (cexarb.retention)
     terminal_order_min_age_s = 60 # ... each for at least this long after it finished
+    cancel_stale_orders = true    # live: cancel open orders an earlier run of a strategy left
 
     [venues.gateio-spot]          # the table name is the venue: gateio-spot, gateio-futures, mexc-spot
     rest_url = "http://127.0.0.1:8080"
@@ -188,6 +189,11 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             bounded (:mod:`cexarb.retention`). Counters and positions cover the whole run.
         terminal_order_min_age_s: see ``max_terminal_orders``, seconds (>= 0): how long a
             finished order still takes late fills and updates.
+        cancel_stale_orders: live only: at start, cancel the open orders an earlier run of a
+            configured strategy left on the account (client order id
+            ``{strategy_id}-{session}-{n}`` of another session), which this run could not
+            manage; false leaves them open (each is logged at WARNING either way). Other
+            clients' orders are never touched.
     """
 
     venues: dict[str, VenueConfig]
@@ -198,6 +204,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     close_timeout_s: float = 15.0
     max_terminal_orders: int = 10_000
     terminal_order_min_age_s: float = 60.0
+    cancel_stale_orders: bool = True
     paper: PaperConfig = PaperConfig()
     risk: RiskLimits = RiskLimits()
     latency: LatencyConfig = LatencyConfig()

@@ -71,9 +71,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import logging
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -125,6 +127,57 @@ FUNDING_MARK_MAX_AGE_S = 60.0
 
 class LiveTradingRefused(RuntimeError):
     """Live trading was asked for without credentials for every venue."""
+
+
+#: The shortest client order id limit of the venues: Gate.io's ``text`` is ``"t-"`` plus 1-28
+#: characters of ``[0-9A-Za-z_.-]`` (Gate APIv4, "Create an order", field ``text``;
+#: PROTOCOLS.md §2.3). Every id the engine hands out fits it.
+CLIENT_ORDER_ID_MAX_LEN = 28
+#: digits of the order number ``n`` the engine's ids leave room for (99,999,999 orders a run)
+_ORDER_NUMBER_DIGITS = 8
+_TAG_MAX_LEN = CLIENT_ORDER_ID_MAX_LEN - 6 - 2 - _ORDER_NUMBER_DIGITS  # tag-ssssss-nnnnnnnn
+_TAG_CHARS = re.compile(r"[0-9A-Za-z_.\-]+")
+_SESSION_ORDER_NUMBER = re.compile(r"[0-9a-f]{6}-[0-9]+")
+
+
+def strategy_tag(strategy_id: str) -> str:
+    """The strategy's part of its client order ids: ``strategy_id`` itself when it is at most 12
+    characters of ``[0-9A-Za-z_.-]``, else its first 5 characters (others as ``_``), ``.`` and 6
+    hex digits of its BLAKE2b hash: stable from run to run, so a later run recognises an earlier
+    run's orders."""
+    if len(strategy_id) <= _TAG_MAX_LEN and _TAG_CHARS.fullmatch(strategy_id):
+        return strategy_id
+    head = "".join(c if _TAG_CHARS.fullmatch(c) else "_" for c in strategy_id[:5])
+    return f"{head}.{hashlib.blake2b(strategy_id.encode(), digest_size=3).hexdigest()}"
+
+
+def new_session_id() -> str:
+    """6 hex digits telling this run's client order ids from another run's (from the process id
+    and the wall clock in ms)."""
+    return f"{(os.getpid() * 0x9E3779B1 + time.time_ns() // 1_000_000) & 0xFFFFFF:06x}"
+
+
+def client_order_id_prefix(strategy_id: str, session: str) -> str:
+    """``{tag}-{session}`` (:func:`strategy_tag`, :func:`new_session_id`): a strategy's client
+    order ids are ``{prefix}-{n}``, at most :data:`CLIENT_ORDER_ID_MAX_LEN` characters up to
+    n = 99,999,999.
+
+    Raises:
+        ValueError: ``session`` is longer than 6 characters (no room left for the number).
+    """
+    prefix = f"{strategy_tag(strategy_id)}-{session}"
+    if len(prefix) + 1 + _ORDER_NUMBER_DIGITS > CLIENT_ORDER_ID_MAX_LEN:
+        raise ValueError(f"client order id prefix {prefix!r} leaves no room for the order number")
+    return prefix
+
+
+def _earlier_run_of(client_order_id: str, tags: set[str]) -> bool:
+    """Whether ``client_order_id`` has the engine's form ``{tag}-{6 hex session}-{n}`` for one of
+    the strategy ``tags`` (a tag may itself contain ``-``)."""
+    for tag in tags:
+        if client_order_id.startswith(tag + "-") and _SESSION_ORDER_NUMBER.fullmatch(client_order_id[len(tag) + 1:]):
+            return True
+    return False
 
 
 class _AccountView:
@@ -212,6 +265,10 @@ class EngineResult(msgspec.Struct, kw_only=True):
     book_updates: int
     trades: int
     pending_tasks: int  # tasks the engine started that were still alive at the end (0 = clean)
+    #: live start: open orders that earlier runs of the configured strategies had left on the
+    #: accounts, found / cancelled (see ``RunConfig.cancel_stale_orders``)
+    stale_orders_found: int = 0
+    stale_orders_cancelled: int = 0
 
 
 class _Runner:
@@ -317,6 +374,10 @@ class Engine:
         self._contexts: list[StrategyContext] = []
         #: the loop's busy polling while :meth:`run` runs, when ``config.latency.busy_poll``
         self.busy_poll: BusyPoll | None = None
+        #: live start (:meth:`_stale_orders`): the open orders an earlier run of a configured
+        #: strategy left on an account, and how many of them were cancelled
+        self.stale_orders: list[Order] = []
+        self.stale_orders_cancelled = 0
 
     # ------------------------------------------------------------------ control
     def stop(self, reason: str = "stop requested") -> None:
@@ -399,6 +460,67 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
             log.error("venue=%s close failed: %s", venue, exc)
 
+    async def _stale_orders(self) -> None:
+        """Live start: find the open orders that an earlier run of a configured strategy left on
+        the accounts (a crash, a kill, a stop whose cancels did not all get through) and, with
+        ``cancel_stale_orders`` (the default), cancel them before the strategies start.
+
+        This run cannot manage them: it starts flat and its order managers know only their own
+        session's client order ids (``{tag}-{session}-{n}``, :func:`client_order_id_prefix`), so
+        such an order could fill into a position nobody hedges or closes. An order is an earlier
+        run's when its client order id is ``{tag}-{6 hex session}-{n}`` for a configured
+        strategy's tag and another session; every other order on the account (another client's, a manual one) is
+        counted in the log and left alone. Two processes running the same ``strategy_id`` on one
+        account would cancel each other's orders here: give each its own ``strategy_id``.
+
+        Each venue's read and each cancel are bounded (10 s); a venue whose open orders cannot be
+        read is logged at ERROR and the run goes on.
+        """
+        tags = {strategy_tag(r.strategy.strategy_id) for r in self.runners}
+        current = tuple(r.ctx.orders.client_order_id_prefix + "-" for r in self.runners)
+        for venue, conn in self.connectors.items():
+            try:
+                orders = await asyncio.wait_for(conn.open_orders(), 10)
+            except Exception as exc:  # noqa: BLE001 - a read failure must not stop the run
+                log.error("venue=%s: open orders could not be read at start (%s: %s); orders an "
+                          "earlier run left open, if any, are not cancelled", venue, type(exc).__name__, exc)
+                continue
+            stale = [o for o in orders
+                     if not o.client_order_id.startswith(current) and _earlier_run_of(o.client_order_id, tags)]
+            others = len(orders) - len(stale)
+            if others:
+                log.info("venue=%s: %d open orders of other clients on the account (left alone)", venue, others)
+            for order in stale:
+                self.stale_orders.append(order)
+                log.warning("venue=%s: open order client_order_id=%s (%s %s %g @ %s) was left by an earlier run "
+                            "of this strategy; %s", venue, order.client_order_id, order.instrument.key,
+                            order.side.value, order.remaining_qty, order.price,
+                            "cancelling it" if self.config.cancel_stale_orders else
+                            "left open (cancel_stale_orders = false): this run does not manage it")
+                if not self.config.cancel_stale_orders:
+                    continue
+                try:
+                    await asyncio.wait_for(conn.cancel_order(order.instrument.key, order.client_order_id), 10)
+                    self.stale_orders_cancelled += 1
+                except Exception as exc:  # noqa: BLE001 - the others must still be cancelled
+                    log.error("venue=%s: cancel of stale order %s failed: %s", venue, order.client_order_id, exc)
+            await self._positions_at_start(venue, conn)
+
+    async def _positions_at_start(self, venue: str, conn: Any) -> None:
+        """Live start: log at WARNING each position the account already holds in an instrument a
+        strategy trades (a derivatives venue's ``positions()``). Strategies start flat: such a
+        position is not theirs, they neither hedge nor close it."""
+        watched = {k for r in self.runners for k in r.watched}
+        try:
+            held = await asyncio.wait_for(conn.positions(), 10)
+        except Exception as exc:  # noqa: BLE001 - a read failure must not stop the run
+            log.error("venue=%s: positions could not be read at start (%s: %s)", venue, type(exc).__name__, exc)
+            return
+        for key, position in held.items():
+            if key in watched and position.qty:
+                log.warning("venue=%s: the account holds a position of %g %s at start; the strategies start "
+                            "flat and do not hedge or close it", venue, position.qty, key)
+
     async def _wait_synced(self, deadline: float) -> None:
         """Wait until every watched book is in sync, by ``deadline`` (``time.monotonic()`` s)."""
         keys = {k for s in self.strategies for k in s.watched_instruments()}
@@ -414,7 +536,14 @@ class Engine:
                     await asyncio.sleep(0.05)
 
     def _build_runners(self) -> None:
-        session = f"{os.getpid():x}{time.time_ns() // 1_000_000 % 0xFFFFFF:x}"
+        session = new_session_id()
+        tags: dict[str, str] = {}
+        for strategy in self.strategies:
+            tag = strategy_tag(strategy.strategy_id)
+            if tag in tags:
+                raise ValueError(f"strategies {tags[tag]!r} and {strategy.strategy_id!r} have the same client "
+                                 f"order id tag {tag!r}: rename one")
+            tags[tag] = strategy.strategy_id
         instruments: dict[str, Instrument] = {}
         for conn in self.connectors.values():
             instruments.update(conn.instruments())
@@ -424,7 +553,7 @@ class Engine:
             if info is not None:
                 self.funding_rates[key] = info.rate
         for strategy in self.strategies:
-            prefix = f"{strategy.strategy_id}-{session}"
+            prefix = client_order_id_prefix(strategy.strategy_id, session)
             sims = self._paper_accounts() if self.paper else {}
             private: dict[str, Any] = sims if self.paper else {  # live: its view of each account
                 venue: _AccountView(conn, prefix) for venue, conn in self.connectors.items()
@@ -436,6 +565,7 @@ class Engine:
                 max_terminal_orders=self.config.max_terminal_orders,
                 terminal_order_min_age_s=self.config.terminal_order_min_age_s,
             )
+            orders.own_ids_only = not self.paper  # live: only such ids' events reach the strategy
             ctx = StrategyContext(
                 clock=self.clock, public=self.connectors, private=private, orders=orders,
                 funding_rates=self.funding_rates,
@@ -549,23 +679,29 @@ class Engine:
         """Cancel every open order of the strategy and wait (bounded) for the venue to confirm
         each end: paper, the account's cancel-all on the simulated venue (about 2 s plus two
         simulated round trips); live, each of the strategy's own open orders (the account may hold
-        other clients' orders), up to ``close_timeout_s``. The wait wakes on each order event."""
+        other clients' orders), all sent at once, the cancels and the wait together within
+        ``close_timeout_s``. The wait wakes on each order event."""
         om = runner.ctx.orders
         runner.open_at_stop = om.n_open_orders
         if self.paper:
             for sim in runner.sims.values():
                 await sim.cancel_all()
             lat = self.config.paper.latency
-            wait_s = 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
+            deadline = time.monotonic() + 2.0 + 2 * (lat.match_delay_ns + lat.ack_ns) / 1e9
         else:
-            wait_s = self.config.close_timeout_s
-            for order in om.open_orders:
-                try:
-                    await asyncio.wait_for(om.cancel(order), wait_s)
-                except Exception as exc:  # noqa: BLE001 - the others must still be cancelled
-                    log.error("strategy %s: cancel of %s failed: %s", runner.strategy.strategy_id,
-                              order.client_order_id, exc)
-        deadline = time.monotonic() + wait_s
+            # every cancel at once (the connector's rate limiter spaces them as the venue
+            # requires), all within one close_timeout_s: one after another, a slow venue would
+            # hold the last cancels back past a supervisor's kill
+            deadline = time.monotonic() + self.config.close_timeout_s
+            orders = om.open_orders
+            results = await asyncio.gather(
+                *(asyncio.wait_for(om.cancel(o), max(0.0, deadline - time.monotonic())) for o in orders),
+                return_exceptions=True,
+            )
+            for order, outcome in zip(orders, results, strict=True):
+                if isinstance(outcome, BaseException):
+                    log.error("strategy %s: cancel of %s failed: %s: %s", runner.strategy.strategy_id,
+                              order.client_order_id, type(outcome).__name__, outcome)
         while om.n_open_orders and time.monotonic() < deadline:
             runner.wake.clear()  # set by every order event the order manager passes on
             with contextlib.suppress(TimeoutError):
@@ -786,6 +922,8 @@ class Engine:
                     log.info("engine stopped during start-up: %s", self.stop_reason)
                     return self._result(wall0, {}, tasks)
                 self._build_runners()
+                if not self.paper:
+                    await self._stale_orders()
                 for conn in self.connectors.values():
                     conn.subscribe_market(self._on_market)
                 # the start-up heap (modules, instruments, snapshots) never needs collecting: it is
@@ -833,6 +971,8 @@ class Engine:
             book_updates=self.book_updates,
             trades=self.trades,
             pending_tasks=sum(1 for t in tasks if not t.done()),
+            stale_orders_found=len(self.stale_orders),
+            stale_orders_cancelled=self.stale_orders_cancelled,
         )
 
     def _detach_market(self) -> None:

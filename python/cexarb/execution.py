@@ -98,6 +98,9 @@ class OrderManager:
         self.clock = clock
         self.client_order_id_prefix = client_order_id_prefix
         self._next_coid = 0
+        #: refuse requests whose client order id does not start with ``{prefix}-`` (set by the
+        #: live engine: a shared account's events reach this manager only for such ids)
+        self.own_ids_only = False
         self.venues = dict(venues)
         self.risk = risk or RiskPolicy()
         self._book = book_lookup
@@ -136,6 +139,9 @@ class OrderManager:
         self.fill_wait_s = 5.0
         self.n_updates_before_fills = 0
         self._held: dict[str, OrderUpdate] = {}  # client order id -> update waiting for its fills
+        # client order id -> the token of the fill_wait_s timer of its held update: a timer
+        # releases only the hold it was scheduled for, never a later one of the same order
+        self._held_timer: dict[str, object] = {}
         self.n_rejected = 0
         #: fees paid in a third asset (GT, MX, BNB), total per asset: not in the quote PnL
         self.fees_other: dict[str, float] = {}
@@ -189,7 +195,8 @@ class OrderManager:
         arrives while the request is on its way makes the record then.
 
         Raises:
-            ValueError: ``request.client_order_id`` was used before by this manager.
+            ValueError: ``request.client_order_id`` was used before by this manager, or (with
+                :attr:`own_ids_only`) does not start with ``client_order_id_prefix + "-"``.
             Whatever the venue's ``place_order`` raises (the record stays PENDING_NEW, not
             open, until a venue update for it arrives: the venue may have taken it).
         """
@@ -199,6 +206,10 @@ class OrderManager:
             request = msgspec.structs.replace(request, client_order_id=coid)
         elif coid in self.orders or coid in self._inflight:
             raise ValueError(f"duplicate client_order_id {coid!r}")
+        elif self.own_ids_only and not coid.startswith(self.client_order_id_prefix + "-"):
+            raise ValueError(f"client_order_id {coid!r} does not start with this manager's prefix "
+                             f"{self.client_order_id_prefix + '-'!r}: on a live account only such ids' events reach it "
+                             "(leave it empty, or use next_client_order_id())")
         inst = request.instrument
         hot = self._hot.get(id(inst)) or self._hot_entry(inst)
         key = hot[1]
@@ -230,12 +241,17 @@ class OrderManager:
         sent_ns = self.clock.now_ns()  # the record's created_ns: when the request went out
         try:
             sent = await venue.place_order(request)
-        finally:
-            pending = inflight.pop(coid)
-            total[1] -= 1  # no longer in flight: open (its remainder, below) or ended
-            total[0] = total[0] - request.qty if total[1] else 0.0
-            # made by an event that arrived on the way (on_private_event), or now
-            order = pending if isinstance(pending, Order) else self._record(pending, sent_ns)
+        except BaseException:
+            # the send failed or the task was cancelled, the outcome unknown: the record stays
+            # PENDING_NEW until a venue update for it arrives -- unless one arrived on the way
+            # and showed the order open at the venue: then it is open here too (the stop
+            # cancels it, the risk check counts it)
+            order = self._landed(coid, total, request.qty, sent_ns)
+            if not order.status.is_terminal and (order.status is not _PENDING_NEW or coid in self._fills_by_order):
+                self._open[coid] = order
+                self._set_pending(coid, key, side, order.remaining_qty)
+            raise
+        order = self._landed(coid, total, request.qty, sent_ns)
         if sent.status is _REJECTED and order.status is _PENDING_NEW:
             order.status = _REJECTED
             order.reject_reason = sent.reject_reason
@@ -259,6 +275,15 @@ class OrderManager:
         entry = (inst, key, sums.setdefault((key, _BUY), [0.0, 0]), sums.setdefault((key, _SELL), [0.0, 0]))
         self._hot[id(inst)] = entry
         return entry
+
+    def _landed(self, coid: str, total: list[float], qty: float, sent_ns: int) -> Order:
+        """A request's flight ended (:meth:`submit`): its whole ``qty`` leaves the pending
+        ``total`` (an open order's remainder is counted again by the caller), and its record is
+        the one an event made on the way or, made now, created at ``sent_ns``."""
+        pending = self._inflight.pop(coid)
+        total[1] -= 1
+        total[0] = total[0] - qty if total[1] else 0.0
+        return pending if isinstance(pending, Order) else self._record(pending, sent_ns)
 
     def _pending_qty(self, key: str, side: Side) -> float:
         """Signed quantity (+ buys) of the orders on ``key`` and ``side`` still open (their
@@ -337,11 +362,13 @@ class OrderManager:
                 # either may come first. Applied once its fills are booked, so an order's status
                 # and the position never disagree (a FILLED order with its position not moved).
                 if coid not in self._held:
+                    token = self._held_timer[coid] = object()
                     self.clock.schedule(self.clock.now_ns() + int(self.fill_wait_s * 1e9),
-                                        lambda: self._release_held(coid, timed_out=True))
+                                        lambda: self._release_held(coid, timed_out=True, token=token))
                 self._held[coid] = event  # the latest state (filled qty only grows)
                 return
-            self._held.pop(coid, None)  # an update held before is older than this one
+            if self._held.pop(coid, None) is not None:  # an update held before is older than this one
+                del self._held_timer[coid]
             self._apply_update(order, event)
         for listener in self._listeners:
             listener(event)
@@ -356,13 +383,18 @@ class OrderManager:
         """Quantity of the fills booked for the order (instrument units)."""
         return sum(f.qty for f in self._fills_by_order.get(client_order_id, ()))
 
-    def _release_held(self, client_order_id: str, timed_out: bool = False) -> None:
+    def _release_held(self, client_order_id: str, timed_out: bool = False, token: object = None) -> None:
         """Apply the order update held for ``client_order_id`` (if any) and pass it on: its fills
         are booked, or ``fill_wait_s`` passed without them (logged: the position may then be
-        short of the venue's until they arrive)."""
+        short of the venue's until they arrive). A timer (``timed_out``) passes the ``token`` it
+        was scheduled with and releases only that hold: once it was released, a later hold of
+        the same order waits for its own timer."""
+        if timed_out and self._held_timer.get(client_order_id) is not token:
+            return
         event = self._held.pop(client_order_id, None)
         if event is None:
             return
+        del self._held_timer[client_order_id]
         order = self.orders.get(client_order_id) or self._record_inflight(client_order_id)
         if order is None:
             return
