@@ -691,7 +691,10 @@ async def test_gate_rate_limit_windows_are_per_route_and_per_user_market(server,
     """Gate APIv4 "Frequency limit rule" (PROTOCOLS.md §2.6): queries by id count against the
     route ``/spot/orders/{order_id}`` (one window whatever the id); spot placement 10/s per UID
     and market; cancels 200/s per UID over single and batch routes. Every answer carries its
-    window in ``X-Gate-RateLimit-*`` headers."""
+    window in ``X-Gate-RateLimit-*`` headers. The limiter's clock is pinned: the windows are
+    1 s and 10 s, aligned to the epoch second, and the requests below must share theirs."""
+    now = time.time()
+    server.rate_limiter.clock = lambda: now
     params = [("currency_pair", "BTC_USDT")]
     remains = []
     for oid in ("t-a", "t-b", "123", "t-c"):  # unknown orders: 404, still counted

@@ -171,15 +171,18 @@ class RateLimiter:
     """Fixed-window request counters per (scope, endpoint class).
 
     ``hit`` returns ``(allowed, remaining, reset_s)``; ``reset_s`` is the epoch second the window
-    ends. ``enabled = False`` lets everything through (benchmarks).
+    ends. ``enabled = False`` lets everything through (benchmarks). ``clock`` (epoch seconds,
+    default ``time.time``) places requests in windows; a test that must stay inside one window
+    pins it.
     """
 
     def __init__(self) -> None:
         self.enabled = True
+        self.clock: Callable[[], float] = time.time
         self._windows: dict[tuple[str, ...], tuple[int, int]] = {}
 
     def hit(self, key: tuple[str, ...], limit: int, window_s: float, weight: int = 1) -> tuple[bool, int, float]:
-        now = time.time()
+        now = self.clock()
         slot = int(now // window_s)
         start, used = self._windows.get(key, (slot, 0))
         if start != slot:
