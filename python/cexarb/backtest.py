@@ -60,6 +60,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         leverage: perp margin = notional / leverage.
         end_of_data_lead_s: EndOfData reaches the strategy this long before the last common
             message, so it closes on live recorded books.
+        settle_s: after the last message (and again after a final EndOfData), the replay runs
+            the clock this much longer, seconds, so orders in flight complete against the final
+            books; clock callbacks due later (a strategy timer hours away) never run.
         sample_interval_ms: spacing of the time series kept for the report.
         risk: pre-trade limits.
         buy_fee_in_base: venues whose spot buys pay their fee out of the base received (the
@@ -74,6 +77,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     default_base_balance: float = 10.0
     leverage: float = 1.0
     end_of_data_lead_s: float = 2.0
+    settle_s: float = 5.0
     sample_interval_ms: float = 250.0
     risk: RiskLimits = RiskLimits()
     buy_fee_in_base: frozenset[str] = frozenset()
@@ -87,6 +91,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError(f"sample_interval_ms must be > 0, got {self.sample_interval_ms!r}")
         if not (math.isfinite(self.end_of_data_lead_s) and self.end_of_data_lead_s >= 0):
             raise ValueError(f"end_of_data_lead_s must be >= 0, got {self.end_of_data_lead_s!r}")
+        if not (math.isfinite(self.settle_s) and self.settle_s >= 0):
+            raise ValueError(f"settle_s must be finite and >= 0, got {self.settle_s!r}")
 
 
 class ReplayPublicVenue:
@@ -338,6 +344,19 @@ class Backtest:
             if type(event) is Fill:
                 self._track_delta()
 
+    async def _settle(self, horizon_ns: int) -> None:
+        """Deliver what is pending and run the clock callbacks due up to ``horizon_ns`` (ns), one
+        by one in time order (each callback's consequences at its own time); stop at the first
+        callback due later, leaving the clock at the last one run."""
+        clock = self.clock
+        for _ in range(100_000):  # bounded: a strategy re-arming a timer at the same time
+            await self._drain()
+            nxt = clock.next_due_ns()
+            if nxt is None or nxt > horizon_ns:
+                return
+            await self._run_until(nxt)
+        log.error("replay: callbacks still due after 100,000 steps of the settle window; stopped")
+
     async def _run_until(self, ts: int) -> None:
         """Run every clock callback due at or before ``ts`` in time order, delivering what each one
         produces at its own time (so an ack due at t reaches the strategy at t, and whatever the
@@ -515,18 +534,16 @@ class Backtest:
             clock.advance(T[-1])
         await self._advance_to(end + 1)  # trades after the last depth message, up to the end
 
-        # after the last message: let in-flight orders finish against the final books
-        for _ in range(10_000):
-            await self._drain()
-            nxt = clock.next_due_ns()
-            if nxt is None:
-                break
-            await self._run_until(nxt)
+        # after the last message: let in-flight orders finish against the final books, for at
+        # most settle_s; a callback due later (a strategy's max holding time, hours away) never
+        # runs: the data cannot say what the market did then
+        settle_ns = int(cfg.settle_s * 1e9)
+        await self._settle(clock.now_ns() + settle_ns)
         if not started:
             await strategy.begin()
         if not strategy.is_finished:
             await strategy.handle(EndOfData(ts_ns=clock.now_ns(), reason="replay finished"))
-            await self._drain()
+            await self._settle(clock.now_ns() + settle_ns)  # the orders it sends in reply
         if progress is not None:
             progress(n_book, n_book)
         self._sample(clock.now_ns())

@@ -199,6 +199,8 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
         self.rebalance_failures = 0
         self.entry_ns: int | None = None
         self.exit_reason: str | None = None
+        # an exit that came while an entry order was working (end of data): acted on once hedged
+        self.pending_exit: str | None = None
         self.max_abs_delta_base = 0.0
         self.max_hedge_drift = 0.0
         self.entry_analysis: dict[str, float] = {}
@@ -394,9 +396,26 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             return
         self.ctx.set_timer("order_timeout", self._timeout_at())
 
+    def _note_end_of_data(self, event: Any) -> bool:
+        """While an entry order is working: remember an EndOfData (its reason becomes the exit
+        reason the moment the position is hedged, see :meth:`_hedged_then`); True if it was one."""
+        if isinstance(event, EndOfData):
+            self.pending_exit = f"end of data ({event.reason})"
+            return True
+        return False
+
+    async def _hedged_then(self, text: str) -> None:
+        """The hedge is in place: monitor, or close at once for an exit noted while opening."""
+        self._hedged(text)
+        if self.pending_exit is not None:
+            self.exit_reason, self.pending_exit = self.pending_exit, None
+            await self._begin_close(EventKind.END_OF_DATA)
+            return
+        await self._monitor()  # the fills changed the positions: check the hedge now, not at the next tick
+
     async def on_opening_spot_position(self, event: Any) -> None:
         order = self.spot_order
-        if order is None:
+        if order is None or self._note_end_of_data(event):
             return
         kind = await self._order_done(event, order, "spot entry", lambda: "if it fills, the spot leg is unhedged")
         if kind is None:
@@ -429,8 +448,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             return
         lots = round((target + self.futures_qty) / perp.lot_size)  # futures_qty < 0 when short
         if lots <= 0:
-            self._hedged(f"hedged by earlier fills: short {-self.futures_qty:g} perp")
-            await self._monitor()
+            await self._hedged_then(f"hedged by earlier fills: short {-self.futures_qty:g} perp")
             return
         self.hedge_attempts += 1
         self.futures_order = await self.ctx.submit(
@@ -451,7 +469,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
 
     async def on_opening_futures_hedge(self, event: Any) -> None:
         order = self.futures_order
-        if order is None:
+        if order is None or self._note_end_of_data(event):
             return
         exposure = lambda: (
             f"positions so far: spot {self.spot_qty:g}, perp {self.futures_qty:g} (the spot leg may be unhedged)"
@@ -464,8 +482,7 @@ class SpotFuturesHedging(StrategyMachine[SpotFuturesHedgingParams]):
             else:
                 await self._hedge_failed(f"{order.status.value}: {order.reject_reason}{self._after_timeout(order)}")
                 return
-        self._hedged(f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
-        await self._monitor()  # the fills changed the positions: check the hedge now, not at the next tick
+        await self._hedged_then(f"short {order.filled_qty:g} perp @ {order.avg_fill_price:.2f}")
 
     def _hedged(self, text: str) -> None:
         """The hedge is in place: note the entry time and basis, start monitoring and the holding clock."""
