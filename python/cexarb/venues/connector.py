@@ -68,6 +68,17 @@ _RESOLVE_DELAYS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
 """Default delays (s) between the queries that resolve an order whose outcome was unknown: 7.5 s in
 all, longer than a venue-side request expiry (Gate ``x-gate-exptime``, 5 s) plus
 :data:`_EXPIRY_MARGIN_S`; :meth:`ConnectorBase._resolve_unknown` waits that out anyway."""
+_RESOLVE_RETRY_INITIAL_S = 0.5
+_RESOLVE_RETRY_MAX_S = 30.0
+"""Once ``resolve_delays_s`` is spent without a definitive answer (the queries failed), the order
+of unknown outcome is queried again after 0.5 s, 1 s, 2 s ... capped at 30 s, until the venue
+answers."""
+_BACKFILL_RETRY_INITIAL_S = 0.5
+_BACKFILL_RETRY_MAX_S = 30.0
+"""A failed backfill after a private-stream outage is retried after 0.5 s, 1 s, 2 s ... capped at
+30 s, until one pass succeeds (the fills missed during the outage exist only in REST)."""
+_BACKFILL_ATTEMPT_TIMEOUT_S = 60.0
+"""Bound of one backfill pass (every instrument's fills and every open order's query), seconds."""
 _EXPIRY_MARGIN_S = 1.0
 """Seconds past a request's venue-side expiry before "not found" may mean "never placed": covers
 the venue's clock lagging ours (the expiry is stamped from our clock, checked on the venue's)."""
@@ -158,6 +169,14 @@ class ConnectorBase(abc.ABC):
         # after an order's outcome was unknown: query it by client order id after these delays,
         # then, if the venue never knew it, report it REJECTED (see _resolve_unknown)
         self.resolve_delays_s: tuple[float, ...] = _RESOLVE_DELAYS_S
+        # ...and, if those queries all failed, again with capped backoff until the venue answers
+        self.resolve_retry_initial_s = _RESOLVE_RETRY_INITIAL_S
+        self.resolve_retry_max_s = _RESOLVE_RETRY_MAX_S
+        # the REST backfill after a private-stream outage: retried with capped backoff until a
+        # pass succeeds, each pass bounded
+        self.backfill_retry_initial_s = _BACKFILL_RETRY_INITIAL_S
+        self.backfill_retry_max_s = _BACKFILL_RETRY_MAX_S
+        self.backfill_attempt_timeout_s = _BACKFILL_ATTEMPT_TIMEOUT_S
         self._seed = seed
         # the client-side limiter of the venue's published limits (``limits``), shared by REST and
         # order entry; enforce_rate_limits=False runs without one (the venue still enforces its own:
@@ -182,9 +201,16 @@ class ConnectorBase(abc.ABC):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started_s = 0.0
         self._private_reconnected = False
+        # backfill: a pass is running or waiting to be retried / another pass was asked for
+        self._backfill_running = False
+        self._backfill_wanted = False
+        # orders of unknown outcome, by client order id, until the venue (or the stream) told
+        self._unresolved: dict[str, Order] = {}
         # counters (tests, metrics)
         self.decode_errors = 0
         self.backfilled_fills = 0
+        self.backfill_failures = 0
+        self.resolve_query_failures = 0
         self.duplicate_fills = 0
         self.private_reconnects = 0
         self.unknown_outcomes = 0
@@ -480,30 +506,83 @@ class ConnectorBase(abc.ABC):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def private_backfill_pending(self) -> bool:
+        """True while this connector's private state (fills delivered, tracked orders) may be
+        incomplete: the private stream was lost (or overflowed) and the REST backfill of what it
+        missed has not completed yet -- it is running, or failed and is being retried. Read-only;
+        no I/O."""
+        return self._private_reconnected or self._backfill_running or self._backfill_wanted
+
+    def _request_backfill(self) -> None:
+        """Ask for a :meth:`_backfill` (in the background): at once marked pending
+        (:attr:`private_backfill_pending`), joined to the running one if there is one."""
+        self._backfill_wanted = True
+        if not self._backfill_running:
+            self._spawn(self._backfill())
+
     async def _backfill(self) -> None:
-        """After a reconnect: deliver the fills the stream missed (REST), re-query tracked orders."""
+        """After a reconnect (or an overflow): deliver the fills the stream missed (REST) and
+        re-query the tracked open orders, retried in the background until one pass succeeds.
+
+        The missed fills exist only in REST, so a failed pass (5xx / 429 beyond the REST
+        client's retries, a body that does not decode, a pass longer than
+        ``backfill_attempt_timeout_s``) is logged at ERROR, counted in ``backfill_failures`` and
+        retried after ``backfill_retry_initial_s``, doubling up to ``backfill_retry_max_s``, until
+        one succeeds; :meth:`aclose` cancels it. A backfill asked for while one is running makes
+        that one run another pass (pushes may have been missed after its pass started) instead of
+        starting a second. Fills are de-duplicated by venue trade id, so a pass repeated after a
+        partial failure delivers nothing twice. :attr:`private_backfill_pending` is True until
+        then."""
+        self._backfill_wanted = True
+        if self._backfill_running:
+            return  # the running backfill makes another pass
+        self._backfill_running = True
+        failures = 0
         try:
-            for inst in self._instruments.values():
-                fills = await self._fetch_fills(inst.symbol, limit=1000)
-                for fill in sorted(fills, key=lambda f: f.ts_ns):
-                    if fill.ts_ns < self._started_s * 1e9 - 5e9:
-                        continue
-                    if self._deliver_fill(fill):
-                        self.backfilled_fills += 1
-            for cid, order in list(self._orders.items()):
-                if not order.is_open:
+            while self._backfill_wanted:
+                self._backfill_wanted = False
+                try:
+                    async with asyncio.timeout(self.backfill_attempt_timeout_s):
+                        await self._backfill_pass()
+                except Exception as exc:  # noqa: BLE001 - whatever failed, the missed fills are still owed
+                    failures += 1
+                    self.backfill_failures += 1
+                    self._backfill_wanted = True
+                    delay = min(self.backfill_retry_max_s, self.backfill_retry_initial_s * 2 ** (failures - 1))
+                    log.error(
+                        "venue=%s backfill after reconnect failed (%s, attempt %d); private state incomplete, "
+                        "retrying in %.1f s",
+                        self.name,
+                        type(exc).__name__,
+                        failures,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
                     continue
-                # get_order applies the venue's state to the tracked order: compare with before
-                before = (order.status, order.filled_qty)
-                await self.get_order(order.instrument.key, cid)
-                self._emit_if_changed(order, before)
-        except (VenueError, RateLimitExceeded) as exc:
-            log.warning(
-                "venue=%s backfill after reconnect failed: %s",
-                self.name,
-                type(exc).__name__,
-            )
-            self._private_reconnected = True
+                if failures:
+                    log.warning("venue=%s backfill after reconnect succeeded after %d failures", self.name, failures)
+                failures = 0
+        finally:
+            self._backfill_running = False
+
+    async def _backfill_pass(self) -> None:
+        """One backfill pass: every instrument's recent fills (REST), delivered once each, then a
+        query of every tracked open order, delivering what changed. Raises whatever failed."""
+        for inst in list(self._instruments.values()):
+            fills = await self._fetch_fills(inst.symbol, limit=1000)
+            for fill in sorted(fills, key=lambda f: f.ts_ns):
+                if fill.ts_ns < self._started_s * 1e9 - 5e9:
+                    continue
+                if self._deliver_fill(fill):
+                    self.backfilled_fills += 1
+        for cid, order in list(self._orders.items()):
+            if not order.is_open:
+                continue
+            # get_order applies the venue's state to the tracked order: compare with before
+            before = (order.status, order.filled_qty)
+            await self.get_order(order.instrument.key, cid)
+            self._emit_if_changed(order, before)
 
     def _emit_if_changed(self, order: Order, before: tuple[OrderStatus, float]) -> None:
         """Deliver the tracked ``order``'s state as an OrderUpdate if a REST answer moved it on
@@ -542,8 +621,10 @@ class ConnectorBase(abc.ABC):
 
     def _on_outcome_unknown(self, order: Order, exc: VenueError) -> None:
         """``place_order`` could not tell whether ``order`` reached the venue (timeout, dropped
-        connection, 5xx): it stays PENDING_NEW and is resolved in the background."""
+        connection, 5xx, an answer that did not decode): it stays PENDING_NEW and is resolved in
+        the background (listed in :attr:`unresolved_orders` until then)."""
         self.unknown_outcomes += 1
+        self._unresolved[order.client_order_id] = order
         log.warning(
             "venue=%s order %s outcome unknown (%s); querying it by client order id",
             self.name,
@@ -552,53 +633,104 @@ class ConnectorBase(abc.ABC):
         )
         self._spawn(self._resolve_unknown(order))
 
+    @property
+    def unresolved_orders(self) -> tuple[str, ...]:
+        """Client order ids of the orders whose placement had an unknown outcome and whose state
+        the venue has not told yet (still PENDING_NEW, still tracked): the connector keeps
+        querying them in the background. Read-only; no I/O."""
+        for cid, order in list(self._unresolved.items()):
+            if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
+                del self._unresolved[cid]  # the stream, a query or a backfill told us
+        return tuple(self._unresolved)
+
     async def _resolve_unknown(self, order: Order) -> None:
-        """Query an order of unknown outcome by client order id (after each of
-        ``resolve_delays_s``) until the venue knows it, then deliver its state; if the last query
-        still found nothing, the order was not placed: deliver it REJECTED (a failed query proves
-        nothing: the order then stays PENDING_NEW). Stops early when the stream moved the order
-        on. Never re-sends the order. With ``order_expiry_s`` set, "not placed" is concluded only
-        from a query made after the request expired at the venue (expiry + 1 s after now)."""
+        """Query an order of unknown outcome by client order id until the venue gives a
+        definitive answer, then deliver its state. Never re-sends the order; stops early when
+        the stream moved the order on (or the id was reused); :meth:`aclose` cancels it.
+
+        The queries go out after each of ``resolve_delays_s``, then -- while they keep failing
+        (5xx, 429, timeouts, an answer that does not decode) -- after
+        ``resolve_retry_initial_s``, doubling up to ``resolve_retry_max_s``, for as long as it
+        takes: a failed query proves nothing. The first failure per order is logged at WARNING,
+        every one counted in ``resolve_query_failures``. "Not found" is definitive -- the order
+        was not placed: delivered REJECTED -- only from a query made once the schedule is spent
+        and, with ``order_expiry_s`` set, after the request expired at the venue (expiry + 1 s
+        after the outcome became unknown): before that the request may still reach the venue.
+        An empty ``resolve_delays_s`` turns the queries off (the stream or a reconnect backfill
+        then tells; the order stays in :attr:`unresolved_orders` meanwhile)."""
         cid, key = order.client_order_id, order.instrument.key
         loop = asyncio.get_running_loop()
         # the request was signed (its expiry started) before this; None: no venue-side expiry
         expired_at = None if self.order_expiry_s is None else loop.time() + self.order_expiry_s + _EXPIRY_MARGIN_S
-        delays = iter(self.resolve_delays_s)
-        absent = False
-        while True:
-            delay = next(delays, None)
-            if delay is None:
-                if not absent or expired_at is None or loop.time() >= expired_at:
-                    break
-                # not found yet, but the request may still reach the venue: once more after it expired
-                delay, expired_at = expired_at - loop.time(), None
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
-                return  # the stream (or another query) told us, or the id was reused
-            before = (order.status, order.filled_qty)
-            try:
-                fresh = await self.get_order(key, cid)
-            except (VenueError, RateLimitExceeded) as exc:
-                log.info("venue=%s order %s query failed: %s", self.name, cid, type(exc).__name__)
-                absent = False
-                continue
-            if fresh is None:
-                absent = True
-                continue
-            if order.status is OrderStatus.PENDING_NEW:  # known, but no state change applied
-                order.status = fresh.status
-                order.venue_order_id = fresh.venue_order_id or order.venue_order_id
-            self._emit_if_changed(order, before)
+        schedule = tuple(self.resolve_delays_s)
+        if not schedule:
             return
-        if absent and order.status is OrderStatus.PENDING_NEW and self._orders.get(cid) is order:
-            log.warning("venue=%s order %s not found at the venue: not placed", self.name, cid)
-            before = (order.status, order.filled_qty)
-            order.status = OrderStatus.REJECTED
-            order.reject_reason = "outcome unknown: not found at the venue"
-            order.updated_ns = now_ns()
-            self.order_retention.terminal(cid, order.updated_ns)
-            self._emit_if_changed(order, before)
+        queries = 0  # made (answered or not)
+        retries = 0  # after the schedule, because nothing definitive came
+        failures = 0
+        absent = False  # the last answer was "not found"
+        try:
+            while True:
+                if queries < len(schedule):
+                    delay = schedule[queries]
+                elif absent and expired_at is not None and loop.time() < expired_at:
+                    # not found yet, but the request may still reach the venue: ask after it expired
+                    delay = expired_at - loop.time()
+                else:
+                    delay = min(self.resolve_retry_max_s, self.resolve_retry_initial_s * 2**retries)
+                    retries += 1
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
+                    return  # the stream (or another query) told us, or the id was reused
+                before = (order.status, order.filled_qty)
+                asked_at = loop.time()
+                queries += 1
+                try:
+                    fresh = await self.get_order(key, cid)
+                except Exception as exc:  # noqa: BLE001 - any failure proves nothing: ask again
+                    failures += 1
+                    self.resolve_query_failures += 1
+                    absent = False
+                    log.log(
+                        logging.WARNING if failures == 1 else logging.DEBUG,
+                        "venue=%s order %s (outcome unknown) query failed: %s (failure %d); still querying",
+                        self.name,
+                        cid,
+                        type(exc).__name__,
+                        failures,
+                    )
+                    continue
+                if fresh is None:
+                    absent = True
+                    if queries >= len(schedule) and (expired_at is None or asked_at >= expired_at):
+                        break  # definitive: not placed
+                    continue
+                if order.status is OrderStatus.PENDING_NEW:  # known, but no state change applied
+                    order.status = fresh.status
+                    order.venue_order_id = fresh.venue_order_id or order.venue_order_id
+                if failures:
+                    log.warning(
+                        "venue=%s order %s resolved as %s after %d failed queries",
+                        self.name,
+                        cid,
+                        order.status.name,
+                        failures,
+                    )
+                self._emit_if_changed(order, before)
+                return
+            if order.status is OrderStatus.PENDING_NEW and self._orders.get(cid) is order:
+                log.warning("venue=%s order %s not found at the venue: not placed", self.name, cid)
+                before = (order.status, order.filled_qty)
+                order.status = OrderStatus.REJECTED
+                order.reject_reason = "outcome unknown: not found at the venue"
+                order.updated_ns = now_ns()
+                self.order_retention.terminal(cid, order.updated_ns)
+                self._emit_if_changed(order, before)
+        finally:
+            resolved = order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order
+            if resolved and self._unresolved.get(cid) is order:
+                del self._unresolved[cid]
 
     # ---- PrivateVenue -------------------------------------------------------------------------------
 

@@ -681,7 +681,7 @@ class OrderEntryClient:
                         self._release(conn)
                         raise
                     transport = conn.transport
-                    if prepared is None or transport is None or deadline >= self._sweep_at:
+                    if prepared is None or transport is None:
                         waiter = self._write(conn, loop, data, deadline)
                     else:  # _write, inline: the order goes out here; the rest is bookkeeping
                         conn.got_bytes = False
@@ -690,6 +690,11 @@ class OrderEntryClient:
                         waiter = conn.waiter = loop.create_future()
                         conn.deadline = deadline
                         self.requests += 1
+                        # after the write (it costs the order nothing): without a timer armed for
+                        # this deadline a venue that never answers would hold the order -- and the
+                        # connection -- for ever
+                        if deadline < self._sweep_at:
+                            self._arm_sweep(loop, deadline)
                     return self._complete(conn, waiter, method, path, params, body, signed, idempotent, deadline)
                 idle.append(conn)  # no slot now: the slow path waits for one
         return self.request(

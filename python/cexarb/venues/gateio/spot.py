@@ -62,6 +62,7 @@ from cexarb.venues.rest import (
     GateAuth,
     OrderNotFoundError,
     OrderNotOpenError,
+    OutcomeUnknownError,
     VenueError,
     gate_error,
 )
@@ -329,7 +330,9 @@ class GateConnectorBase(ConnectorBase):
             )
             self._on_private_lost()
             if isinstance(event, WsOverflow):
-                self._spawn(self._backfill())
+                # still connected (no ack will come): the backfill starts now, retried until done
+                self._private_reconnected = False
+                self._request_backfill()
             return
         try:
             msg = codec.decode_ws_frame(event.data)
@@ -363,7 +366,7 @@ class GateConnectorBase(ConnectorBase):
         elif isinstance(msg, codec.GateWsAck):
             if msg.channel.endswith(".usertrades") and self._private_reconnected:
                 self._private_reconnected = False
-                self._spawn(self._backfill())
+                self._request_backfill()  # retried in the background until it succeeds
             self._on_private_ack(msg)
         elif isinstance(msg, codec.GateWsError):
             log.error(
@@ -461,8 +464,17 @@ class GateConnectorBase(ConnectorBase):
             resp = await reply
         except (VenueError, RateLimitExceeded) as exc:
             return self._placement_failed(order, exc)
-        venue_order = self._decode_order(resp.body)
-        self._apply_update(venue_order.to_update(request.instrument.key))
+        try:
+            update = self._decode_order(resp.body).to_update(request.instrument.key)
+        except ValueError as exc:  # GateCodecError: bad JSON / shape / values
+            # a 2xx: the venue took the order, but we cannot read its answer -- outcome unknown,
+            # as after a 5xx (queried by client order id in the background, never re-sent)
+            self.decode_errors += 1
+            self._on_outcome_unknown(
+                order, OutcomeUnknownError(self.name, f"undecodable order reply: {exc}", http_status=resp.status)
+            )
+            return order
+        self._apply_update(update)
         return order
 
     async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:

@@ -305,6 +305,28 @@ class MexcSpot(ConnectorBase):
         return key
 
     async def _keep_listen_key(self) -> None:
+        """Extend the listen key every ``listen_key_keepalive_s`` (``PUT /api/v3/userDataStream``)
+        for as long as the connector runs; renew it when the venue refuses it.
+
+        Nothing but a cancel (:meth:`aclose`) ends this task: without it the key -- and with it
+        the user-data stream -- dies 60 min later. A transient failure (5xx, 429, timeout) keeps
+        the key (still valid) and retries within 60 s; a refusal renews the key, a renewal that
+        fails is retried within 60 s; any other error (a body that does not decode...) is logged,
+        counted in ``listen_key_keepalive_failures`` and retried within 60 s. Should the task
+        still end otherwise, that is logged at ERROR."""
+        try:
+            await self._keep_listen_key_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception(
+                "venue=%s listen key keep-alive task ended unexpectedly: the user-data stream will die "
+                "when the key expires",
+                self.name,
+            )
+            raise
+
+    async def _keep_listen_key_loop(self) -> None:
         delay = self.listen_key_keepalive_s
         while True:
             await asyncio.sleep(delay)
@@ -336,21 +358,42 @@ class MexcSpot(ConnectorBase):
                     self.name,
                     type(exc).__name__,
                 )
-                await self._renew_listen_key()
+                if not await self._renew_listen_key():
+                    delay = min(delay, 60.0)  # the old key may be dead: try again soon
+                continue
+            except Exception as exc:  # noqa: BLE001 - the keep-alive must outlive any one failure
+                self.listen_key_keepalive_failures += 1
+                delay = min(delay, 60.0)
+                log.error(
+                    "venue=%s listen key keep-alive failed unexpectedly (%s); retrying in %.0f s",
+                    self.name,
+                    type(exc).__name__,
+                    delay,
+                )
                 continue
             self.listen_key_keepalives += 1
 
-    async def _renew_listen_key(self) -> None:
+    async def _renew_listen_key(self) -> bool:
+        """Replace the listen key (``POST /api/v3/userDataStream``); the private stream uses the
+        new one from its next (re)connect. False, logged, when that failed for any reason (a
+        refusal, a rate limit, a body that does not decode): the caller retries; never raises
+        but for a cancel."""
         try:
             self._listen_key = await self._new_listen_key()
         except (VenueError, RateLimitExceeded) as exc:
             log.warning(
                 "venue=%s listen key renewal failed: %s", self.name, type(exc).__name__
             )
-            return
+            return False
+        except Exception as exc:  # noqa: BLE001 - e.g. MexcCodecError: a malformed answer
+            log.error(
+                "venue=%s listen key renewal failed unexpectedly: %s", self.name, type(exc).__name__
+            )
+            return False
         self.listen_key_renewals += 1
         if self._ws_private is not None:
             self._ws_private.url = self._user_url()  # used from the next (re)connect on
+        return True
 
     # ---- hooks ------------------------------------------------------------------------------------
 
@@ -483,7 +526,9 @@ class MexcSpot(ConnectorBase):
                 self._balances.clear()
                 self._balances_to_refresh = True
             if isinstance(event, WsOverflow):
-                self._spawn(self._backfill())
+                # still connected (no ack will come): the backfill starts now, retried until done
+                self._private_reconnected = False
+                self._request_backfill()
                 if self._balances:
                     self._spawn(self._refresh_balances())
             return
@@ -498,7 +543,7 @@ class MexcSpot(ConnectorBase):
                 and self._private_reconnected
             ):
                 self._private_reconnected = False
-                self._spawn(self._backfill())
+                self._request_backfill()  # retried in the background until it succeeds
             return
         try:
             push = codec.decode_push(data)
@@ -592,7 +637,16 @@ class MexcSpot(ConnectorBase):
             )
         except (VenueError, RateLimitExceeded) as exc:
             return self._placement_failed(order, exc)
-        ack = codec.decode_order_ack(resp.body)
+        try:
+            ack = codec.decode_order_ack(resp.body)
+        except ValueError as exc:
+            # a 2xx: the venue took the order, but we cannot read its answer -- outcome unknown,
+            # as after a 5xx (queried by client order id in the background, never re-sent)
+            self.decode_errors += 1
+            self._on_outcome_unknown(
+                order, OutcomeUnknownError(self.name, f"undecodable order reply: {exc}", http_status=resp.status)
+            )
+            return order
         order.venue_order_id = ack.venue_order_id
         if (
             order.status is OrderStatus.PENDING_NEW

@@ -240,6 +240,15 @@ class Faults:
     def http_error_after_execute(self, venue: str, status: int = 503, count: int = 1) -> Fault:
         return self.arm(Fault(venue=venue, kind=FaultKind.HTTP_ERROR_AFTER_EXECUTE, status=status, count=count))
 
+    def disarm(self, fault: Fault) -> bool:
+        """Disarm one armed ``fault`` now (the others, and any stall, stay); False if it had
+        already fired out or been disarmed."""
+        for i, armed in enumerate(self._armed):
+            if armed is fault:  # by identity: two faults armed alike compare equal
+                del self._armed[i]
+                return True
+        return False
+
     def clear(self) -> None:
         """Disarm everything and end any stall."""
         self._armed.clear()
