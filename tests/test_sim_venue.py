@@ -424,11 +424,12 @@ async def test_consumed_liquidity_not_taken_twice_within_one_book_version() -> N
     assert h.updates("po")[-1].status is OrderStatus.NEW
     await h.venue.cancel_order(SPOT.key, "po")
     h.run(15 * MS)
-    # the next depth message (new version): recorded liquidity counts again (market does not react to us)
+    # the next depth message only adds 100.02: 100.00 and 100.01 are still ours (their recorded
+    # quantities did not change, see ConsumedLiquidity), so x4 takes the new level
     h.books[SPOT.key].apply_update([], [(100.02, 1.0)], 3, 3)
     await h.venue.place_order(req(Side.BUY, 1.0, coid="x4"))
     h.run(20 * MS)
-    assert [f.price for f in h.fills("x4")] == [100.00]
+    assert [f.price for f in h.fills("x4")] == [100.02]
 
 
 async def _scenario() -> list[bytes]:

@@ -31,11 +31,15 @@ QTY = 0.01  # 600 USDT at 60,000
 
 def _recording(spot_bid_qty: float = 5.0, spot_every_ms: int = 100) -> Recording:
     # spot ask 60,000.00, perp bid 60,300.0: 50 bps gross, 35 bps net of both taker fees; the
-    # spot bid (59,990.00, ``spot_bid_qty``) is restated every ``spot_every_ms`` for 2 s
+    # spot bid (``spot_bid_qty``, from 59,990.00) steps down one tick every ``spot_every_ms`` for
+    # 2 s, the level above emptied: each message shows fresh bids (liquidity our orders took stays
+    # taken while its recorded level is unchanged, see ConsumedLiquidity)
     n = 2_000 // spot_every_ms
     spot: list[Msg] = [
         (T0, [(59990.00, spot_bid_qty)], [(60000.00, 5.0)], 100, 100, None, True),
-        *[(T0 + k * spot_every_ms * MS, [(59990.00, spot_bid_qty + k / 1e8)], [], 100 + k, 100 + k, None, False)
+        *[(T0 + k * spot_every_ms * MS, [(round(59990.00 - k * 0.01, 2), spot_bid_qty),
+                                          (round(59990.00 - (k - 1) * 0.01, 2), 0.0)], [],
+           100 + k, 100 + k, None, False)
           for k in range(1, n + 1)],
     ]
     perp: list[Msg] = [
@@ -102,7 +106,7 @@ def test_unwind_after_a_failed_sell_never_sells_more_than_was_received() -> None
 
 
 def test_a_partly_filled_unwind_is_followed_by_another_for_the_rest() -> None:
-    # the spot bid holds 0.005 BTC, restated every millisecond: the first unwind (0.00999) sells
+    # the spot bid holds 0.005 BTC, fresh every millisecond: the first unwind (0.00999) sells
     # 0.005 and its market remainder is cancelled; the next sells the rest on the next book
     rec = _recording(spot_bid_qty=0.005, spot_every_ms=1)
     res = _run(_base_fee_config(balances={"binance-usdm": {"USDT": 0.0}}), rec)

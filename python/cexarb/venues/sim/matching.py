@@ -9,9 +9,41 @@ Assumptions (the usual ones for L2 replay, as in hftbacktest):
 
 * **The recorded market does not react to us.** Our orders are not inserted into the recorded
   book, and liquidity we take is not removed from it. To avoid taking the same recorded quantity
-  twice, :class:`ConsumedLiquidity` remembers what the simulator has taken at each price level
-  within one book ``version``; when the recorded book changes (a new depth message), the record is
-  reset and the recorded quantities are again taken at face value.
+  twice, :class:`ConsumedLiquidity` remembers what our orders took at each price level, *across*
+  book versions, until the recorded book shows that level changing (our rule, below).
+* **Consumed liquidity (our rule).** Per ``(book side, price ticks)`` we keep the quantity we
+  took (``taken``) and the recorded quantity we last saw there (``seen``); what is available to us
+  at that level is ``recorded - taken``, floored to whole lots. When the book has a new
+  ``version`` (the replay applied a depth message), each consumed level, and only those, is
+  reconciled with its recorded quantity ``L1``:
+
+  - ``L1 == seen`` (the messages did not touch that level: another side, other levels, or a
+    restatement of the same size): nothing changes, what we took stays ours. This is the audit
+    case: a bid-only message must not hand the same asks to us again.
+  - ``L1 > seen``: the increase is new liquidity and is available to us; ``taken`` is unchanged,
+    so we never get more than the growth.
+  - ``L1 < seen``: the recorded market traded or cancelled ``seen - L1`` at that level. Trades hit
+    the front of the level first, which is where our take was, so the decrease is attributed to
+    what we took: ``taken -= min(taken, seen - L1)``. What is available is then
+    ``min(L1, seen - taken)``: never more than what the level held after our take, never more
+    than it holds now.
+  - ``L1 == 0`` (the level is gone): the record is dropped; if the price comes back, what it then
+    shows is new liquidity.
+
+  Why it is conservative: with ``avail = seen - taken``, a take lowers ``avail`` by what it
+  fills, a decrease never raises it, and an increase raises it by exactly the increase. So at
+  every price our cumulative fills never exceed the recorded quantity first seen there plus every
+  later increase (and every reappearance) the book showed. Levels are reconciled with the latest
+  version only when we next look (a trade walk, a resting-order check): intermediate messages are
+  netted, which never makes more available than reconciling each message would. The cost is
+  O(levels we hold a record for) per new version, never O(book).
+
+  For comparison, NautilusTrader's ``liquidity_consumption`` (``OrderMatchingEngine``, Rust
+  ``crates/execution/src/matching_engine/engine.rs``, ``apply_liquidity_consumption``) keeps
+  ``(original_size, consumed)`` per price and resets ``consumed`` to 0 whenever the level's
+  recorded size changes at all. Like it, we leave a level no message touched consumed; we are
+  stricter after a change: an increase gives back only the increase and a decrease at most what
+  the level held after our take, never the whole new level.
 * **Risk-averse queue position** (hftbacktest ``RiskAverseQueueModel``): a resting order joins
   behind the whole recorded quantity at its price when it arrives (``queue_ahead``). Only recorded
   trades at our price advance the queue; a recorded quantity decrease at our price (which may be a
@@ -24,7 +56,8 @@ from __future__ import annotations
 
 import math
 import types
-from typing import Iterator, Literal, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Literal
 
 import msgspec
 
@@ -75,40 +108,124 @@ class Match(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConsumedLiquidity:
-    """Quantity the simulator has already taken from each recorded level of one book version.
+    """Recorded liquidity our orders have taken, per level, kept until the recorded level changes.
 
     Keyed by ``(book side, price ticks)`` where the book side is the side that was *taken*
-    (``"ask"`` for a buy taker). Reset whenever the book's ``version`` differs from the version
-    the record was made for, i.e. after the replay applies the next depth message.
+    (``"ask"`` for a buy taker). Each record holds ``taken`` (quantity we took, base units or
+    contracts as recorded, > 0) and ``seen`` (the recorded quantity at that level when we last
+    looked). :meth:`sync` reconciles the records with a new book version by the rule in the
+    module docstring (unchanged level: still ours; growth: only the growth is new; decrease:
+    charged to our take; level gone: record dropped). Quantities are kept in recorded units, not
+    floored lots, so a level wobbling around a lot boundary cannot mint lots we never had.
+
+    Args:
+        tick_size: the instrument's tick size, quote currency (``ticks * tick_size`` is the
+            price used to read a level back from the book).
+        lot_size: the instrument's lot size, base units (contracts): what is available to us is
+            floored to whole lots of it.
+
+    The version-taking methods (:meth:`available_lots`, :meth:`consume`, :meth:`taken_qty`)
+    must see the version the record was last synced to (or the current version of the book it
+    was synced with, which they then sync to); :func:`iter_levels` syncs before it reads, so
+    callers that take liquidity after an :func:`iter_levels` walk (the venue, the loopback
+    server, :meth:`RiskAverseQueue.on_book`) need not sync themselves.
     """
 
-    __slots__ = ("_version", "_taken")
+    __slots__ = ("_book", "_lot_size", "_seen", "_taken", "_tick_size", "_version")
 
-    def __init__(self) -> None:
+    def __init__(self, tick_size: float, lot_size: float) -> None:
+        if not (tick_size > 0.0 and lot_size > 0.0):
+            raise ValueError(f"tick_size and lot_size must be > 0, got {tick_size!r}, {lot_size!r}")
+        self._tick_size = tick_size
+        self._lot_size = lot_size
         self._version: int | None = None
-        self._taken: dict[tuple[str, int], int] = {}
+        self._book: OrderBook | None = None
+        # (book side, ticks) -> recorded units; both dicts always have the same keys (one record)
+        self._taken: dict[tuple[str, int], float] = {}
+        self._seen: dict[tuple[str, int], float] = {}
 
-    def _sync(self, version: int) -> None:
-        if version != self._version:
-            self._version = version
-            self._taken.clear()
+    def __len__(self) -> int:
+        """Number of levels we currently hold consumption for."""
+        return len(self._taken)
+
+    def _recorded(self, book: OrderBook, book_side: str, ticks: int) -> float:
+        side: BookSide = "ask" if book_side == "ask" else "bid"
+        return book.qty_at(side, ticks * self._tick_size)
+
+    def sync(self, book: OrderBook) -> None:
+        """Reconcile the records with ``book`` if its ``version`` is new to us; O(records).
+
+        Only levels we hold a record for are read back (``book.qty_at``), never the whole book.
+        A level whose recorded quantity is unchanged keeps everything we took there.
+        """
+        version = book.version
+        if version == self._version and book is self._book:
+            return
+        self._version = version
+        self._book = book
+        if not self._taken:
+            return
+        taken, seen = self._taken, self._seen
+        noise = self._lot_size * _LOT_EPS
+        for key in list(taken):
+            now = self._recorded(book, key[0], key[1])
+            before = seen[key]
+            if now == before:
+                continue  # no message since our last look changed this level: still ours
+            if not now > 0.0:
+                del taken[key], seen[key]  # level gone: what comes back later is new liquidity
+                continue
+            if now < before:
+                # the recorded market traded/cancelled (before - now) here; trades eat the front
+                # of the level, where our take was, so the decrease is charged to our take first
+                left = taken[key] - (before - now)
+                if left <= noise:
+                    del taken[key], seen[key]
+                    continue
+                taken[key] = left
+            # growth (now > before): taken unchanged, only the increase becomes available
+            seen[key] = now
+
+    def _check(self, version: int) -> None:
+        if version == self._version:
+            return
+        book = self._book
+        if book is not None and book.version == version:
+            self.sync(book)  # the book moved on since our last look and the caller reads it now
+            return
+        raise ValueError(
+            f"ConsumedLiquidity is synced to book version {self._version}, not {version}: call sync(book) first"
+        )
 
     def available_lots(self, version: int, book_side: str, ticks: int, level_lots: int) -> int:
-        """Lots of a recorded level of ``level_lots`` not yet taken by us in this ``version``."""
-        self._sync(version)
-        return max(level_lots - self._taken.get((book_side, ticks), 0), 0)
+        """Whole lots of a recorded level (``level_lots`` of it in book ``version``) not already ours."""
+        self._check(version)
+        key = (book_side, ticks)
+        taken = self._taken.get(key)
+        if taken is None:
+            return level_lots
+        return min(level_lots, lots_of(self._seen[key] - taken, self._lot_size))
 
     def consume(self, version: int, book_side: str, ticks: int, lots: int) -> None:
-        """Record that we took ``lots`` at ``ticks`` on ``book_side`` of book ``version``."""
-        self._sync(version)
+        """Record that we took ``lots`` (whole lots, >= 0) at ``ticks`` on ``book_side`` of book ``version``."""
+        self._check(version)
+        if lots <= 0:
+            return
         key = (book_side, ticks)
-        self._taken[key] = self._taken.get(key, 0) + lots
+        qty = lots * self._lot_size
+        prior = self._taken.get(key)
+        if prior is not None:
+            self._taken[key] = prior + qty
+            return
+        if self._book is None:  # cannot happen: _check passed, so sync(book) ran
+            raise RuntimeError("ConsumedLiquidity.consume before sync(book)")
+        self._seen[key] = self._recorded(self._book, book_side, ticks)
+        self._taken[key] = qty
 
-    def taken_lots(self, version: int, book_side: str, ticks: int) -> int:
-        """Lots taken at a level in ``version`` (0 once the version has changed)."""
-        if version != self._version:
-            return 0
-        return self._taken.get((book_side, ticks), 0)
+    def taken_qty(self, version: int, book_side: str, ticks: int) -> float:
+        """Quantity at a level (as of book ``version``) still counted as ours, recorded units."""
+        self._check(version)
+        return self._taken.get((book_side, ticks), 0.0)
 
 
 def iter_levels(
@@ -131,6 +248,7 @@ def iter_levels(
         iteration, if it resumes); the book must not change during the iteration.
     """
     book_side = "ask" if taker_side is Side.BUY else "bid"
+    consumed.sync(book)
     version = book.version
     n = _FIRST_DEPTH
     start = 0
@@ -168,7 +286,7 @@ class RestingOrder:
         seq: arrival sequence; time priority among our own orders at one price.
     """
 
-    __slots__ = ("key", "side", "price_ticks", "price", "remaining_lots", "queue_ahead", "seq")
+    __slots__ = ("key", "price", "price_ticks", "queue_ahead", "remaining_lots", "seq", "side")
 
     def __init__(
         self, key: str, side: Side, price_ticks: int, price: float, remaining_lots: int, queue_ahead: float, seq: int
@@ -201,7 +319,9 @@ class RiskAverseQueue:
     * :meth:`on_book`: after a depth message, ``queue_ahead = min(queue_ahead, recorded qty at our
       price)``; if the recorded opposite side now reaches our price (ask <= our bid / bid >= our
       ask), we fill as maker at *our* price for what the recorded opposite side holds within our
-      price, net of what we already took from that book version.
+      price, net of what our orders still hold there (:class:`ConsumedLiquidity`: levels we took
+      earlier stay ours until the recorded book changes them, so the unfilled rest of a marketable
+      GTC order that rests against asks it already took fills only from new liquidity).
 
     Source: hftbacktest ``RiskAverseQueueModel`` (nkaz001/hftbacktest, ``backtest/models/queue.rs``).
     """
@@ -302,8 +422,7 @@ class RiskAverseQueue:
         for order in self._orders.values():
             own: BookSide = "bid" if order.side is Side.BUY else "ask"
             recorded = book.qty_at(own, order.price)
-            if recorded < order.queue_ahead:
-                order.queue_ahead = recorded
+            order.queue_ahead = min(order.queue_ahead, recorded)
         out: list[Match] = []
         version = book.version
         for side in (Side.BUY, Side.SELL):

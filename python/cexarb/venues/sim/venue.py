@@ -274,7 +274,7 @@ class SimVenue:
             if inst.kind is InstrumentKind.SPOT:
                 self._total.setdefault(inst.base, 0.0)
         self._queues = {k: RiskAverseQueue(i.tick_size, i.lot_size) for k, i in self._instruments.items()}
-        self._consumed = {k: ConsumedLiquidity() for k in self._instruments}
+        self._consumed = {k: ConsumedLiquidity(i.tick_size, i.lot_size) for k, i in self._instruments.items()}
         self._orders: dict[str, _SimOrder] = {}  # every order by client order id
         self._by_venue_id: dict[str, str] = {}  # venue order id -> client order id
         self._open: dict[str, _SimOrder] = {}  # not terminal (pending arrival, resting), insertion order
@@ -554,7 +554,7 @@ class SimVenue:
         inst = so.instrument
         side = so.order.side
         locked = self._locked()
-        own_asset, own_reserved = self._reservation(so)
+        _own_asset, own_reserved = self._reservation(so)
         if inst.kind is InstrumentKind.SPOT:
             if side is Side.SELL:
                 avail = self._total.get(inst.base, 0.0) - locked.get(inst.base, 0.0) + own_reserved
@@ -798,6 +798,9 @@ class SimVenue:
                 order.status = OrderStatus.NEW
             if so.price_ticks is None:  # cannot happen: market orders took the branch above
                 raise RuntimeError(f"resting order {order.client_order_id!r} has no price")
+            # the rest may sit at a price the recorded opposite side still crosses: those levels
+            # are ours already (ConsumedLiquidity keeps them until the recorded book changes
+            # them), so it fills only from what the book newly shows there or from trades
             own: BookSide = "bid" if side is Side.BUY else "ask"
             rest_price = _tick_price(inst, so.price_ticks)
             self._rest_seq += 1
