@@ -648,8 +648,13 @@ class Engine:
                     await asyncio.gather(waiter, stopper, return_exceptions=True)
             await self._close_out(runner)
         except StrategyError as exc:
+            # an illegal transition: the machine is in no state to close its own positions, so it
+            # ends in ERROR (finished: the engine stops once every strategy is) and its orders
+            # are cancelled below; its positions are in the result
             runner.error = str(exc)
             log.error("strategy %s failed: %s", strategy.strategy_id, exc)
+            if not strategy.is_finished:
+                strategy.fail(str(exc), cause=exc)
         finally:
             await self._cancel_all(runner)
             if all(r.strategy.is_finished for r in self.runners):
@@ -658,6 +663,7 @@ class Engine:
     async def _close_out(self, runner: _Runner) -> None:
         """Give a strategy that is still running EndOfData and up to close_timeout_s to finish."""
         strategy = runner.strategy
+        await runner.drain()  # fills and updates that came before the stop come before EndOfData
         if strategy.is_finished:
             return
         await strategy.handle(EndOfData(ts_ns=self.clock.now_ns(), reason=f"engine stopping: {self.stop_reason}"))

@@ -9,7 +9,9 @@ configured venues (the real ones by default; ``rest_url`` / ``ws_url`` point els
 a ``cexarb sim-server``), under the config's risk limits. Stop with Ctrl-C / SIGTERM or
 ``--duration``; strategies get EndOfData to close out, then their open orders are cancelled.
 
-Exit codes: 0 ok, 1 a strategy ended in ERROR or the engine failed, 2 bad usage / config / refused.
+Exit codes: 0 every strategy ended COMPLETED and left no order open; 1 anything else (a strategy
+in ERROR or not finished when its close-out time ran out, an order whose cancel was not
+confirmed, the engine failed or was interrupted); 2 bad usage / config / refused.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from cexarb.engine import EngineResult
+
+__all__ = ["build_parser", "exit_code", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cexarb run: engine failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     _print_result(result)
-    from cexarb.engine import EngineResult
+    from cexarb.engine import EngineResult as _EngineResult
 
-    assert isinstance(result, EngineResult)
-    return 1 if any(run.result.final_state == "ERROR" for run in result.strategies.values()) else 0
+    assert isinstance(result, _EngineResult)
+    return exit_code(result)
+
+
+def exit_code(result: EngineResult) -> int:
+    """0 only when every strategy ended in its COMPLETED state and left no order open; 1 for
+    anything else (an error, a close-out cut short by ``close_timeout_s``, an order whose cancel
+    was not confirmed, no strategy run at all): a supervisor must look at such a run."""
+    clean = all(run.result.success and run.open_orders_after_cancel == 0 for run in result.strategies.values())
+    return 0 if clean and result.strategies else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -172,6 +172,9 @@ class StrategyContext:
         self.funding_rates: dict[str, float] = dict(funding_rates or {})
         self._timer_sink: Callable[[TimerEvent], None] | None = None
         self._timers: dict[str, TimerHandle] = {}
+        # the TimerEvent each armed timer will deliver, by name: a queued event is delivered only
+        # while it is still this one (not cancelled, not replaced since it fired)
+        self._armed: dict[str, TimerEvent] = {}
 
     def now_ns(self) -> int:
         return self.clock.now_ns()
@@ -207,13 +210,26 @@ class StrategyContext:
         sink = self._timer_sink
         if sink is None:
             raise RuntimeError("timers need a running engine (context not bound)")
+        event = self._armed[name] = TimerEvent(name=name, ts_ns=ts_ns)
         # a partial over an untracked event: one object for the collector, not a closure and cells
-        self._timers[name] = self.clock.schedule(ts_ns, functools.partial(sink, TimerEvent(name=name, ts_ns=ts_ns)))
+        self._timers[name] = self.clock.schedule(ts_ns, functools.partial(sink, event))
 
     def cancel_timer(self, name: str) -> None:
+        """Cancel the timer ``name`` (nothing if none is armed). A TimerEvent it already queued
+        (it fired, the strategy has not handled it yet) is not delivered."""
+        self._armed.pop(name, None)
         handle = self._timers.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+    def _take_timer(self, event: TimerEvent) -> bool:
+        """Whether ``event`` is still its timer's current event (then it is disarmed, delivered
+        once); False for one cancelled or replaced after it fired and queued."""
+        if self._armed.get(event.name) is not event:
+            return False
+        del self._armed[event.name]
+        self._timers.pop(event.name, None)
+        return True
 
 
 P = TypeVar("P", bound=StrategyParams)
@@ -430,6 +446,8 @@ class StrategyMachine(Generic[P]):
         An exception from a handler moves the machine to ERROR with the error recorded; it is
         re-raised as :class:`StrategyError` only if it is one already (illegal transition).
         """
+        if event.__class__ is TimerEvent and not self.ctx._take_timer(event):
+            return  # cancelled or replaced after it fired and was queued: stale
         handler = self._handler_by_state[self._table.state]
         if handler is None:  # COMPLETED / ERROR
             return
