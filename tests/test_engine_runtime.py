@@ -224,3 +224,69 @@ async def test_fills_queued_before_a_stop_reach_the_strategy_before_its_end_of_d
     result = await asyncio.wait_for(task, 10)
     assert strategy.seen[-1] == "EndOfData" and "Fill" in strategy.seen
     assert strategy.filled_at_end == 0.001 == result.strategies["eod"].positions[SPOT]
+
+
+class EnterOnBook(_Base):
+    """Buys on every book it is given."""
+
+    def __init__(self, params: _P) -> None:
+        super().__init__(params)
+        self.seen: list[str] = []
+
+    async def on_a(self, event: Any) -> None:
+        self.seen.append(type(event).__name__)
+        if isinstance(event, BookUpdate):
+            await self.ctx.submit(OrderRequest.create(self.ctx.instrument(SPOT), Side.BUY, 0.001, tag="entry"))
+        elif isinstance(event, EndOfData):
+            self.transition(_S.DONE, EventKind.END_OF_DATA)
+
+
+async def test_a_book_queued_when_the_stop_comes_is_not_delivered_before_end_of_data() -> None:
+    """Ctrl-C (or the duration) while a book update is queued: the strategy gets EndOfData, not
+    the book -- after a stop nothing may open or add to a position."""
+    strategy = EnterOnBook(_P())
+    engine, spot = _engine([strategy], close_timeout_s=1.0)
+    task = await _started(engine)
+    await asyncio.sleep(0.2)
+    spot.push()
+    engine.stop("signal")  # same loop iteration: the book is queued, not handled yet
+    result = await asyncio.wait_for(task, 10)
+    assert strategy.seen == ["EndOfData"], strategy.seen
+    assert result.strategies["t"].result.orders_executed == 0
+
+
+async def test_live_start_reports_a_held_position_even_when_open_orders_cannot_be_read(caplog) -> None:
+    """Live start reads each account's open orders (orders an earlier run left) and positions;
+    a venue whose open-orders read fails is logged, and its positions are still reported."""
+    from cexarb.model import Position
+
+    class Account(MarketSource):
+        """A live account whose open-orders read fails and that holds a perp short."""
+
+        async def open_orders(self, instrument_key: str | None = None) -> list[Any]:
+            raise ConnectionError("venue down")
+
+        async def positions(self) -> dict[str, Position]:
+            return {self.key: Position(instrument_key=self.key, qty=-3.0)}
+
+        def subscribe(self, handler: Any) -> None:
+            pass
+
+        async def place_order(self, request: OrderRequest) -> Any:
+            raise AssertionError("no order in this test")
+
+        async def cancel_order(self, instrument_key: str, client_order_id: str) -> bool:
+            return False
+
+    strategy = DoneOnBook(_P(strategy_id="live"))
+    engine, _ = _engine([strategy])
+    spot, perp = Account("gateio-spot", InstrumentKind.SPOT), Account("gateio-futures", InstrumentKind.PERP)
+    engine = Engine(engine.config, paper=False, connectors={"gateio-spot": spot, "gateio-futures": perp})
+    engine.strategies = [strategy]
+    strategy.watched_instruments = lambda: (SPOT, PERP)  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="cexarb.engine"):
+        task = await _started(engine)
+        spot.push()
+        await asyncio.wait_for(task, 10)
+    assert "open orders could not be read at start (ConnectionError: venue down)" in caplog.text
+    assert f"holds a position of -3 {PERP} at start" in caplog.text

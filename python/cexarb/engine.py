@@ -484,7 +484,7 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a read failure must not stop the run
                 log.error("venue=%s: open orders could not be read at start (%s: %s); orders an "
                           "earlier run left open, if any, are not cancelled", venue, type(exc).__name__, exc)
-                continue
+                orders = []
             stale = [o for o in orders
                      if not o.client_order_id.startswith(current) and _earlier_run_of(o.client_order_id, tags)]
             others = len(orders) - len(stale)
@@ -663,7 +663,13 @@ class Engine:
     async def _close_out(self, runner: _Runner) -> None:
         """Give a strategy that is still running EndOfData and up to close_timeout_s to finish."""
         strategy = runner.strategy
-        await runner.drain()  # fills and updates that came before the stop come before EndOfData
+        # fills, order updates and timers that came before the stop come before EndOfData; book
+        # updates still queued do not: after a stop a strategy must not open or add to positions
+        for _ in range(100_000):  # bounded: events produced meanwhile are delivered too
+            if not runner.private:
+                break
+            await strategy.handle(runner.private.popleft())
+        runner.books.clear()
         if strategy.is_finished:
             return
         await strategy.handle(EndOfData(ts_ns=self.clock.now_ns(), reason=f"engine stopping: {self.stop_reason}"))
