@@ -199,6 +199,10 @@ class ConnectorBase(abc.ABC):
         self._seen_fills: set[str] = set()
         self._seen_order: deque[str] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # set when the close starts (aclose): from then on no background task is started
+        # (_spawn) and the retry loops (backfill, unknown-outcome resolution) stop
+        self._closed = False
+        self._close_reported = False  # the orders left unresolved at close were logged
         self._started_s = 0.0
         self._private_reconnected = False
         # backfill: a pass is running or waiting to be retried / another pass was asked for
@@ -249,6 +253,7 @@ class ConnectorBase(abc.ABC):
         """First step of every ``start``: open the venue's one REST session (this connector's rate
         limiter, explicit timeouts), load the instruments and create the book manager with the
         venue's sequence rule and one book per instrument."""
+        self._closed = self._close_reported = False  # (re)started
         self._started_s = time.time()
         self._rest = RestClient(
             self.name,
@@ -271,11 +276,18 @@ class ConnectorBase(abc.ABC):
             self._key_by_symbol[inst.symbol] = inst.key
 
     async def aclose(self) -> None:
-        """Stop the WebSockets, background tasks, book fetches and HTTP clients (bounded waits)."""
+        """Stop the WebSockets, background tasks, book fetches and HTTP clients (bounded waits).
+
+        From its start no background task is started any more (an order whose placement fails
+        during or after the close -- its outcome unknown -- is not queried: it stays in
+        :attr:`unresolved_orders`) and the retry loops stop; the orders of unknown outcome left
+        unresolved are logged once at WARNING."""
+        self._closed = True
         await self.aclose_ws_and_tasks()
         await self.aclose_clients()
 
     async def aclose_ws_and_tasks(self) -> None:
+        self._closed = True  # first: a task spawned after the cancel pass below would outlive it
         for ws in (self._ws_private, self._ws_market):
             if ws is not None:
                 await ws.stop(timeout_s=5.0)
@@ -288,10 +300,45 @@ class ConnectorBase(abc.ABC):
             await self._books.aclose()
 
     async def aclose_clients(self) -> None:
+        self._closed = True
         if self._order_entry is not None:
             await self._order_entry.aclose()
+            # a placement the close just failed records its (unknown) outcome before the report
+            await asyncio.sleep(0)
         if self._rest is not None:
             await self._rest.aclose()
+        self._report_unresolved_at_close()
+
+    def _report_unresolved_at_close(self) -> None:
+        """Log (once per close, at WARNING) the orders of unknown outcome the close left
+        unresolved: nothing queries them any more."""
+        if self._close_reported:
+            return
+        self._close_reported = True
+        unresolved = self.unresolved_orders
+        if unresolved:
+            log.warning(
+                "venue=%s %d orders of unknown outcome left unresolved at close: ids %s",
+                self.name,
+                len(unresolved),
+                ", ".join(unresolved),
+            )
+
+    def _rest_open(self) -> bool:
+        """True while the REST session can send (started, not closed)."""
+        if self._rest is None:
+            return False
+        try:
+            self._rest.session  # noqa: B018 - raises RuntimeError once closed
+        except RuntimeError:
+            return False
+        return True
+
+    def _stopping(self, exc: BaseException | None = None) -> bool:
+        """True once the connector is closing, or when ``exc`` (a failed request) is the REST
+        client being closed / not open: background retries (backfill, unknown-outcome queries)
+        then end instead of failing for ever."""
+        return self._closed or (isinstance(exc, RuntimeError) and not self._rest_open())
 
     # ---- venue hooks ------------------------------------------------------------------------------
 
@@ -501,10 +548,18 @@ class ConnectorBase(abc.ABC):
                 if update.status.is_terminal and not was_terminal:
                     self.order_retention.terminal(order.client_order_id, now_ns())
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> bool:
+        """Run ``coro`` as a background task of this connector (cancelled by :meth:`aclose`);
+        refused once the close started -- a task spawned after the close's cancel pass would run
+        for ever -- closing ``coro`` (never awaited) and returning False."""
+        if self._closed:
+            coro.close()
+            log.debug("venue=%s closed: background task %s not started", self.name, getattr(coro, "__qualname__", coro))
+            return False
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     @property
     def private_backfill_pending(self) -> bool:
@@ -529,7 +584,8 @@ class ConnectorBase(abc.ABC):
         client's retries, a body that does not decode, a pass longer than
         ``backfill_attempt_timeout_s``) is logged at ERROR, counted in ``backfill_failures`` and
         retried after ``backfill_retry_initial_s``, doubling up to ``backfill_retry_max_s``, until
-        one succeeds; :meth:`aclose` cancels it. A backfill asked for while one is running makes
+        one succeeds; :meth:`aclose` cancels it (and one asked for once the close started does
+        not start: the backfill stays pending). A backfill asked for while one is running makes
         that one run another pass (pushes may have been missed after its pass started) instead of
         starting a second. Fills are de-duplicated by venue trade id, so a pass repeated after a
         partial failure delivers nothing twice. :attr:`private_backfill_pending` is True until
@@ -541,14 +597,23 @@ class ConnectorBase(abc.ABC):
         failures = 0
         try:
             while self._backfill_wanted:
+                if self._stopping():
+                    return  # closed: still owed (pending), nobody left to fetch it
                 self._backfill_wanted = False
                 try:
                     async with asyncio.timeout(self.backfill_attempt_timeout_s):
                         await self._backfill_pass()
                 except Exception as exc:  # noqa: BLE001 - whatever failed, the missed fills are still owed
+                    self._backfill_wanted = True
+                    if self._stopping(exc):
+                        log.warning(
+                            "venue=%s backfill after reconnect stopped: the connector closed (%s); private state incomplete",
+                            self.name,
+                            type(exc).__name__,
+                        )
+                        return
                     failures += 1
                     self.backfill_failures += 1
-                    self._backfill_wanted = True
                     delay = min(self.backfill_retry_max_s, self.backfill_retry_initial_s * 2 ** (failures - 1))
                     log.error(
                         "venue=%s backfill after reconnect failed (%s, attempt %d); private state incomplete, "
@@ -625,6 +690,17 @@ class ConnectorBase(abc.ABC):
         the background (listed in :attr:`unresolved_orders` until then)."""
         self.unknown_outcomes += 1
         self._unresolved[order.client_order_id] = order
+        if self._closed:
+            # the close cancelled the connector's tasks already: a resolver started now would
+            # query a closed client for ever
+            log.warning(
+                "venue=%s order %s outcome unknown (%s) while the connector closes: not queried, "
+                "left unresolved",
+                self.name,
+                order.client_order_id,
+                exc.message,
+            )
+            return
         log.warning(
             "venue=%s order %s outcome unknown (%s); querying it by client order id",
             self.name,
@@ -646,7 +722,9 @@ class ConnectorBase(abc.ABC):
     async def _resolve_unknown(self, order: Order) -> None:
         """Query an order of unknown outcome by client order id until the venue gives a
         definitive answer, then deliver its state. Never re-sends the order; stops early when
-        the stream moved the order on (or the id was reused); :meth:`aclose` cancels it.
+        the stream moved the order on (or the id was reused); :meth:`aclose` cancels it, and it
+        stops at its next step once the close started (a query failing because the client is
+        closed ends it): the order then stays in :attr:`unresolved_orders`.
 
         The queries go out after each of ``resolve_delays_s``, then -- while they keep failing
         (5xx, 429, timeouts, an answer that does not decode) -- after
@@ -671,6 +749,8 @@ class ConnectorBase(abc.ABC):
         absent = False  # the last answer was "not found"
         try:
             while True:
+                if self._stopping():
+                    return  # closed: left unresolved (reported by the close)
                 if queries < len(schedule):
                     delay = schedule[queries]
                 elif absent and expired_at is not None and loop.time() < expired_at:
@@ -681,6 +761,8 @@ class ConnectorBase(abc.ABC):
                     retries += 1
                 if delay > 0:
                     await asyncio.sleep(delay)
+                    if self._stopping():
+                        return
                 if order.status is not OrderStatus.PENDING_NEW or self._orders.get(cid) is not order:
                     return  # the stream (or another query) told us, or the id was reused
                 before = (order.status, order.filled_qty)
@@ -689,6 +771,9 @@ class ConnectorBase(abc.ABC):
                 try:
                     fresh = await self.get_order(key, cid)
                 except Exception as exc:  # noqa: BLE001 - any failure proves nothing: ask again
+                    if self._stopping(exc):  # the client closed under the query: nobody left to ask
+                        log.info("venue=%s order %s (outcome unknown): connector closed, not queried further", self.name, cid)
+                        return
                     failures += 1
                     self.resolve_query_failures += 1
                     absent = False
