@@ -434,6 +434,9 @@ class Backtest:
         self._trade_cols: list[tuple[list[int], list[float], list[float], list[bool]] | None] = [None] * len(keys)
         venues = self._sim_venues = [self.private[self.instruments[k].venue] for k in keys]
         resting = self._resting = [v.resting_view(k) for v, k in zip(venues, keys, strict=True)]
+        # truthy while orders rest OR consumed-liquidity records exist: then every depth message
+        # of that instrument goes through SimVenue.on_book (the records must see each one)
+        looks = [v.book_view(k) for v, k in zip(venues, keys, strict=True)]
         watched = set(self.strategy.watched_instruments()) or set(keys)
         is_watched = [k in watched for k in keys]
         clock, queue = self.clock, self.clock.queue
@@ -461,9 +464,10 @@ class Backtest:
         TOP, PRICE = int(BookWatch.TOP), int(BookWatch.PRICE)
         n_gap_codes = (_core.GAP, CROSSED)
 
-        # The fast path: while nothing rests on the simulated venues and nothing waits in
-        # Python, the Rust cursor applies messages until one needs Python (a timer, clock or
-        # report-sample time reached, a non-APPLIED outcome, or a BBO change the strategy watches)
+        # The fast path: while nothing rests on the simulated venues, no instrument holds
+        # consumed-liquidity records (``looks``) and nothing waits in Python, the Rust cursor
+        # applies messages until one needs Python (a timer, clock or report-sample time reached,
+        # a non-APPLIED outcome, or a BBO change the strategy watches)
         cursor = _core.ReplayCursor(
             books, [deltas[s][r] for s, r in zip(S, R, strict=True)], S, T, is_watched
         )
@@ -472,7 +476,7 @@ class Backtest:
         j = 0
         while j < n_book:
             status = -1  # not applied yet
-            if not pending and not any(resting):
+            if not pending and not any(looks):
                 stop = next_sample if started else start
                 if queue and queue[0][0] < stop:
                     stop = queue[0][0]
@@ -494,7 +498,7 @@ class Backtest:
                 else:  # nothing rests and nothing is due: the trades before ts concern no one
                     clock.advance(ts)  # (the trade cursors catch up lazily in _advance_to)
                 status = book.apply_delta(deltas[src][R[j - 1]])
-            else:  # applied by the cursor: nothing was due before it and nothing rests
+            else:  # applied by the cursor: nothing was due before it, nothing rests or is consumed
                 clock.advance(ts)
             if status != APPLIED:
                 if status in n_gap_codes:
@@ -503,7 +507,7 @@ class Backtest:
                 if ran:
                     collect_if_due()
                 continue
-            if resting[src]:
+            if looks[src]:
                 venues[src].on_book(keys[src], ts)
                 ran = True
             if ts < start:

@@ -610,7 +610,7 @@ class Engine:
             self.book_updates += 1
             key = event.instrument_key
             for sim in self._sims_by_key.get(key, ()):
-                if sim.resting_view(key):
+                if sim.book_view(key):  # resting orders, or liquidity taken to reconcile
                     sim.on_book(key, event.ts_ns)
             for runner in self._by_key.get(key, ()):
                 runner.push_book(event)

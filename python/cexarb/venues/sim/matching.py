@@ -33,10 +33,12 @@ Assumptions (the usual ones for L2 replay, as in hftbacktest):
   Why it is conservative: with ``avail = seen - taken``, a take lowers ``avail`` by what it
   fills, a decrease never raises it, and an increase raises it by exactly the increase. So at
   every price our cumulative fills never exceed the recorded quantity first seen there plus every
-  later increase (and every reappearance) the book showed. Levels are reconciled with the latest
-  version only when we next look (a trade walk, a resting-order check): intermediate messages are
-  netted, which never makes more available than reconciling each message would. The cost is
-  O(levels we hold a record for) per new version, never O(book).
+  later increase (and every reappearance) the book showed. The drivers reconcile the records after
+  *every* depth message of an instrument while it holds any (``SimVenue.book_view`` is truthy then,
+  also with no order resting): netting messages would lose a level that went and came back (1.0
+  -> 0 -> 1.0 is a new order, not our old take) or a decrease followed by growth (1.0 -> 0.4 ->
+  1.0: 0.6 traded, 0.6 new). The cost is O(levels we hold a record for) per depth message while
+  records exist, nothing when there are none, never O(book).
 
   For comparison, NautilusTrader's ``liquidity_consumption`` (``OrderMatchingEngine``, Rust
   ``crates/execution/src/matching_engine/engine.rs``, ``apply_liquidity_consumption``) keeps
@@ -65,6 +67,8 @@ from cexarb._core import OrderBook
 from cexarb.model import Side
 
 __all__ = [
+    "WATCH_CONSUMED",
+    "WATCH_RESTING",
     "BookSide",
     "ConsumedLiquidity",
     "Match",
@@ -77,6 +81,12 @@ __all__ = [
 
 QueueModelName = Literal["risk_averse"]
 BookSide = Literal["bid", "ask"]
+
+#: entries of a ``watch`` dict (:class:`ConsumedLiquidity`, :class:`RiskAverseQueue`): present
+#: while the instrument holds consumption records / resting orders, i.e. while its driver must
+#: show the venue every depth message (``SimVenue.book_view``)
+WATCH_CONSUMED = "consumed"
+WATCH_RESTING = "resting"
 
 _LOT_EPS = 1e-9  # float noise tolerance when converting a recorded qty to whole lots
 _FIRST_DEPTH = 32  # levels read per depth() call; doubled while a walk needs more
@@ -128,12 +138,18 @@ class ConsumedLiquidity:
     must see the version the record was last synced to (or the current version of the book it
     was synced with, which they then sync to); :func:`iter_levels` syncs before it reads, so
     callers that take liquidity after an :func:`iter_levels` walk (the venue, the loopback
-    server, :meth:`RiskAverseQueue.on_book`) need not sync themselves.
+    server, :meth:`RiskAverseQueue.on_book`) need not sync themselves. Between takes, whoever
+    applies depth messages must :meth:`sync` after each one while records exist (see ``watch``).
+
+    ``watch`` (optional): a dict shared with the instrument's driver-facing check; it holds the
+    entry ``WATCH_CONSUMED`` exactly while at least one record exists (set by :meth:`consume`,
+    removed when :meth:`sync` drops the last record), so a driver can test
+    "must every depth message be reconciled?" with a plain dict truthiness, no Python call.
     """
 
-    __slots__ = ("_book", "_lot_size", "_seen", "_taken", "_tick_size", "_version")
+    __slots__ = ("_book", "_held", "_lot_size", "_seen", "_taken", "_tick_size", "_version", "_watch")
 
-    def __init__(self, tick_size: float, lot_size: float) -> None:
+    def __init__(self, tick_size: float, lot_size: float, watch: dict[str, bool] | None = None) -> None:
         if not (tick_size > 0.0 and lot_size > 0.0):
             raise ValueError(f"tick_size and lot_size must be > 0, got {tick_size!r}, {lot_size!r}")
         self._tick_size = tick_size
@@ -143,10 +159,18 @@ class ConsumedLiquidity:
         # (book side, ticks) -> recorded units; both dicts always have the same keys (one record)
         self._taken: dict[tuple[str, int], float] = {}
         self._seen: dict[tuple[str, int], float] = {}
+        self._watch = watch
+        # (book side, ticks) -> whole lots withheld from us in the current version only (hold())
+        self._held: dict[tuple[str, int], int] = {}
 
     def __len__(self) -> int:
         """Number of levels we currently hold consumption for."""
         return len(self._taken)
+
+    def _emptied(self) -> None:
+        """The last record went: the driver no longer needs to show us every depth message."""
+        if self._watch is not None:
+            self._watch.pop(WATCH_CONSUMED, None)
 
     def _recorded(self, book: OrderBook, book_side: str, ticks: int) -> float:
         side: BookSide = "ask" if book_side == "ask" else "bid"
@@ -163,6 +187,8 @@ class ConsumedLiquidity:
             return
         self._version = version
         self._book = book
+        if self._held:
+            self._held.clear()  # a hold never outlives the version it was made for
         if not self._taken:
             return
         taken, seen = self._taken, self._seen
@@ -185,6 +211,8 @@ class ConsumedLiquidity:
                 taken[key] = left
             # growth (now > before): taken unchanged, only the increase becomes available
             seen[key] = now
+        if not taken:
+            self._emptied()
 
     def _check(self, version: int) -> None:
         if version == self._version:
@@ -202,9 +230,10 @@ class ConsumedLiquidity:
         self._check(version)
         key = (book_side, ticks)
         taken = self._taken.get(key)
-        if taken is None:
-            return level_lots
-        return min(level_lots, lots_of(self._seen[key] - taken, self._lot_size))
+        available = level_lots if taken is None else min(level_lots, lots_of(self._seen[key] - taken, self._lot_size))
+        if self._held:
+            available = max(0, available - self._held.get(key, 0))
+        return available
 
     def consume(self, version: int, book_side: str, ticks: int, lots: int) -> None:
         """Record that we took ``lots`` (whole lots, >= 0) at ``ticks`` on ``book_side`` of book ``version``."""
@@ -221,6 +250,24 @@ class ConsumedLiquidity:
             raise RuntimeError("ConsumedLiquidity.consume before sync(book)")
         self._seen[key] = self._recorded(self._book, book_side, ticks)
         self._taken[key] = qty
+        if self._watch is not None:
+            self._watch[WATCH_CONSUMED] = True
+
+    def hold(self, version: int, book_side: str, ticks: int, lots: int) -> None:
+        """Withhold ``lots`` (whole lots, >= 0) at ``ticks`` on ``book_side`` of book ``version``
+        from our orders, for that version only: no record is made (what our orders took is
+        unchanged), :meth:`available_lots` just shows that much less until :meth:`release_holds`
+        or the next :meth:`sync` to a new version. The loopback server's partial-fill fault caps
+        one order with it (:meth:`~cexarb.venues.sim.server.SimServer.place`)."""
+        self._check(version)
+        if lots <= 0:
+            return
+        key = (book_side, ticks)
+        self._held[key] = self._held.get(key, 0) + lots
+
+    def release_holds(self) -> None:
+        """Drop every :meth:`hold` (the capped order has matched)."""
+        self._held.clear()
 
     def taken_qty(self, version: int, book_side: str, ticks: int) -> float:
         """Quantity at a level (as of book ``version``) still counted as ours, recorded units."""
@@ -324,21 +371,29 @@ class RiskAverseQueue:
       GTC order that rests against asks it already took fills only from new liquidity).
 
     Source: hftbacktest ``RiskAverseQueueModel`` (nkaz001/hftbacktest, ``backtest/models/queue.rs``).
+
+    ``watch`` (optional): a dict shared with the instrument's driver-facing check; it holds the
+    entry ``WATCH_RESTING`` exactly while an order rests (see :class:`ConsumedLiquidity`).
     """
 
-    def __init__(self, tick_size: float, lot_size: float) -> None:
+    def __init__(self, tick_size: float, lot_size: float, watch: dict[str, bool] | None = None) -> None:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._orders: dict[str, RestingOrder] = {}
         self._view = types.MappingProxyType(self._orders)
+        self._watch = watch
+
+    def _emptied(self) -> None:
+        if self._watch is not None and not self._orders:
+            self._watch.pop(WATCH_RESTING, None)
 
     def __len__(self) -> int:
         return len(self._orders)
 
     @property
     def live(self) -> Mapping[str, RestingOrder]:
-        """Read-only live view of the resting orders (truthy when any rest): the replay driver's
-        fast check before it calls :meth:`on_trade` / :meth:`on_book`."""
+        """Read-only live view of the resting orders (truthy when any rest): the drivers' fast
+        check before they call :meth:`on_trade` (depth messages: ``SimVenue.book_view``)."""
         return self._view
 
     def __contains__(self, key: object) -> bool:
@@ -354,10 +409,14 @@ class RiskAverseQueue:
         if order.remaining_lots <= 0:
             raise ValueError(f"resting order {order.key!r}: remaining_lots must be > 0, got {order.remaining_lots}")
         self._orders[order.key] = order
+        if self._watch is not None:
+            self._watch[WATCH_RESTING] = True
 
     def remove(self, key: str) -> RestingOrder | None:
         """Take an order out (cancel); None if it is not resting."""
-        return self._orders.pop(key, None)
+        order = self._orders.pop(key, None)
+        self._emptied()
+        return order
 
     def orders(self) -> list[RestingOrder]:
         """Resting orders in arrival order."""
@@ -376,6 +435,7 @@ class RiskAverseQueue:
         out.append(Match(key=order.key, price_ticks=order.price_ticks, price=order.price, lots=lots, is_maker=True))
         if order.remaining_lots <= 0:
             del self._orders[order.key]
+            self._emptied()
 
     def on_trade(self, price_ticks: int, qty: float, taker_side: Side) -> list[Match]:
         """Apply one recorded trade; returns our maker fills (fully filled orders leave the queue).
@@ -415,9 +475,14 @@ class RiskAverseQueue:
     def on_book(self, book: OrderBook, consumed: ConsumedLiquidity) -> list[Match]:
         """Re-read the recorded book after a depth message; returns maker fills from a crossed price.
 
-        Does nothing while the book is invalid (sequence gap / crossed): its levels are not trusted.
+        Reconciles ``consumed`` with the book first (every message, crossed or not: see
+        :class:`ConsumedLiquidity`). Does nothing while the book is invalid (sequence gap /
+        crossed): its levels are not trusted.
         """
-        if not self._orders or not book.is_valid:
+        if not book.is_valid:
+            return []
+        consumed.sync(book)
+        if not self._orders:
             return []
         for order in self._orders.values():
             own: BookSide = "bid" if order.side is Side.BUY else "ask"

@@ -685,9 +685,16 @@ class SimServer:
         fault = None
         if request.time_in_force is not TimeInForce.POST_ONLY:
             fault = self.faults.take(record.venue, FaultKind.PARTIAL_FILL)
-        if fault is not None:
-            self._limit_liquidity(venue, request, fault.fraction)
-        venue.submit(request)
+        if fault is None:
+            venue.submit(request)
+            return account.order_state(record)
+        self._limit_liquidity(venue, request, fault.fraction)
+        try:
+            venue.submit(request)  # zero latency on the EagerClock: matched before it returns
+        finally:
+            # the cap was this order's alone: a later order finds everything the book shows
+            # that our orders have not taken (the faulted order's own take stays recorded)
+            venue._consumed[request.instrument.key].release_holds()
         return account.order_state(record)
 
     def http_error_after_execute(self, venue: str, status: int = 503, count: int = 1) -> Fault:
@@ -709,11 +716,17 @@ class SimServer:
         return None if fault is None else fault.status
 
     def _limit_liquidity(self, venue: SimVenue, request: OrderRequest, fraction: float) -> None:
-        """Partial-fill fault: mark all but ``fraction`` of the liquidity ``request`` would take
-        as already consumed in the current book version (the matching core then fills less)."""
+        """Partial-fill fault: withhold all but ``fraction`` of the liquidity ``request`` would
+        take (:meth:`ConsumedLiquidity.hold`), so the matching core fills that order less.
+
+        Nothing is recorded as consumed: the hold lasts until :meth:`place` releases it once the
+        order has matched, and never past the current book version. Only what the faulted order
+        really took stays ours (:class:`ConsumedLiquidity`); the liquidity withheld from it is
+        there for the next order (and, for a GTC order whose rest still crosses the book, for
+        that rest from the next depth message on)."""
         inst = request.instrument
         book = self.market.books[inst.key].book
-        consumed = venue._consumed[inst.key]  # the venue's consumed-liquidity record
+        consumed = venue._consumed[inst.key]  # the venue's consumed-liquidity record (holds only)
         allowed = math.floor(request.qty_lots * fraction)
         taken_side = "ask" if request.side is Side.BUY else "bid"
         walk = list(
@@ -731,7 +744,7 @@ class SimServer:
             keep = min(available, remaining_allowed)
             remaining_allowed -= keep
             if available - keep > 0:
-                consumed.consume(book.version, taken_side, ticks, available - keep)
+                consumed.hold(book.version, taken_side, ticks, available - keep)
 
     # ---- market hooks -------------------------------------------------------------------------------
 
@@ -739,7 +752,7 @@ class SimServer:
         ts_ns = change.ts_ms * 1_000_000
         for account in self.accounts:
             venue = account.venues[book.instrument.venue]
-            if venue.resting_view(book.key):
+            if venue.book_view(book.key):  # orders rest or consumption records exist: each message
                 venue.on_book(book.key, ts_ns)
 
     def _on_trade(self, book: VenueBook, trade: TradeTick) -> None:

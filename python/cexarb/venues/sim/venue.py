@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import types
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableSequence
 
@@ -273,8 +274,16 @@ class SimVenue:
             self._total.setdefault(inst.quote, 0.0)
             if inst.kind is InstrumentKind.SPOT:
                 self._total.setdefault(inst.base, 0.0)
-        self._queues = {k: RiskAverseQueue(i.tick_size, i.lot_size) for k, i in self._instruments.items()}
-        self._consumed = {k: ConsumedLiquidity(i.tick_size, i.lot_size) for k, i in self._instruments.items()}
+        # per instrument, one dict shared by its queue and its consumption record: non-empty while
+        # orders rest or records exist (book_view: the drivers' per-message check, a dict truthiness)
+        self._watch: dict[str, dict[str, bool]] = {k: {} for k in self._instruments}
+        self._book_views = {k: types.MappingProxyType(w) for k, w in self._watch.items()}
+        self._queues = {
+            k: RiskAverseQueue(i.tick_size, i.lot_size, self._watch[k]) for k, i in self._instruments.items()
+        }
+        self._consumed = {
+            k: ConsumedLiquidity(i.tick_size, i.lot_size, self._watch[k]) for k, i in self._instruments.items()
+        }
         self._orders: dict[str, _SimOrder] = {}  # every order by client order id
         self._by_venue_id: dict[str, str] = {}  # venue order id -> client order id
         self._open: dict[str, _SimOrder] = {}  # not terminal (pending arrival, resting), insertion order
@@ -469,11 +478,21 @@ class SimVenue:
         return self._apply_matches(matches, ts_ns)
 
     def on_book(self, instrument_key: str, ts_ns: int) -> int:
-        """The replay applied a depth message to ``instrument_key``'s book. Returns #fills."""
+        """The replay applied a depth message to ``instrument_key``'s book. Returns #fills.
+
+        Drivers call it after every depth message while :meth:`book_view` is truthy: it
+        reconciles the consumption records with the message (also when no order rests), then
+        lets resting orders re-read the book.
+        """
         queue = self._queues.get(instrument_key)
-        if queue is None or not len(queue):
+        if queue is None:
             return 0
-        matches = queue.on_book(self._books[instrument_key], self._consumed[instrument_key])
+        book = self._books[instrument_key]
+        if not len(queue):
+            if book.is_valid:
+                self._consumed[instrument_key].sync(book)  # O(records); nothing when there are none
+            return 0
+        matches = queue.on_book(book, self._consumed[instrument_key])
         return self._apply_matches(matches, ts_ns)
 
     def apply_funding(self, instrument_key: str, rate: float, mark_price: float, ts_ns: int) -> float:
@@ -507,10 +526,23 @@ class SimVenue:
     def resting_view(self, instrument_key: str) -> Mapping[str, RestingOrder]:
         """Live read-only view of ``instrument_key``'s resting orders, truthy when any rest.
 
-        The replay driver holds it to skip :meth:`on_trade` / :meth:`on_book` (and the per-trade
-        work) while nothing rests, which is most of the time for taker strategies.
+        The drivers hold it to skip :meth:`on_trade` (and the per-trade work) while nothing
+        rests, which is most of the time for taker strategies. For depth messages use
+        :meth:`book_view`.
         """
         return self._queues[instrument_key].live
+
+    def book_view(self, instrument_key: str) -> Mapping[str, bool]:
+        """Live read-only view, truthy while ``instrument_key`` has resting orders OR holds
+        consumed-liquidity records (liquidity our orders took, :class:`ConsumedLiquidity`).
+
+        The drivers' per-message check: while it is truthy they must call :meth:`on_book` after
+        *every* depth message of the instrument (no netting of messages: a level that went and
+        came back, or fell and grew, between two of our takers is new liquidity); while it is
+        falsy they may skip it. Its truthiness is a plain mapping length (no Python call); its
+        entries (``"resting"``, ``"consumed"``) say which of the two holds.
+        """
+        return self._book_views[instrument_key]
 
     def resting(self, instrument_key: str) -> list[RestingOrder]:
         """Resting orders of an instrument with their queue position (inspection, tests)."""
