@@ -89,7 +89,25 @@ async def test_partial_fill_fault_on_a_gtc_order_rests_the_rest(server, venue):
     gtc = await _buy(venue, 0.004, a0, "gtc", TimeInForce.GTC)
     assert gtc.status is OrderStatus.PARTIALLY_FILLED and gtc.filled_qty == pytest.approx(0.002)
     assert [o.client_order_id for o in await asyncio.wait_for(venue.open_orders(SPOT_KEY), 5)] == ["gtc"]
-    # the fault held nothing back beyond the order itself: an unfaulted IOC finds the rest of a0
+    # what the rest was denied stays out of reach while a0 is unchanged (else the rest itself
+    # would fill from it at the next message): an unfaulted IOC finds nothing at a0 either
     ioc = await _buy(venue, 0.01, a0, "ioc")
-    assert ioc.filled_qty == pytest.approx(0.008)
+    assert ioc.filled_qty == 0.0
+    assert await asyncio.wait_for(venue.cancel_order(SPOT_KEY, "gtc"), 5) is True
+
+
+async def test_a_gtc_rest_does_not_fill_from_the_liquidity_it_was_denied(server, venue):
+    """After the faulted GTC rests, a depth message that leaves the asks as they were (here a
+    bid-only one) must not fill the rest from the same asks as a maker."""
+    server.market.paused = True
+    book = server.market.books[SPOT_KEY]
+    (bid, _), (a0, _) = book.best()
+    _depth(server, [], [(a0, 0.01)])
+    server.faults.partial_fill("gateio-spot", 0.5)
+    gtc = await _buy(venue, 0.004, a0, "gtc", TimeInForce.GTC)
+    assert gtc.filled_qty == pytest.approx(0.002)
+    _depth(server, [(bid - 5, 0.5)], [])
+    await asyncio.sleep(0.3)
+    got = await asyncio.wait_for(venue.get_order(SPOT_KEY, "gtc"), 5)
+    assert got.status is OrderStatus.PARTIALLY_FILLED and got.filled_qty == pytest.approx(0.002)
     assert await asyncio.wait_for(venue.cancel_order(SPOT_KEY, "gtc"), 5) is True

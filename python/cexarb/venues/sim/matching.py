@@ -265,8 +265,17 @@ class ConsumedLiquidity:
         key = (book_side, ticks)
         self._held[key] = self._held.get(key, 0) + lots
 
-    def release_holds(self) -> None:
-        """Drop every :meth:`hold` (the capped order has matched)."""
+    def release_holds(self, keep: bool = False) -> None:
+        """Drop every :meth:`hold` (the capped order has matched). With ``keep`` (a capped GTC
+        order whose rest still crosses the book) the held lots are recorded as taken instead
+        (:meth:`consume`): the rest may not fill from liquidity it was shown on arrival and
+        denied -- a real venue would have matched it -- so, as for what our orders took, that
+        liquidity is ours until the recording changes its level (other orders do not get it
+        either: one record serves every order of the instrument)."""
+        version = self._version
+        if keep and version is not None:  # holds exist only once synced (hold() checks it)
+            for (book_side, ticks), lots in self._held.items():
+                self.consume(version, book_side, ticks, lots)
         self._held.clear()
 
     def taken_qty(self, version: int, book_side: str, ticks: int) -> float:

@@ -689,12 +689,15 @@ class SimServer:
             venue.submit(request)
             return account.order_state(record)
         self._limit_liquidity(venue, request, fault.fraction)
+        rests = False
         try:
             venue.submit(request)  # zero latency on the EagerClock: matched before it returns
+            rests = not account.order_state(record).status.is_terminal  # a GTC rest, crossing
         finally:
-            # the cap was this order's alone: a later order finds everything the book shows
-            # that our orders have not taken (the faulted order's own take stays recorded)
-            venue._consumed[request.instrument.key].release_holds()
+            # an IOC / market order's cap was its alone: a later order finds everything the book
+            # shows that our orders have not taken. A GTC rest keeps what it was denied (else the
+            # next depth message would fill it from those same lots as a maker)
+            venue._consumed[request.instrument.key].release_holds(keep=rests)
         return account.order_state(record)
 
     def http_error_after_execute(self, venue: str, status: int = 503, count: int = 1) -> Fault:
@@ -719,11 +722,12 @@ class SimServer:
         """Partial-fill fault: withhold all but ``fraction`` of the liquidity ``request`` would
         take (:meth:`ConsumedLiquidity.hold`), so the matching core fills that order less.
 
-        Nothing is recorded as consumed: the hold lasts until :meth:`place` releases it once the
-        order has matched, and never past the current book version. Only what the faulted order
-        really took stays ours (:class:`ConsumedLiquidity`); the liquidity withheld from it is
-        there for the next order (and, for a GTC order whose rest still crosses the book, for
-        that rest from the next depth message on)."""
+        Nothing is recorded as consumed here: the hold lasts until :meth:`place` releases it
+        once the order has matched, and never past the current book version. For an IOC or
+        market order only what it really took stays ours (:class:`ConsumedLiquidity`) and the
+        liquidity withheld from it is there for the next order; for a GTC order whose rest
+        still crosses the book the withheld liquidity is recorded as taken, so the rest does
+        not fill from it at the next depth message (only from what the recording adds)."""
         inst = request.instrument
         book = self.market.books[inst.key].book
         consumed = venue._consumed[inst.key]  # the venue's consumed-liquidity record (holds only)
