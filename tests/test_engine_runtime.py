@@ -18,7 +18,7 @@ from typing import Any
 from cexarb import _core
 from cexarb.config import parse_config
 from cexarb.engine import Engine
-from cexarb.model import Fill, Instrument, InstrumentKind, Side
+from cexarb.model import Fill, Instrument, InstrumentKind, Side, TimeInForce
 from cexarb.run_cli import exit_code
 from cexarb.strategy import (
     EndOfData,
@@ -27,7 +27,7 @@ from cexarb.strategy import (
     StrategyParams,
     StrategyType,
 )
-from cexarb.strategy.machine import TimerEvent
+from cexarb.strategy.machine import BookWatch, TimerEvent
 from cexarb.venues.base import BookUpdate, OrderRequest
 
 SPOT, PERP = "gateio-spot:BTC_USDT", "gateio-futures:BTC_USDT"
@@ -290,3 +290,60 @@ async def test_live_start_reports_a_held_position_even_when_open_orders_cannot_b
         await asyncio.wait_for(task, 10)
     assert "open orders could not be read at start (ConnectionError: venue down)" in caplog.text
     assert f"holds a position of -3 {PERP} at start" in caplog.text
+
+
+class TakeAsks(_Base):
+    """Buys 0.05 BTC IOC at the best ask on every book it is given (paper: the simulated venue
+    matches it against the market source's book)."""
+
+    def __init__(self, params: _P) -> None:
+        super().__init__(params)
+        self.orders: list[Any] = []
+
+    async def on_a(self, event: Any) -> None:
+        if isinstance(event, BookUpdate):
+            inst = self.ctx.instrument(SPOT)
+            ask = self.ctx.book(SPOT).best_ask()
+            if ask is not None:
+                self.orders.append(await self.ctx.submit(OrderRequest.create(
+                    inst, Side.BUY, 0.05, price=ask[0], time_in_force=TimeInForce.IOC, tag="take")))
+        elif isinstance(event, EndOfData):
+            self.transition(_S.DONE, EventKind.END_OF_DATA)
+
+
+async def test_paper_liquidity_taken_comes_back_when_the_level_empties_and_refills() -> None:
+    """Paper: an IOC takes the whole best ask level (0.05 BTC); the market then empties that level and a new
+    order refills it, with nothing of ours resting. The paper venue must see each message (the
+    engine hands it every depth message while it holds a record of liquidity taken), so the
+    refill is new liquidity for the next IOC -- not netted away as 'the same 10 BTC, ours'."""
+    strategy = TakeAsks(_P())
+    engine, spot = _engine([strategy], close_timeout_s=1.0)
+    task = await _started(engine)
+    strategy.book_watch = lambda: BookWatch.NONE  # type: ignore[method-assign]  # the test decides
+    book = spot.book(SPOT)
+    book.apply_update([], [(50_000.5, 0.05), (50_001.0, 100.0)], 2, 2)  # 0.05 BTC at the best ask
+
+    async def take() -> Any:
+        before = len(strategy.orders)
+        strategy.book_watch = lambda: BookWatch.TOP  # type: ignore[method-assign]
+        spot.push()
+        for _ in range(200):  # bounded: 2 s
+            if len(strategy.orders) > before and strategy.orders[-1].status.is_terminal:
+                break
+            await asyncio.sleep(0.01)
+        strategy.book_watch = lambda: BookWatch.NONE  # type: ignore[method-assign]
+        assert len(strategy.orders) == before + 1, "the strategy did not order"
+        return strategy.orders[-1]
+
+    first = await take()
+    assert first.filled_qty == 0.05
+    book.apply_update([], [(50_000.5, 0.0)], 3, 3)  # the level empties ...
+    spot.push()
+    await asyncio.sleep(0.05)
+    book.apply_update([], [(50_000.5, 0.05)], 4, 4)  # ... and a new order refills it
+    spot.push()
+    await asyncio.sleep(0.05)
+    second = await take()
+    engine.stop("test done")
+    await asyncio.wait_for(task, 10)
+    assert second.filled_qty == 0.05, second
