@@ -469,9 +469,10 @@ class Engine:
         session's client order ids (``{tag}-{session}-{n}``, :func:`client_order_id_prefix`), so
         such an order could fill into a position nobody hedges or closes. An order is an earlier
         run's when its client order id is ``{tag}-{6 hex session}-{n}`` for a configured
-        strategy's tag and another session; every other order on the account (another client's, a manual one) is
-        counted in the log and left alone. Two processes running the same ``strategy_id`` on one
-        account would cancel each other's orders here: give each its own ``strategy_id``.
+        strategy's tag and another session; every other order on the account (another
+        client's, a manual one) is counted in the log and left alone. Two processes running the
+        same ``strategy_id`` on one account would cancel each other's orders here: give each its
+        own ``strategy_id``.
 
         Each venue's read and each cancel are bounded (10 s); a venue whose open orders cannot be
         read is logged at ERROR and the run goes on.

@@ -31,7 +31,7 @@ from cexarb.risk import RiskPolicy, RiskRejection
 from cexarb.venues.base import OrderRequest, OrderUpdate, PrivateEvent, PrivateVenue
 
 if TYPE_CHECKING:
-    from cexarb.clock import Clock
+    from cexarb.clock import Clock, TimerHandle
     from cexarb.strategy.machine import StrategyContext
 
 __all__ = ["OrderManager"]
@@ -138,10 +138,10 @@ class OrderManager:
         #: :attr:`n_updates_before_fills`
         self.fill_wait_s = 5.0
         self.n_updates_before_fills = 0
-        self._held: dict[str, OrderUpdate] = {}  # client order id -> update waiting for its fills
-        # client order id -> the token of the fill_wait_s timer of its held update: a timer
-        # releases only the hold it was scheduled for, never a later one of the same order
-        self._held_timer: dict[str, object] = {}
+        # client order id -> (the latest update waiting for its fills, the hold's fill_wait_s
+        # timer); a hold released by its fills cancels its timer, so a timer that runs always
+        # belongs to the hold in place
+        self._held: dict[str, tuple[OrderUpdate, TimerHandle]] = {}
         self.n_rejected = 0
         #: fees paid in a third asset (GT, MX, BNB), total per asset: not in the quote PnL
         self.fees_other: dict[str, float] = {}
@@ -332,7 +332,7 @@ class OrderManager:
                 self._apply_fill(event, order.instrument)
                 self._fills_by_order.setdefault(event.client_order_id, []).append(event)
                 held = self._held.get(event.client_order_id)
-                if held is not None and self._booked_qty(event.client_order_id) >= held.filled_qty - _fill_tol(held):
+                if held is not None and self._booked_qty(event.client_order_id) >= held[0].filled_qty - _fill_tol(held[0]):
                     for listener in self._listeners:
                         listener(event)
                     self._release_held(event.client_order_id)
@@ -361,14 +361,14 @@ class OrderManager:
                 # separate channels (Gate spot.orders / spot.usertrades, MEXC orders / deals),
                 # either may come first. Applied once its fills are booked, so an order's status
                 # and the position never disagree (a FILLED order with its position not moved).
-                if coid not in self._held:
-                    token = self._held_timer[coid] = object()
-                    self.clock.schedule(self.clock.now_ns() + int(self.fill_wait_s * 1e9),
-                                        lambda: self._release_held(coid, timed_out=True, token=token))
-                self._held[coid] = event  # the latest state (filled qty only grows)
+                held = self._held.get(coid)
+                timer = held[1] if held is not None else self.clock.schedule(
+                    self.clock.now_ns() + int(self.fill_wait_s * 1e9), lambda: self._release_held(coid, timed_out=True))
+                self._held[coid] = (event, timer)  # the latest state (filled qty only grows)
                 return
-            if self._held.pop(coid, None) is not None:  # an update held before is older than this one
-                del self._held_timer[coid]
+            held = self._held.pop(coid, None)
+            if held is not None:  # an update held before is older than this one
+                held[1].cancel()
             self._apply_update(order, event)
         for listener in self._listeners:
             listener(event)
@@ -383,18 +383,16 @@ class OrderManager:
         """Quantity of the fills booked for the order (instrument units)."""
         return sum(f.qty for f in self._fills_by_order.get(client_order_id, ()))
 
-    def _release_held(self, client_order_id: str, timed_out: bool = False, token: object = None) -> None:
+    def _release_held(self, client_order_id: str, timed_out: bool = False) -> None:
         """Apply the order update held for ``client_order_id`` (if any) and pass it on: its fills
         are booked, or ``fill_wait_s`` passed without them (logged: the position may then be
-        short of the venue's until they arrive). A timer (``timed_out``) passes the ``token`` it
-        was scheduled with and releases only that hold: once it was released, a later hold of
-        the same order waits for its own timer."""
-        if timed_out and self._held_timer.get(client_order_id) is not token:
+        short of the venue's until they arrive). Its timer is cancelled: a later hold of the
+        same order waits its own ``fill_wait_s``."""
+        held = self._held.pop(client_order_id, None)
+        if held is None:
             return
-        event = self._held.pop(client_order_id, None)
-        if event is None:
-            return
-        del self._held_timer[client_order_id]
+        event, timer = held
+        timer.cancel()
         order = self.orders.get(client_order_id) or self._record_inflight(client_order_id)
         if order is None:
             return

@@ -282,7 +282,6 @@ class ConnectorBase(abc.ABC):
         during or after the close -- its outcome unknown -- is not queried: it stays in
         :attr:`unresolved_orders`) and the retry loops stop; the orders of unknown outcome left
         unresolved are logged once at WARNING."""
-        self._closed = True
         await self.aclose_ws_and_tasks()
         await self.aclose_clients()
 
